@@ -1,0 +1,19 @@
+# shellcheck shell=sh
+# Source this file (". scripts/podman-env.sh") before running podman, molecule or the lab
+# playbooks on these machines. It writes a containers.conf with the two settings the VM
+# needs (see shared TESTING.md) and exports CONTAINERS_CONF so that every podman call made
+# by molecule and Ansible's podman connection sees them:
+#   - ulimits: without them crun/runc fail with "setrlimit RLIMIT_NOFILE: Operation not permitted";
+#   - runc:    crun refuses cgroups in hybrid mode.
+PKGSIGN_CONTAINERS_CONF="${PKGSIGN_CONTAINERS_CONF:-${XDG_RUNTIME_DIR:-/tmp}/pkgsign-containers.conf}"
+if [ ! -s "$PKGSIGN_CONTAINERS_CONF" ]; then
+    cat >"$PKGSIGN_CONTAINERS_CONF" <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+CONF
+fi
+CONTAINERS_CONF="$PKGSIGN_CONTAINERS_CONF"
+export CONTAINERS_CONF
