@@ -1,0 +1,655 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pkgsign.signer contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one GnuPG layer of pkgsign.signer.
+
+Both the Ansible modules (through ``plugins/module_utils/_openpgp.py``) and the signing
+service (``files/pkgsign``, where this file is reachable as ``pkgsign._gnupg`` through a
+symlink) run gpg only through this module, so that every invocation gets the same safety
+rules:
+
+* ``--batch`` and ``LC_ALL=C`` always (parsable, never interactive);
+* passphrases and interactive answers travel on pipe file descriptors, never in argv;
+* user-id fields are validated before anything is written into a gpg batch file.
+
+Pure standard library, Python >= 3.8, no Ansible import.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import datetime
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+
+class GpgError(Exception):
+    """gpg failed; ``message`` is one readable line, ``stderr`` the diagnostics."""
+
+    def __init__(self, message, returncode=None, stderr=""):
+        super(GpgError, self).__init__(message)
+        self.message = message
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class KeyNotFound(GpgError):
+    """No key matches the selector."""
+
+
+class BadPassphrase(GpgError):
+    """The passphrase does not unlock the key (or none was given for a protected key)."""
+
+
+class InvalidInput(ValueError):
+    """A parameter was rejected before it reached gpg."""
+
+
+# Algorithms we offer, as gpg spells them for --quick-* commands and batch files.
+ALGORITHMS = {
+    "rsa2048": {"batch": {"Key-Type": "RSA", "Key-Length": "2048"}, "quick": "rsa2048"},
+    "rsa3072": {"batch": {"Key-Type": "RSA", "Key-Length": "3072"}, "quick": "rsa3072"},
+    "rsa4096": {"batch": {"Key-Type": "RSA", "Key-Length": "4096"}, "quick": "rsa4096"},
+    "ed25519": {"batch": {"Key-Type": "EDDSA", "Key-Curve": "ed25519"}, "quick": "ed25519"},
+}
+
+# OpenPGP public-key algorithm ids (RFC 4880 9.1, RFC 6637, RFC 4880bis).
+PUBKEY_ALGORITHM_NAMES = {1: "rsa", 2: "rsa", 3: "rsa", 16: "elg", 17: "dsa", 18: "ecdh", 19: "ecdsa", 22: "eddsa"}
+
+USAGE_LETTERS = {"c": "cert", "s": "sign", "e": "encrypt", "a": "auth"}
+
+MAX_UID_FIELD_LENGTH = 256
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+#=~!$&'*/?^`{|}-]+@[A-Za-z0-9.-]+$")
+_EXPIRES_RE = re.compile(r"^([1-9][0-9]{0,5})([dwmy])$")
+_ISO_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_HEX_RE = re.compile(r"^(0x)?[0-9A-Fa-f]+$")
+
+
+def validate_uid_field(value, field, required=False, max_length=MAX_UID_FIELD_LENGTH):
+    """Return ``value`` if it may go into a user id, else raise InvalidInput.
+
+    Control characters (newline included) would let a value inject lines into a gpg batch
+    file; angle brackets and parentheses would make the user id ambiguous.
+    """
+    if value is None or value == "":
+        if required:
+            raise InvalidInput("%s is required" % field)
+        return value
+    if not isinstance(value, str):
+        raise InvalidInput("%s must be a string" % field)
+    if len(value) > max_length:
+        raise InvalidInput("%s is longer than %d characters" % (field, max_length))
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise InvalidInput("%s must not contain newlines or control characters" % field)
+    if value != value.strip():
+        raise InvalidInput("%s must not start or end with white space" % field)
+    forbidden = "<>()" if field != "email" else "<>() \t"
+    if any(char in forbidden for char in value):
+        raise InvalidInput("%s must not contain any of %s" % (field, " ".join(repr(c) for c in forbidden.strip())))
+    if field == "email" and not _EMAIL_RE.match(value):
+        raise InvalidInput("email %r is not of the form local@domain" % value)
+    return value
+
+
+def validate_algorithm(algorithm):
+    if algorithm not in ALGORITHMS:
+        raise InvalidInput("unsupported algorithm %r (supported: %s)" % (algorithm, ", ".join(sorted(ALGORITHMS))))
+    return algorithm
+
+
+def parse_expires(value):
+    """Normalise an expiry to what gpg accepts: '0', '<n>d|w|m|y' or an ISO date.
+
+    Accepts 0/'0'/'never'/'none', an integer number of days, '<n>d|w|m|y' and 'YYYY-MM-DD'.
+    """
+    if value is None:
+        return "0"
+    if isinstance(value, bool):
+        raise InvalidInput("expires must be 0, never, <n>d|w|m|y or YYYY-MM-DD, not a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidInput("expires must not be negative")
+        return "0" if value == 0 else "%dd" % value
+    text = str(value).strip().lower()
+    if text in ("0", "never", "none", ""):
+        return "0"
+    if text.isdigit():
+        return "%dd" % int(text)
+    if _EXPIRES_RE.match(text):
+        return text
+    if _ISO_DATE_RE.match(text):
+        try:
+            datetime.date.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput("expires %r is not a valid date" % value)
+        return text
+    raise InvalidInput("expires %r is not 0, never, <n>d|w|m|y or YYYY-MM-DD" % value)
+
+
+def expires_to_epoch(value, now=None):
+    """The absolute expiry (epoch seconds) that ``parse_expires(value)`` means, None for never.
+
+    Months count as 30 days and years as 365 days, the way gpg counts them.
+    """
+    spec = parse_expires(value)
+    if spec == "0":
+        return None
+    now = int(time.time()) if now is None else int(now)
+    if _ISO_DATE_RE.match(spec):
+        day = datetime.datetime.strptime(spec, "%Y-%m-%d").replace(tzinfo=datetime.timezone.utc)
+        return int(day.timestamp())
+    count, unit = int(spec[:-1]), spec[-1]
+    return now + count * {"d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}[unit]
+
+
+def _unescape_colons(text):
+    # --with-colons escapes ':' and other specials as \xNN.
+    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
+
+
+def _timestamp(field):
+    if not field:
+        return None
+    if field.isdigit():
+        return int(field)
+    try:  # ISO 8601 basic form, used by some gpg versions
+        return int(datetime.datetime.strptime(field, "%Y%m%dT%H%M%S").replace(tzinfo=datetime.timezone.utc).timestamp())
+    except ValueError:
+        return None
+
+
+class Subkey:
+    """A primary key or subkey as gpg lists it."""
+
+    def __init__(self, record):
+        fields = record + [""] * (20 - len(record))
+        self.record_type = fields[0]
+        self.validity = fields[1]
+        self.length = int(fields[2]) if fields[2].isdigit() else 0
+        self.pubkey_algo = int(fields[3]) if fields[3].isdigit() else 0
+        self.key_id = fields[4]
+        self.created = _timestamp(fields[5])
+        self.expires = _timestamp(fields[6])
+        self.capabilities = fields[11]
+        self.curve = fields[16]
+        self.token = fields[14]  # secret listings: '#' = stub only, '+' or a serial = present
+        self.fingerprint = ""
+        self.keygrip = ""
+        self.secret_present = None  # filled from the secret listing
+
+    @property
+    def algorithm(self):
+        family = PUBKEY_ALGORITHM_NAMES.get(self.pubkey_algo, str(self.pubkey_algo))
+        if family in ("rsa", "dsa", "elg"):
+            return "%s%d" % (family, self.length)
+        return self.curve or family
+
+    @property
+    def revoked(self):
+        return self.validity == "r"
+
+    @property
+    def expired(self):
+        return self.validity == "e" or (self.expires is not None and self.expires <= time.time())
+
+    @property
+    def usage(self):
+        # Lower-case letters are this (sub)key's own capabilities.
+        return sorted(USAGE_LETTERS[c] for c in set(self.capabilities) if c in USAGE_LETTERS)
+
+    @property
+    def usable(self):
+        return not (self.revoked or self.expired or "D" in self.capabilities)
+
+    def as_dict(self):
+        return {
+            "fingerprint": self.fingerprint,
+            "key_id": self.key_id,
+            "algorithm": self.algorithm,
+            "length": self.length,
+            "created": self.created,
+            "expires": self.expires,
+            "revoked": self.revoked,
+            "expired": self.expired,
+            "usage": self.usage,
+            "keygrip": self.keygrip,
+            "secret_present": bool(self.secret_present),
+        }
+
+
+class Key(Subkey):
+    """A primary key with its user ids and subkeys."""
+
+    def __init__(self, record):
+        super(Key, self).__init__(record)
+        self.uids = []
+        self.subkeys = []
+
+    @property
+    def emails(self):
+        found = []
+        for uid in self.uids:
+            match = re.search(r"<([^<>]*)>\s*$", uid)
+            if match:
+                found.append(match.group(1))
+        return found
+
+    def matches(self, selector):
+        """True when ``selector`` names this key: fingerprint, key id (long/short) or uid email."""
+        if not selector:
+            return False
+        wanted = selector.strip()
+        if wanted.startswith("<") and wanted.endswith(">"):
+            wanted = wanted[1:-1]
+        if "@" in wanted:
+            return wanted.lower() in (email.lower() for email in self.emails)
+        wanted = wanted.upper().replace(" ", "")
+        if wanted.startswith("0X"):
+            wanted = wanted[2:]
+        wanted = wanted.rstrip("!")
+        for key in [self] + self.subkeys:
+            if wanted and (key.fingerprint.upper() == wanted or key.fingerprint.upper().endswith(wanted) and len(wanted) in (8, 16)):
+                return True
+        return False
+
+    def signing_subkeys(self, usable_only=True):
+        return [sub for sub in self.subkeys if "sign" in sub.usage and (sub.usable or not usable_only)]
+
+    def as_dict(self):
+        data = super(Key, self).as_dict()
+        data["uids"] = list(self.uids)
+        data["secret_primary_present"] = bool(self.secret_present)
+        data["subkeys"] = [sub.as_dict() for sub in self.subkeys]
+        return data
+
+
+def parse_colons(text):
+    """Parse ``--with-colons --with-fingerprint --with-keygrip`` output into Key objects."""
+    keys = []
+    current = None
+    last = None
+    for line in text.splitlines():
+        record = line.split(":")
+        kind = record[0]
+        if kind in ("pub", "sec"):
+            current = Key(record)
+            keys.append(current)
+            last = current
+        elif kind in ("sub", "ssb") and current is not None:
+            last = Subkey(record)
+            current.subkeys.append(last)
+        elif kind == "fpr" and last is not None and not last.fingerprint:
+            last.fingerprint = record[9]
+        elif kind == "grp" and last is not None and not last.keygrip:
+            last.keygrip = record[9]
+        elif kind == "uid" and current is not None:
+            if record[1] != "r":
+                current.uids.append(_unescape_colons(record[9]))
+    return keys
+
+
+class Result:
+    def __init__(self, returncode, stdout, stderr, status):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.status = status
+
+    def status_lines(self, keyword):
+        """Arguments of every ``[GNUPG:] KEYWORD ...`` status line."""
+        return [line.split()[1:] for line in self.status if line.split()[:1] == [keyword]]
+
+
+def _pipe_with(data):
+    """A pipe's read end pre-filled with ``data`` (small: passphrases, answers)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, data)
+    finally:
+        os.close(write_fd)
+    return read_fd
+
+
+class GnuPG:
+    """A GnuPG home directory and the gpg operations pkgsign needs on it."""
+
+    def __init__(self, homedir, binary="gpg", create=True):
+        self.homedir = os.path.abspath(os.path.expanduser(homedir))
+        self.binary = binary
+        if create:
+            ensure_private_dir(self.homedir)
+        elif not os.path.isdir(self.homedir):
+            raise GpgError("GnuPG home %s does not exist" % self.homedir)
+
+    # -- running gpg -------------------------------------------------------------------
+
+    def environment(self):
+        env = dict(os.environ)
+        env["LC_ALL"] = "C"
+        env["LANG"] = "C"
+        env["GNUPGHOME"] = self.homedir
+        env.pop("GPG_AGENT_INFO", None)
+        return env
+
+    def run(self, args, input=None, passphrase=None, command_input=None, check=True, timeout=None):  # pylint: disable=redefined-builtin
+        """Run gpg with ``args``; status lines go to stderr and are split out.
+
+        ``passphrase`` (str) is given on a pipe fd with loopback pinentry;
+        ``command_input`` (list of answers) on a pipe fd as ``--command-fd``.
+        """
+        fds = []
+        argv = [self.binary, "--homedir", self.homedir, "--batch", "--no-tty", "--status-fd", "2",
+                "--pinentry-mode", "loopback"]
+        try:
+            if passphrase is not None:
+                fd = _pipe_with(passphrase.encode("utf-8") + b"\n")
+                fds.append(fd)
+                argv += ["--passphrase-fd", str(fd)]
+            if command_input is not None:
+                fd = _pipe_with("".join(answer + "\n" for answer in command_input).encode("utf-8"))
+                fds.append(fd)
+                argv += ["--command-fd", str(fd)]
+            argv += list(args)
+            proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=self.environment(), pass_fds=fds, timeout=timeout, check=False)
+        except OSError as exc:
+            raise GpgError("cannot run %s: %s" % (self.binary, exc))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        status, messages = [], []
+        for line in proc.stderr.decode("utf-8", "replace").splitlines():
+            if line.startswith("[GNUPG:] "):
+                status.append(line[len("[GNUPG:] "):])
+            else:
+                messages.append(line)
+        result = Result(proc.returncode, proc.stdout, "\n".join(messages), status)
+        if check and proc.returncode != 0:
+            raise self._error(result, args)
+        return result
+
+    @staticmethod
+    def _error(result, args):
+        operation = next((a for a in args if a.startswith("--") and a not in ("--yes", "--armor")), "gpg")
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        detail = lines[-1] if lines else "exit status %s" % result.returncode
+        if detail.startswith("gpg: "):
+            detail = detail[5:]
+        text = result.stderr.lower() + " " + " ".join(result.status).lower()
+        if "bad passphrase" in text or "bad_passphrase" in text or "no passphrase given" in text \
+                or "missing_passphrase" in text:
+            return BadPassphrase("wrong or missing passphrase (%s)" % operation.lstrip("-"), result.returncode, result.stderr)
+        if "no public key" in text or "not found" in text or "no secret key" in text or "no_pubkey" in text:
+            return KeyNotFound("key not found (%s): %s" % (operation.lstrip("-"), detail), result.returncode, result.stderr)
+        return GpgError("gpg %s failed: %s" % (operation.lstrip("-"), detail), result.returncode, result.stderr)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list_keys(self, secret=False, selector=None):
+        """Every public key (or only those with secret material) with secret presence filled in."""
+        listing = ["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--with-fingerprint",
+                   "--with-keygrip"]
+        public = parse_colons(self.run(listing + ["--list-keys"]).stdout.decode("utf-8", "replace"))
+        secrets = parse_colons(self.run(listing + ["--list-secret-keys"]).stdout.decode("utf-8", "replace"))
+        # A '#' token field means only a stub (gpg shows it as sec# / ssb#).
+        present = {}
+        for key in secrets:
+            for part in [key] + key.subkeys:
+                present[part.fingerprint] = _secret_available(part)
+        for key in public:
+            for part in [key] + key.subkeys:
+                part.secret_present = present.get(part.fingerprint, False)
+        if secret:
+            public = [key for key in public if key.fingerprint in present]
+        if selector is not None:
+            public = [key for key in public if key.matches(selector)]
+        return public
+
+    def find_key(self, selector, secret=False):
+        """The one key ``selector`` names, or None; more than one match is an error."""
+        found = self.list_keys(secret=secret, selector=selector)
+        if len(found) > 1:
+            raise GpgError("%r matches %d keys; use a fingerprint" % (selector, len(found)))
+        return found[0] if found else None
+
+    def get_key(self, selector, secret=False):
+        key = self.find_key(selector, secret=secret)
+        if key is None:
+            raise KeyNotFound("no %skey matches %r in %s" % ("secret " if secret else "", selector, self.homedir))
+        return key
+
+    def keys_expiring_within(self, days, now=None, subkeys=True):
+        """Keys (with secret material) whose primary, or a subkey, expires within ``days`` days."""
+        limit = (time.time() if now is None else now) + days * 86400
+        found = []
+        for key in self.list_keys(secret=True):
+            if key.revoked:
+                continue
+            parts = [key] + ([sub for sub in key.subkeys if not sub.revoked] if subkeys else [])
+            if any(part.expires is not None and part.expires <= limit for part in parts):
+                found.append(key)
+        return found
+
+    def agent_socket(self):
+        proc = subprocess.run(["gpgconf", "--list-dirs", "agent-socket"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=self.environment(), check=False)
+        if proc.returncode != 0:
+            raise GpgError("gpgconf cannot tell the agent socket: %s" % proc.stderr.decode("utf-8", "replace").strip())
+        return proc.stdout.decode("utf-8").strip()
+
+    def launch_agent(self):
+        subprocess.run(["gpgconf", "--launch", "gpg-agent"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=self.environment(), check=False)
+
+    def kill_agent(self):
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=self.environment(), check=False)
+
+    # -- key generation ----------------------------------------------------------------
+
+    def generate_key(self, name, email, comment=None, algorithm="rsa4096", usage=("cert", "sign"),
+                     expires="0", passphrase=None):
+        """Create a primary key from a validated batch file; returns its fingerprint."""
+        validate_uid_field(name, "name", required=True)
+        validate_uid_field(email, "email", required=True)
+        validate_uid_field(comment, "comment")
+        validate_algorithm(algorithm)
+        expiry = parse_expires(expires)
+        usage = _validate_usage(usage, ("cert", "sign", "auth"))
+        if passphrase is not None and ("\n" in passphrase or "\r" in passphrase):
+            raise InvalidInput("passphrase must not contain newlines")
+        lines = ["%s: %s" % item for item in ALGORITHMS[algorithm]["batch"].items()]
+        lines.append("Key-Usage: %s" % ",".join(usage))
+        lines.append("Name-Real: %s" % name)
+        if comment:
+            lines.append("Name-Comment: %s" % comment)
+        lines.append("Name-Email: %s" % email)
+        lines.append("Expire-Date: %s" % expiry)
+        if passphrase:
+            lines.append("Passphrase: %s" % passphrase)
+        else:
+            lines.append("%no-protection")
+        lines.append("%commit")
+        batch = ("\n".join(lines) + "\n").encode("utf-8")
+        # The batch file goes on stdin: it may carry the passphrase.
+        result = self.run(["--gen-key"], input=batch)
+        created = [args[1] for args in result.status_lines("KEY_CREATED") if len(args) > 1]
+        if not created:
+            raise GpgError("gpg did not report a created key: %s" % result.stderr.strip().splitlines()[-1:])
+        return created[0]
+
+    def add_subkey(self, fingerprint, algorithm="rsa4096", usage="sign", expires="0", passphrase=None):
+        """Add a subkey to the primary ``fingerprint``; returns the subkey's fingerprint."""
+        validate_algorithm(algorithm)
+        _validate_usage([usage], ("sign", "encrypt", "auth"))
+        quick = ALGORITHMS[algorithm]["quick"]
+        if usage == "encrypt" and algorithm == "ed25519":
+            quick = "cv25519"  # the encryption half of the 25519 family
+        result = self.run(["--quick-add-key", fingerprint, quick, usage, parse_expires(expires)],
+                          passphrase=passphrase if passphrase is not None else "")
+        created = [args[1] for args in result.status_lines("KEY_CREATED") if len(args) > 1]
+        if not created:
+            raise GpgError("gpg did not report the created subkey")
+        return created[0]
+
+    def set_expire(self, fingerprint, expires, subkeys=None, passphrase=None):
+        """Set the expiry of the primary, or of ``subkeys`` (list of fingerprints, or ['*'])."""
+        args = ["--quick-set-expire", fingerprint, parse_expires(expires)]
+        if subkeys:
+            args += list(subkeys)
+        self.run(args, passphrase=passphrase if passphrase is not None else "")
+
+    def delete_key(self, fingerprint, secret=True):
+        """Delete a key (its secret part too when present); needs a full fingerprint."""
+        key = self.get_key(fingerprint)
+        if secret and any(part.secret_present is not False for part in [key] + key.subkeys) \
+                and fingerprint in [k.fingerprint for k in self.list_keys(secret=True)]:
+            self.run(["--yes", "--delete-secret-and-public-key", key.fingerprint])
+        else:
+            self.run(["--yes", "--delete-keys", key.fingerprint])
+
+    # -- import / export -----------------------------------------------------------------
+
+    def export_public(self, selectors, armor=True, minimal=False):
+        args = ["--armor"] if armor else []
+        if minimal:
+            args += ["--export-options", "export-clean,export-minimal"]
+        data = self.run(args + ["--export"] + _as_list(selectors)).stdout
+        if not data:
+            raise KeyNotFound("nothing to export for %s" % ", ".join(_as_list(selectors)))
+        return data
+
+    def export_secret_subkeys(self, subkey_fingerprints, armor=True, passphrase=None):
+        """Export only the named subkeys' secret parts (the primary stays a stub)."""
+        args = ["--armor"] if armor else []
+        names = [fpr if fpr.endswith("!") else fpr + "!" for fpr in _as_list(subkey_fingerprints)]
+        data = self.run(args + ["--export-secret-subkeys"] + names,
+                        passphrase=passphrase if passphrase is not None else "").stdout
+        if not data:
+            raise KeyNotFound("no secret subkey to export for %s" % ", ".join(names))
+        return data
+
+    def import_keys(self, data):
+        """Import key material; returns the fingerprints gpg reports as imported or unchanged."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        result = self.run(["--import"], input=data, check=False)
+        fingerprints = []
+        for args in result.status_lines("IMPORT_OK"):
+            if len(args) > 1 and args[1] not in fingerprints:
+                fingerprints.append(args[1])
+        if result.returncode != 0 and not fingerprints:
+            raise self._error(result, ["--import"])
+        return fingerprints
+
+    # -- signing -------------------------------------------------------------------------
+
+    def sign(self, data, keys, mode="detached", armor=True, digest_algo="SHA256", passphrase=None):
+        """Sign ``data`` (bytes) with every key in ``keys``: one output carrying each signature."""
+        if mode not in ("detached", "clearsign", "inline"):
+            raise InvalidInput("mode must be detached, clearsign or inline")
+        args = ["--digest-algo", digest_algo]
+        for key in _as_list(keys):
+            args += ["--local-user", key]
+        if armor or mode == "clearsign":
+            args.append("--armor")
+        args.append({"detached": "--detach-sign", "clearsign": "--clearsign", "inline": "--sign"}[mode])
+        return self.run(args, input=data, passphrase=passphrase if passphrase is not None else "").stdout
+
+    def verify(self, signature_path, data_path=None):
+        """Verify a signature; returns the fingerprints of the primary keys of valid signatures."""
+        args = ["--verify", signature_path] + ([data_path] if data_path else [])
+        result = self.run(args, check=False)
+        valid = [a[-1] for a in result.status_lines("VALIDSIG") if a]
+        if result.returncode != 0 or not valid:
+            raise GpgError("signature does not verify: %s" % (result.stderr.strip().splitlines() or ["no signature"])[-1],
+                           result.returncode, result.stderr)
+        return valid
+
+
+def _secret_available(part):
+    # Field 15 of a sec/ssb record: '#' = stub (no secret), '+' or a card serial = present.
+    return part.token != "#"
+
+
+def _validate_usage(usage, allowed):
+    usage = list(usage)
+    for item in usage:
+        if item not in allowed:
+            raise InvalidInput("usage %r is not one of %s" % (item, ", ".join(allowed)))
+    return usage
+
+
+def _as_list(value):
+    return [value] if isinstance(value, str) else list(value)
+
+
+def ensure_private_dir(path):
+    """Create ``path`` as 0700 (parents too) or tighten an existing one to 0700."""
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o700)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def write_private_file(path, data):
+    """Write ``data`` atomically as a 0600 file (the temporary file is 0600 from the start)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def shred_tree(path):
+    """Overwrite every regular file under ``path`` with zeros, then remove the tree.
+
+    Best effort on journaling or copy-on-write file systems, as shred(1) warns; it still
+    keeps unencrypted key material from lingering in plain files.
+    """
+    if not os.path.exists(path):
+        return
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                if os.path.islink(full) or not os.path.isfile(full):
+                    continue
+                size = os.path.getsize(full)
+                with open(full, "r+b") as handle:
+                    handle.write(b"\0" * size)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class TemporaryGnuPG:
+    """A throw-away GnuPG home (0700) whose agent is stopped and files shredded on exit."""
+
+    def __init__(self, prefix="pkgsign-gnupg-", base=None):
+        self.path = tempfile.mkdtemp(prefix=prefix, dir=base)
+        self.gpg = GnuPG(self.path)
+
+    def __enter__(self):
+        return self.gpg
+
+    def __exit__(self, *exc):
+        self.gpg.kill_agent()
+        shred_tree(self.path)
+        return False
