@@ -336,15 +336,18 @@ class GnuPG:
         env.pop("GPG_AGENT_INFO", None)
         return env
 
-    def run(self, args, input=None, passphrase=None, command_input=None, check=True, timeout=None):  # pylint: disable=redefined-builtin
+    def run(self, args, input=None, passphrase=None, command_input=None, check=True, timeout=None,  # pylint: disable=redefined-builtin
+            batch=True):
         """Run gpg with ``args``; status lines go to stderr and are split out.
 
         ``passphrase`` (str) is given on a pipe fd with loopback pinentry;
         ``command_input`` (list of answers) on a pipe fd as ``--command-fd``.
+        ``batch=False`` only for the one command gpg refuses in batch mode (--gen-revoke):
+        it still never prompts, since ``--no-tty`` plus ``--command-fd`` answer everything.
         """
         fds = []
-        argv = [self.binary, "--homedir", self.homedir, "--batch", "--no-tty", "--status-fd", "2",
-                "--pinentry-mode", "loopback"]
+        argv = [self.binary, "--homedir", self.homedir] + (["--batch"] if batch else []) + [
+            "--no-tty", "--status-fd", "2", "--pinentry-mode", "loopback"]
         try:
             if passphrase is not None:
                 fd = _pipe_with(passphrase.encode("utf-8") + b"\n")
@@ -571,6 +574,152 @@ class GnuPG:
                            result.returncode, result.stderr)
         return valid
 
+
+    # -- lifecycle operations of the key modules (openpgp_*) ------------------------------
+
+    def _agent_command(self, *commands):
+        """Lines of gpg-connect-agent's answer; no agent is started just to be asked."""
+        proc = subprocess.run(["gpg-connect-agent", "--homedir", self.homedir, "--no-autostart"] + list(commands) + ["/bye"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.environment(), check=False)
+        return proc.stdout.decode("utf-8", "replace").splitlines()
+
+    def forget_passphrases(self):
+        """Flush the agent's passphrase cache: a wrong passphrase must fail, not be rescued by the cache."""
+        self._agent_command("RELOADAGENT")
+
+    def secret_protection(self):
+        """``{keygrip: 'protected'|'clear'|'unknown'}`` for every secret key the agent holds."""
+        self.launch_agent()
+        found = {}
+        for line in self._agent_command("KEYINFO --list"):
+            fields = line.split()
+            # S KEYINFO <keygrip> <type> <serialno> <idstr> <cached> <protection> ...
+            if len(fields) > 7 and fields[:2] == ["S", "KEYINFO"]:
+                found[fields[2]] = {"P": "protected", "C": "clear"}.get(fields[7], "unknown")
+        return found
+
+    def change_passphrase(self, fingerprint, old_passphrase, new_passphrase):
+        """Change (or with an empty new one, remove) the passphrase of every secret part of a key.
+
+        Both passphrases go through the command fd: the agent asks for the old one, then the new.
+        """
+        for value in (old_passphrase, new_passphrase):
+            if value and ("\n" in value or "\r" in value):
+                raise InvalidInput("passphrase must not contain newlines")
+        self.forget_passphrases()
+        self.run(["--change-passphrase", fingerprint], command_input=[old_passphrase or "", new_passphrase or ""])
+        self.forget_passphrases()
+
+    def generate_revocation(self, fingerprint, reason="compromised", description="", passphrase=None):
+        """An armored revocation certificate for the primary ``fingerprint``.
+
+        gpg refuses --gen-revoke in batch mode; every question is answered on the command fd.
+        """
+        if reason not in REVOCATION_REASONS:
+            raise InvalidInput("reason must be one of %s" % ", ".join(REVOCATION_REASONS))
+        lines = [line.strip() for line in (description or "").splitlines() if line.strip()]
+        for line in lines:
+            if any(ord(char) < 0x20 or ord(char) == 0x7F for char in line):
+                raise InvalidInput("description must not contain control characters")
+        # gpg's menu numbers: 0 no reason, 1 compromised, 2 superseded, 3 no longer used.
+        answers = ["y", REVOCATION_REASONS[reason]["menu"]] + lines + ["", "y"]
+        self.forget_passphrases()
+        result = self.run(["--armor", "--gen-revoke", fingerprint], input=b"", command_input=answers,
+                          passphrase=passphrase if passphrase is not None else "", batch=False)
+        self.forget_passphrases()
+        if b"BEGIN PGP" not in result.stdout:
+            raise GpgError("gpg did not produce a revocation certificate: %s" % (result.stderr.strip().splitlines() or [""])[-1])
+        return result.stdout
+
+    def revocation_details(self, data):
+        """``{"issuer": fpr, "reason": name, "description": text}`` of a revocation certificate, or None."""
+        result = self.run(["--list-packets"], input=data, check=False)
+        text = result.stdout.decode("utf-8", "replace")
+        if "sigclass 0x20" not in text:
+            return None
+        issuer = re.search(r"issuer fpr v4 ([0-9A-F]{40})", text)
+        reason = re.search(r"revocation reason 0x([0-9a-f]{2}) \((.*)\)\)\s*$", text, re.MULTILINE) \
+            or re.search(r"revocation reason 0x([0-9a-f]{2})", text)
+        code = int(reason.group(1), 16) if reason else 0
+        names = dict((value["code"], name) for name, value in REVOCATION_REASONS.items())
+        return {
+            "issuer": issuer.group(1) if issuer else None,
+            "reason": names.get(code, "unspecified"),
+            "description": reason.group(2).replace("\\n", "\n") if reason and reason.lastindex == 2 else "",
+        }
+
+    def certify(self, fingerprint, signer, uids=None, exportable=True, passphrase=None):
+        """Certify the user ids of ``fingerprint`` (all when ``uids`` is empty) with the key ``signer``."""
+        command = "--quick-sign-key" if exportable else "--quick-lsign-key"
+        self.forget_passphrases()
+        self.run(["--local-user", signer, command, fingerprint] + list(uids or []),
+                 passphrase=passphrase if passphrase is not None else "")
+        self.forget_passphrases()
+
+    def list_signatures(self, fingerprint):
+        """``{uid: [{"issuer": fpr or key id, "class": "10x", "revocation": bool}]}`` of a key's user ids."""
+        out = self.run(["--with-colons", "--fixed-list-mode", "--list-sigs", fingerprint]).stdout.decode("utf-8", "replace")
+        found, uid = {}, None
+        for line in out.splitlines():
+            record = line.split(":") + [""] * 20
+            if record[0] in ("sub", "pub"):
+                uid = None
+            elif record[0] == "uid":
+                uid = _unescape_colons(record[9]) if record[1] != "r" else None
+                if uid is not None:
+                    found.setdefault(uid, [])
+            elif record[0] in ("sig", "rev") and uid is not None:
+                found[uid].append({"issuer": record[12] or record[4], "class": record[10],
+                                   "revocation": record[0] == "rev"})
+        return found
+
+    def delete_subkey(self, subkey_fingerprint):
+        """Delete one subkey (public and secret part) from this keyring."""
+        self.run(["--yes", "--delete-secret-and-public-keys", subkey_fingerprint.rstrip("!") + "!"])
+
+    def show_keys(self, data):
+        """The keys in ``data`` (bytes) as Key objects, without importing them."""
+        out = self.run(["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--with-fingerprint",
+                        "--import-options", "show-only", "--import"], input=data).stdout
+        # Secret presence is not filled in: show-only reports it for this keyring, not for ``data``.
+        return parse_colons(out.decode("utf-8", "replace"))
+
+    def import_with_counts(self, data):
+        """Import ``data``; returns (fingerprints, counts) with gpg's IMPORT_RES counters by name."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        result = self.run(["--import"], input=data, check=False)
+        fingerprints = []
+        for args in result.status_lines("IMPORT_OK"):
+            if len(args) > 1 and args[1] not in fingerprints:
+                fingerprints.append(args[1])
+        counts = {}
+        for args in result.status_lines("IMPORT_RES"):
+            counts = dict(zip(IMPORT_RES_FIELDS, [int(a) for a in args if a.isdigit()]))
+        if result.returncode != 0 and not fingerprints:
+            raise self._error(result, ["--import"])
+        return fingerprints, counts
+
+    def decrypt_clearsigned(self, data):
+        """(text, fingerprints of valid signers' primaries) of a clearsigned message."""
+        result = self.run(["--decrypt"], input=data, check=False)
+        valid = [a[-1] for a in result.status_lines("VALIDSIG") if a]
+        if result.returncode != 0 or not valid:
+            raise GpgError("signature does not verify: %s" % (result.stderr.strip().splitlines() or ["no signature"])[-1],
+                           result.returncode, result.stderr)
+        return result.stdout, valid
+
+
+REVOCATION_REASONS = {
+    "unspecified": {"menu": "0", "code": 0},
+    "compromised": {"menu": "1", "code": 2},
+    "superseded": {"menu": "2", "code": 1},
+    "retired": {"menu": "3", "code": 3},
+}
+
+IMPORT_RES_FIELDS = ("count", "no_user_id", "imported", "imported_rsa", "unchanged", "n_uids", "n_subk", "n_sigs",
+                     "n_revoc", "sec_read", "sec_imported", "sec_dups", "skipped_new_keys", "not_imported",
+                     "skipped_v3_keys")
 
 def _secret_available(part):
     # Field 15 of a sec/ssb record: '#' = stub (no secret), '+' or a card serial = present.
