@@ -802,3 +802,38 @@ class TemporaryGnuPG:
         self.gpg.kill_agent()
         shred_tree(self.path)
         return False
+
+
+def find_keys_by(gpg, selector, secret=False):
+    """Keys matching ``selector``, asking gpg for that selector only.
+
+    Unlike ``GnuPG.list_keys`` this never lists the whole keyring, so its cost stays flat with
+    thousands of keys (the signing service's per-project keyrings). ``secret_present`` is filled
+    in; with ``secret=True`` only keys whose primary secret part is present are returned.
+    """
+    listing = ["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--with-fingerprint",
+               "--with-keygrip"]
+
+    def listed(command):
+        result = gpg.run(listing + [command, "--", selector], check=False)
+        return parse_colons(result.stdout.decode("utf-8", "replace")) if result.returncode == 0 else []
+
+    public = listed("--list-keys")
+    present = {}
+    for key in listed("--list-secret-keys"):
+        for part in [key] + key.subkeys:
+            present[part.fingerprint] = _secret_available(part)
+    for key in public:
+        for part in [key] + key.subkeys:
+            part.secret_present = present.get(part.fingerprint, False)
+    if secret:
+        public = [key for key in public if key.secret_present]
+    return public
+
+
+def find_secret_key_by(gpg, selector):
+    """The one key with secret material that ``selector`` names, or None (see find_keys_by)."""
+    found = find_keys_by(gpg, selector, secret=True)
+    if len(found) > 1:
+        raise GpgError("%r matches %d keys; use a fingerprint" % (selector, len(found)))
+    return found[0] if found else None
