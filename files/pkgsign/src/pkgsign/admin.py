@@ -1,0 +1,335 @@
+"""pkgsign-admin: set up, serve and maintain a pkgsign instance."""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from . import _gnupg
+from .config import ConfigError, load_config, parse_duration
+from .tokens import SCOPES, TokenFileError, add_token, read_tokens, revoke_token
+
+DEFAULT_BIND = "127.0.0.1:5003"
+
+
+class AdminError(Exception):
+    pass
+
+
+def _say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- init --------------------------------------------------------------------------------
+
+CONFIG_TEMPLATE = """\
+# pkgsign service configuration (keys documented in files/pkgsign/README.md).
+[server]
+state_dir = {dir}
+gnupg_home = {dir}/gnupg
+phrases_dir = {dir}/phrases
+tokens_file = {dir}/tokens.json
+audit_log = {dir}/audit.log
+log_level = INFO
+
+[keygen]
+algorithm = {algorithm}
+expire = 0
+# Client networks allowed to call POST /gen_key without a token (copr-keygen's model):
+allow_without_token_from =
+
+[signing]
+default_digest = sha256
+allow_sha1 = no
+
+[rate_limit]
+default = 600/60
+
+[aliases]
+"""
+
+
+def cmd_init(args):
+    directory = os.path.abspath(args.dir)
+    config_path = os.path.join(directory, "pkgsign.conf")
+    if os.path.exists(config_path) and not args.force:
+        raise AdminError("%s exists (use --force to overwrite the instance's config and client token)" % config_path)
+    _gnupg.ensure_private_dir(directory)
+    for sub in ("gnupg", "phrases"):
+        _gnupg.ensure_private_dir(os.path.join(directory, sub))
+    _gnupg.write_private_file(config_path, CONFIG_TEMPLATE.format(dir=directory, algorithm=args.algorithm).encode())
+    config = load_config(config_path)
+    secret = add_token(config.tokens_file, "client", ["sign", "keygen"], ["*"], replace=True)
+    token_path = os.path.join(directory, "client.token")
+    _gnupg.write_private_file(token_path, (secret + "\n").encode())
+    server = args.server or "http://%s" % DEFAULT_BIND
+    _gnupg.write_private_file(os.path.join(directory, "sign.conf"),
+                              ("server: %s\ntoken_file: %s\nhash: sha256\n" % (server, token_path)).encode())
+    print("created %s\n  serve:  pkgsign-admin serve --config %s --bind %s\n  client: SIGN_CONF=%s sign -t"
+          % (directory, config_path, DEFAULT_BIND, os.path.join(directory, "sign.conf")))
+
+
+# -- serve -------------------------------------------------------------------------------
+
+def cmd_serve(args):
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    from .app import create_app
+
+    host, _, port = args.bind.rpartition(":")
+    if not host or not port.isdigit():
+        raise AdminError("--bind must be HOST:PORT")
+    config = load_config(args.config)
+    app = create_app(config)
+
+    class KeepAliveHandler(WSGIRequestHandler):
+        # HTTP/1.1 keeps the client's connection open between prepare and sign.
+        protocol_version = "HTTP/1.1"
+
+        def log_request(self, code="-", size="-"):
+            if args.access_log:
+                super().log_request(code, size)
+
+    server = make_server(host.strip("[]"), int(port), app, threaded=True, request_handler=KeepAliveHandler)
+    server.daemon_threads = True
+    print("pkgsign: serving on http://%s:%d" % (host, server.server_port), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.extensions["pkgsign"].agent.close()
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+def _split(text):
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _read_secret_from_stdin():
+    secret = sys.stdin.readline().strip()
+    if not secret:
+        raise AdminError("no token secret on standard input")
+    return secret
+
+
+def cmd_token_add(args, replace=False):
+    config = load_config(args.config)
+    secret = _read_secret_from_stdin() if args.stdin else None
+    created = add_token(config.tokens_file, args.id, _split(args.scopes), _split(args.keys), secret=secret,
+                        rate=args.rate, replace=replace or args.replace)
+    if not args.stdin:
+        print(created)  # shown once; only its hash is stored
+    _say("token %s %s" % (args.id, "rotated" if (replace or args.replace) else "added"))
+
+
+def cmd_token_rotate(args):
+    config = load_config(args.config)
+    entry = read_tokens(config.tokens_file).get(args.id)
+    if entry is None:
+        raise AdminError("no token %r" % args.id)
+    args.scopes = ",".join(entry.get("scopes", []))
+    args.keys = ",".join(entry.get("keys", []))
+    args.rate = entry.get("rate")
+    cmd_token_add(args, replace=True)
+
+
+def cmd_token_revoke(args):
+    config = load_config(args.config)
+    revoke_token(config.tokens_file, args.id)
+    _say("token %s revoked" % args.id)
+
+
+def cmd_token_list(args):
+    config = load_config(args.config)
+    tokens = read_tokens(config.tokens_file)
+    if args.json:
+        print(json.dumps({tid: {k: v for k, v in e.items() if k != "sha256"} for tid, e in tokens.items()},
+                         indent=1, sort_keys=True))
+        return
+    print("%-24s %-20s %-30s %-10s %s" % ("ID", "SCOPES", "KEYS", "RATE", "STATE"))
+    for token_id, entry in sorted(tokens.items()):
+        print("%-24s %-20s %-30s %-10s %s" % (token_id, ",".join(entry.get("scopes", [])),
+                                               ",".join(entry.get("keys", [])), entry.get("rate", "default"),
+                                               "revoked" if entry.get("revoked") else "active"))
+
+
+# -- audit -------------------------------------------------------------------------------
+
+def cmd_audit_verify(args):
+    from .audit import verify
+
+    config = load_config(args.config)
+    count, problems = verify(config.audit_log)
+    if problems:
+        for problem in problems:
+            print("audit log %s: %s" % (config.audit_log, problem))
+        return 1
+    print("audit log %s: %d lines, chain intact" % (config.audit_log, count))
+    return 0
+
+
+# -- maintain ----------------------------------------------------------------------------
+
+def cmd_maintain(args):
+    from .keystore import KeyStore, key_record
+
+    config = load_config(args.config)
+    within = args.within_days if args.within_days is not None else config.maintain_within_days
+    extend = args.extend or config.maintain_extend
+    extend_days = max(1, parse_duration(extend) // 86400)
+    store = KeyStore(config)
+    gnupg = store.gnupg
+    by_fingerprint = {record["fingerprint"]: record for record in store.all_metadata()}
+    expiring = gnupg.keys_expiring_within(within)
+    _say("%d key(s) expire within %d days; extending to %d days from now" % (len(expiring), within, extend_days))
+    failures = 0
+    for number, key in enumerate(expiring, 1):
+        record = by_fingerprint.get(key.fingerprint)
+        passphrase = store.passphrase_for(record) if record else None
+        try:
+            gnupg.set_expire(key.fingerprint, "%dd" % extend_days, passphrase=passphrase)
+            subkeys = [sub.fingerprint for sub in key.subkeys if not sub.revoked and sub.expires]
+            if subkeys:
+                gnupg.set_expire(key.fingerprint, "%dd" % extend_days, subkeys=subkeys, passphrase=passphrase)
+            if record:
+                refreshed = _gnupg.find_secret_key_by(gnupg, key.fingerprint)
+                fields = {k: v for k, v in record.items() if k not in key_record(refreshed)}
+                store.save_metadata(key_record(refreshed, record["name_email"], record.get("origin", "generated"),
+                                               **fields))
+            _say("[%d/%d] extended %s %s" % (number, len(expiring), key.fingerprint, ", ".join(key.emails)))
+        except _gnupg.GpgError as err:
+            failures += 1
+            _say("[%d/%d] FAILED %s: %s" % (number, len(expiring), key.fingerprint, err.message))
+    gnupg.run(["--check-trustdb"], check=False)
+    _say("trustdb checked")
+    fixed = store.reconcile()
+    for what, email in fixed:
+        _say("recovered interrupted key %s for %s" % (what, email))
+    return 1 if failures else 0
+
+
+# -- import-copr -------------------------------------------------------------------------
+
+def cmd_import_copr(args):
+    from .keystore import KeyStore, key_record
+
+    config = load_config(args.config)
+    store = KeyStore(config)
+    source = _gnupg.GnuPG(args.gnupghome, create=False)
+    keys = source.list_keys(secret=True)
+    _say("importing %d key(s) from %s" % (len(keys), args.gnupghome))
+    imported = failures = 0
+    for number, key in enumerate(keys, 1):
+        email = (key.emails[0] if key.emails else "").lower()
+        if not email:
+            _say("[%d/%d] skipped %s: no email in its user ids" % (number, len(keys), key.fingerprint))
+            continue
+        phrase_file = os.path.join(args.phrases, email) if args.phrases else None
+        passphrase = None
+        if phrase_file and os.path.isfile(phrase_file):
+            with open(phrase_file, encoding="utf-8") as handle:
+                passphrase = handle.read().strip("\n") or None
+        try:
+            with store.email_lock(email):
+                if store.get_metadata(email) is not None:
+                    _say("[%d/%d] %s already present, kept" % (number, len(keys), email))
+                    continue
+                secret = source.run(["--armor", "--export-secret-keys", key.fingerprint],
+                                    passphrase=passphrase if passphrase is not None else "").stdout
+                store.gnupg.import_keys(secret)
+                if passphrase:
+                    _gnupg.write_private_file(os.path.join(config.phrases_dir, email), (passphrase + "\n").encode())
+                mine = _gnupg.find_secret_key_by(store.gnupg, key.fingerprint)
+                if mine is None:
+                    raise _gnupg.GpgError("the key did not arrive in %s" % config.gnupg_home)
+                store.save_metadata(key_record(mine, email, origin="copr-keygen", protected=bool(passphrase)))
+                imported += 1
+                _say("[%d/%d] imported %s %s" % (number, len(keys), key.fingerprint, email))
+        except _gnupg.GpgError as err:
+            failures += 1
+            _say("[%d/%d] FAILED %s %s: %s" % (number, len(keys), key.fingerprint, email, err.message))
+    _say("%d imported, %d failed" % (imported, failures))
+    return 1 if failures else 0
+
+
+# -- entry point -------------------------------------------------------------------------
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="pkgsign-admin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", help="create a self-contained instance in DIR")
+    init.add_argument("dir")
+    init.add_argument("--algorithm", default="rsa4096", choices=("rsa2048", "rsa3072", "rsa4096", "ed25519"))
+    init.add_argument("--server", help="URL written into DIR/sign.conf (default http://%s)" % DEFAULT_BIND)
+    init.add_argument("--force", action="store_true")
+    init.set_defaults(func=cmd_init)
+
+    serve = sub.add_parser("serve", help="run the service on a multi-threaded HTTP server")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--bind", default=DEFAULT_BIND, help="HOST:PORT (port 0 picks a free one)")
+    serve.add_argument("--access-log", action="store_true", help="log every request to standard error")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="manage bearer tokens (no restart needed)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    for name, helptext in (("add", "add a token"), ("rotate", "give a token a new secret")):
+        tok = token_sub.add_parser(name, help=helptext)
+        tok.add_argument("--config", required=True)
+        tok.add_argument("--id", required=True)
+        if name == "add":
+            tok.add_argument("--scopes", required=True, help="comma-separated: %s" % ", ".join(SCOPES))
+            tok.add_argument("--keys", required=True, help="comma-separated key patterns (fnmatch), '*' for all")
+            tok.add_argument("--rate", help="rate limit REQUESTS/SECONDS for this token")
+            tok.add_argument("--replace", action="store_true", help="replace an existing token of that id")
+            tok.set_defaults(func=cmd_token_add)
+        else:
+            tok.set_defaults(func=cmd_token_rotate, replace=True)
+        tok.add_argument("--stdin", action="store_true", help="read the secret from standard input")
+    revoke = token_sub.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("--config", required=True)
+    revoke.add_argument("--id", required=True)
+    revoke.set_defaults(func=cmd_token_revoke)
+    listing = token_sub.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--config", required=True)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_token_list)
+
+    audit = sub.add_parser("audit", help="audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log")
+    verify.add_argument("--config", required=True)
+    verify.set_defaults(func=cmd_audit_verify)
+
+    maintain = sub.add_parser("maintain", help="prolong expiring keys, check the trustdb, recover interrupted work")
+    maintain.add_argument("--config", required=True)
+    maintain.add_argument("--within-days", type=int)
+    maintain.add_argument("--extend", help="new lifetime, e.g. 1825d")
+    maintain.set_defaults(func=cmd_maintain)
+
+    imp = sub.add_parser("import-copr", help="import a copr-keygen keyring and its phrase files")
+    imp.add_argument("--config", required=True)
+    imp.add_argument("--gnupghome", required=True)
+    imp.add_argument("--phrases", help="copr-keygen's phrases directory (one file per name_email)")
+    imp.set_defaults(func=cmd_import_copr)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        status = args.func(args)
+    except (AdminError, ConfigError, TokenFileError, _gnupg.InvalidInput) as err:
+        print("pkgsign-admin: %s" % err, file=sys.stderr)
+        return 2
+    except _gnupg.GpgError as err:
+        print("pkgsign-admin: %s" % err.message, file=sys.stderr)
+        return 1
+    return status or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

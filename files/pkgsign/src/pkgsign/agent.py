@@ -1,0 +1,171 @@
+"""Persistent Assuan connections to gpg-agent, used to sign digests.
+
+gpg itself asks the agent to sign exactly this way (SIGKEY, SETHASH, PKSIGN); keeping a few
+connections open avoids starting a gpg process per signature, which is what makes obs-signd slow.
+"""
+
+import logging
+import queue
+import socket
+import threading
+import time
+from urllib.parse import unquote_to_bytes
+
+from .wire import HASH_IDS
+
+log = logging.getLogger(__name__)
+
+
+class AgentError(Exception):
+    """gpg-agent refused or failed an operation (the message is safe to show)."""
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class AgentConnection:
+    def __init__(self, socket_path: str, timeout: float = 120.0):
+        self.socket_path = socket_path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(socket_path)
+        self.reader = self.sock.makefile("rb")
+        self._expect_ok()
+        # Passphrases of protected keys are answered over this connection, never a pinentry.
+        self.command("OPTION pinentry-mode=loopback")
+
+    def close(self):
+        try:
+            self.reader.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _send(self, line: str):
+        self.sock.sendall(line.encode("utf-8") + b"\n")
+
+    def _expect_ok(self, passphrase=None):
+        data = b""
+        while True:
+            line = self.reader.readline()
+            if not line:
+                raise ConnectionError("gpg-agent closed the connection")
+            line = line.rstrip(b"\n")
+            if line.startswith(b"OK"):
+                return data
+            if line.startswith(b"D "):
+                data += unquote_to_bytes(line[2:])
+            elif line.startswith(b"ERR"):
+                raise AgentError(line.decode("utf-8", "replace"))
+            elif line.startswith(b"INQUIRE"):
+                keyword = line.split()[1] if len(line.split()) > 1 else b""
+                if keyword == b"PASSPHRASE" and passphrase is not None:
+                    self._send("D " + _escape(passphrase))
+                    self._send("END")
+                else:
+                    self._send("CAN")
+            # S (status) and # (comment) lines carry nothing we need.
+
+    def command(self, line: str, passphrase=None) -> bytes:
+        self._send(line)
+        return self._expect_ok(passphrase)
+
+    def pksign(self, keygrip: str, digest_algo: str, digest_hex: str, passphrase=None) -> bytes:
+        self.command("RESET")
+        self.command("SIGKEY " + keygrip)
+        self.command("SETHASH %d %s" % (HASH_IDS[digest_algo], digest_hex))
+        return self.command("PKSIGN", passphrase=passphrase)
+
+
+class AgentPool:
+    """A bounded pool of agent connections, shared by the request threads of one process."""
+
+    def __init__(self, gnupg, size: int = 4):
+        self.gnupg = gnupg
+        self.size = size
+        self._idle = queue.LifoQueue()
+        self._created = 0
+        self._lock = threading.Lock()
+        self._socket_path = None
+
+    def socket_path(self):
+        if self._socket_path is None:
+            self._socket_path = self.gnupg.agent_socket()
+        return self._socket_path
+
+    def _connect(self):
+        try:
+            return AgentConnection(self.socket_path())
+        except (FileNotFoundError, ConnectionRefusedError):
+            # The agent is not running (first use, or it was restarted): start it once.
+            self.gnupg.launch_agent()
+            for _ in range(50):
+                try:
+                    return AgentConnection(self.socket_path())
+                except (FileNotFoundError, ConnectionRefusedError):
+                    time.sleep(0.1)
+            raise AgentError("gpg-agent does not answer on %s" % self.socket_path())
+
+    def _acquire(self):
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._created < self.size:
+                self._created += 1
+                try:
+                    return self._connect()
+                except BaseException:
+                    self._created -= 1
+                    raise
+        return self._idle.get(timeout=300)
+
+    def _release(self, conn, broken=False):
+        if broken:
+            conn.close()
+            with self._lock:
+                self._created -= 1
+        else:
+            self._idle.put(conn)
+
+    def run(self, operation):
+        """Run ``operation(conn)`` on a pooled connection, reconnecting once if it broke."""
+        for attempt in (1, 2):
+            conn = self._acquire()
+            try:
+                result = operation(conn)
+            except (OSError, ConnectionError) as err:
+                self._release(conn, broken=True)
+                if attempt == 2:
+                    raise AgentError("lost the connection to gpg-agent: %s" % err) from err
+                log.warning("gpg-agent connection broke (%s); reconnecting", err)
+                continue
+            except AgentError:
+                # The connection is still in a sane state after an ERR line.
+                self._release(conn)
+                raise
+            except BaseException:
+                self._release(conn, broken=True)
+                raise
+            self._release(conn)
+            return result
+        raise AgentError("unreachable")
+
+    def sign(self, keygrip, digest_algo, digest_hex, passphrase=None) -> bytes:
+        return self.run(lambda conn: conn.pksign(keygrip, digest_algo, digest_hex, passphrase))
+
+    def ping(self) -> bool:
+        try:
+            self.run(lambda conn: conn.command("GETINFO version"))
+            return True
+        except (AgentError, OSError):
+            return False
+
+    def close(self):
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                break

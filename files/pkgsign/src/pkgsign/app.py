@@ -1,0 +1,388 @@
+"""The HTTP API (Flask). The wire format is documented in README.md and openapi.json."""
+
+import base64
+import ipaddress
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import _gnupg, __version__
+from .agent import AgentError, AgentPool
+from .audit import AuditLog
+from .config import load_config
+from .keystore import KeyStore, KeyStoreError, UnknownKey
+from .openpgp import HashedAreaError, build_hashed_area, signature_packet, validate_hashed_area
+from .tokens import RateLimiter, TokenFileError, TokenStore
+from .wire import DIGEST_SIZES, SIG_TYPES, armor
+
+log = logging.getLogger("pkgsign")
+
+MAX_KEY_NAME = 256
+_HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
+
+
+class ApiError(Exception):
+    def __init__(self, status, message, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _configure_logging(config):
+    logger = logging.getLogger("pkgsign")
+    logger.setLevel(config.log_level)
+    if not logger.handlers:
+        handler = logging.FileHandler(config.log_file) if config.log_file else logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+class Service:
+    """Everything a request needs, built once per process."""
+
+    def __init__(self, config):
+        self.config = config
+        self.gnupg = _gnupg.GnuPG(config.gnupg_home, binary=config.gpg_binary)
+        self.keys = KeyStore(config, self.gnupg)
+        self.tokens = TokenStore(config.tokens_file, default_rate=config.rate_limit_default)
+        self.limiter = RateLimiter()
+        self.audit = AuditLog(config.audit_log)
+        self.agent = AgentPool(self.gnupg, config.agent_connections)
+        fixed = self.keys.reconcile()
+        for what, email in fixed:
+            log.warning("recovered an interrupted key %s for %s", what, email)
+
+
+def create_app(config=None):
+    config = config or load_config()
+    _configure_logging(config)
+    service = Service(config)
+    app = Flask("pkgsign")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["pkgsign"] = service
+
+    # -- plumbing --------------------------------------------------------------------
+
+    @app.errorhandler(ApiError)
+    def api_error(err):
+        response = jsonify(error=err.message)
+        response.status_code = err.status
+        for name, value in err.headers.items():
+            response.headers[name] = value
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(err):
+        response = jsonify(error=err.description or err.name)
+        response.status_code = err.code or 500
+        if err.code == 405 and hasattr(err, "valid_methods") and err.valid_methods:
+            response.headers["Allow"] = ", ".join(err.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(err):  # pragma: no cover - the safety net
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return jsonify(error="internal error (see the server log)"), 500
+
+    def client_address():
+        return request.remote_addr or "-"
+
+    def audit(operation, result, **fields):
+        token = getattr(g, "token", None)
+        service.audit.append(operation=operation, result=result, token=token.id if token else None,
+                             client=client_address(), **fields)
+
+    def authenticate(required_scope, anonymous_ok=False):
+        """The token of this request (also in g.token); raises 401/403/429."""
+        g.token = None
+        header = request.headers.get("Authorization", "")
+        if not header:
+            if anonymous_ok and _in_networks(client_address(), config.keygen_open_networks):
+                wait = service.limiter.check("addr:" + client_address(), config.rate_limit_anonymous)
+                if wait:
+                    raise ApiError(429, "rate limit exceeded; retry in %d s" % wait, {"Retry-After": str(wait)})
+                return None
+            raise ApiError(401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="pkgsign"'})
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise ApiError(401, "use 'Authorization: Bearer <token>'", {"WWW-Authenticate": 'Bearer realm="pkgsign"'})
+        try:
+            token = service.tokens.authenticate(secret.strip())
+        except TokenFileError as err:
+            log.error("%s", err)
+            raise ApiError(503, "the token database is unreadable; see the server log")
+        if token is None:
+            raise ApiError(401, "invalid or revoked token", {"WWW-Authenticate": 'Bearer realm="pkgsign", error="invalid_token"'})
+        g.token = token
+        wait = service.limiter.check("token:" + token.id, token.rate)
+        if wait:
+            raise ApiError(429, "rate limit of token %s exceeded; retry in %d s" % (token.id, wait),
+                           {"Retry-After": str(wait)})
+        if required_scope and required_scope not in token.scopes:
+            raise ApiError(403, "token %s lacks the %s scope" % (token.id, required_scope))
+        return token
+
+    def authorize_key(token, record, requested):
+        if token is not None and not token.allows_key(service.keys.names_of(record, requested)):
+            raise ApiError(403, "token %s may not use key %s" % (token.id, requested))
+
+    def json_body():
+        if not request.is_json:
+            raise ApiError(400, "send a JSON object (Content-Type: application/json)")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+    def resolve(name):
+        if not isinstance(name, str) or not name or len(name) > MAX_KEY_NAME or any(ord(c) < 0x20 for c in name):
+            raise ApiError(400, "key must be a non-empty string of at most %d characters" % MAX_KEY_NAME)
+        try:
+            return service.keys.resolve(name)
+        except UnknownKey:
+            raise ApiError(404, "unknown key: %s" % name)
+
+    def digest_algo_of(body):
+        algo = body.get("digest_algo", config.default_digest)
+        if not isinstance(algo, str):
+            raise ApiError(400, "digest_algo must be a string")
+        algo = algo.lower()
+        if algo not in config.allowed_digests:
+            raise ApiError(400, "digest_algo %s is not allowed here (allowed: %s)" % (algo, ", ".join(config.allowed_digests)))
+        return algo
+
+    # -- copr-keygen compatible ----------------------------------------------------
+
+    @app.route("/ping")
+    def ping():
+        return Response("pong\n", content_type="text/plain; charset=utf-8")
+
+    @app.route("/health/live")
+    def live():
+        return jsonify(status="live", version=__version__)
+
+    @app.route("/health/ready")
+    def ready():
+        checks = {"keyring": _keyring_answers(service), "agent": service.agent.ping(),
+                  "state_dir": _writable(config.state_dir)}
+        ok = all(checks.values())
+        response = jsonify(ready=ok, checks=checks)
+        response.status_code = 200 if ok else 503
+        return response
+
+    @app.route("/openapi.json")
+    def openapi():
+        return Response(_openapi_text(), content_type="application/json")
+
+    @app.route("/gen_key", methods=["POST"])
+    def gen_key():
+        token = authenticate("keygen", anonymous_ok=True)
+        if request.is_json:
+            body = json_body()
+        else:
+            body = request.form.to_dict()
+        unknown = set(body) - {"name_real", "name_email", "name_comment", "key_length", "expire", "algorithm"}
+        if unknown:
+            raise ApiError(400, "unknown field(s): %s" % ", ".join(sorted(unknown)))
+        try:
+            algorithm, days = service.keys.validate_request(
+                body.get("name_real"), body.get("name_email"), body.get("name_comment"),
+                body.get("key_length"), body.get("expire"), body.get("algorithm"))
+        except _gnupg.InvalidInput as err:
+            raise ApiError(400, str(err))
+        email = body["name_email"].lower()
+        if token is not None and not token.allows_key({email}):
+            audit("gen_key", "denied", key=email)
+            raise ApiError(403, "token %s may not create key %s" % (token.id, email))
+        started = time.monotonic()
+        try:
+            created, record = service.keys.generate(body["name_real"], email, body.get("name_comment"),
+                                                    algorithm, days, created_by=token.id if token else None)
+        except _gnupg.InvalidInput as err:
+            raise ApiError(400, str(err))
+        except (_gnupg.GpgError, KeyStoreError) as err:
+            log.error("key generation for %s failed: %s", email, getattr(err, "stderr", "") or err)
+            audit("gen_key", "error", key=email)
+            raise ApiError(500, "key generation failed: %s" % getattr(err, "message", err))
+        audit("gen_key", "created" if created else "exists", key=email, fingerprint=record["fingerprint"])
+        if created:
+            log.info("generated %s key %s for %s in %.2f s", algorithm, record["fingerprint"], email,
+                     time.monotonic() - started)
+        response = jsonify(name_email=email, fingerprint=record["fingerprint"], algorithm=record["algorithm"],
+                           created=created)
+        response.status_code = 201 if created else 200
+        return response
+
+    @app.route("/pubkey/<path:name>")
+    def pubkey(name):
+        token = authenticate(None)
+        record = resolve(name)
+        authorize_key(token, record, name)
+        try:
+            data = service.gnupg.export_public(record["fingerprint"], armor=True)
+        except _gnupg.KeyNotFound:
+            raise ApiError(404, "unknown key: %s" % name)
+        return Response(data, content_type="application/pgp-keys")
+
+    @app.route("/keys/<path:name>", methods=["GET"])
+    def key_info(name):
+        token = authenticate(None)
+        record = resolve(name)
+        authorize_key(token, record, name)
+        return jsonify(_public_record(record))
+
+    @app.route("/keys/<path:name>", methods=["DELETE"])
+    def delete_key(name):
+        token = authenticate("admin")
+        record = resolve(name)
+        authorize_key(token, record, name)
+        if not record.get("name_email") or service.keys.get_metadata(record["name_email"]) is None:
+            raise ApiError(400, "key %s is not managed by this service (configured or imported by hand)" % name)
+        try:
+            service.keys.delete(record["name_email"])
+        except UnknownKey:
+            raise ApiError(404, "unknown key: %s" % name)
+        except _gnupg.GpgError as err:
+            audit("delete_key", "error", key=record["name_email"], fingerprint=record["fingerprint"])
+            raise ApiError(500, "deleting the key failed: %s" % err.message)
+        audit("delete_key", "deleted", key=record["name_email"], fingerprint=record["fingerprint"])
+        return jsonify(deleted=record["name_email"], fingerprint=record["fingerprint"])
+
+    # -- remote signing ------------------------------------------------------------
+
+    @app.route("/sign/prepare", methods=["POST"])
+    def sign_prepare():
+        token = authenticate("sign")
+        body = json_body()
+        record = resolve(body.get("key"))
+        authorize_key(token, record, body["key"])
+        digest_algo = digest_algo_of(body)
+        sig_type = body.get("sig_type", "binary")
+        if sig_type not in SIG_TYPES:
+            raise ApiError(400, "sig_type must be binary or text")
+        _check_usable(record, body["key"])
+        now = int(time.time())
+        area = build_hashed_area(SIG_TYPES[sig_type], record["pubkey_algo"], digest_algo,
+                                 record["signing_fingerprint"], now)
+        return jsonify(key=body["key"], fingerprint=record["fingerprint"],
+                       signing_fingerprint=record["signing_fingerprint"], key_id=record["signing_key_id"],
+                       pubkey_algo=record["pubkey_algo"], digest_algo=digest_algo, sig_type=sig_type,
+                       creation_time=now, hashed_area=area.hex(), valid_for=config.max_clock_skew)
+
+    @app.route("/sign", methods=["POST"])
+    def sign():
+        token = authenticate("sign")
+        body = json_body()
+        name = body.get("key")
+        record = resolve(name)
+        try:
+            authorize_key(token, record, name)
+        except ApiError:
+            audit("sign", "denied", key=name, fingerprint=record["fingerprint"])
+            raise
+        digest_algo = digest_algo_of(body)
+        area_hex = body.get("hashed_area")
+        if not isinstance(area_hex, str) or not area_hex or len(area_hex) > 512 or len(area_hex) % 2 \
+                or not _HEX_RE.match(area_hex):
+            raise ApiError(400, "hashed_area must be the hex string POST /sign/prepare returned")
+        digests = body.get("digests")
+        if not isinstance(digests, list) or not digests:
+            raise ApiError(400, "digests must be a non-empty list of hex strings")
+        if len(digests) > config.max_digests_per_request:
+            raise ApiError(400, "at most %d digests per request" % config.max_digests_per_request)
+        size = DIGEST_SIZES[digest_algo] * 2
+        for item in digests:
+            if not isinstance(item, str) or len(item) != size or not _HEX_RE.match(item):
+                raise ApiError(400, "each digest must be %d hex characters (%s)" % (size, digest_algo))
+        _check_usable(record, name)
+        try:
+            validate_hashed_area(bytes.fromhex(area_hex), fingerprint=record["signing_fingerprint"],
+                                 pubkey_algo=record["pubkey_algo"], digest_algo=digest_algo,
+                                 max_skew=config.max_clock_skew)
+        except HashedAreaError as err:
+            raise ApiError(400, "hashed_area rejected: %s" % err)
+        area = bytes.fromhex(area_hex)
+        want_armor = body.get("armor") is True
+        passphrase = service.keys.passphrase_for(record)
+        results = []
+        try:
+            for digest in digests:
+                digest = digest.lower()
+                sexp = service.agent.sign(record["signing_keygrip"], digest_algo, digest, passphrase)
+                packet = signature_packet(area, record["signing_key_id"], digest, record["pubkey_algo"], sexp)
+                item = {"digest": digest, "signature": base64.b64encode(packet).decode("ascii")}
+                if want_armor:
+                    item["armored"] = armor(packet)
+                results.append(item)
+        except (AgentError, ValueError) as err:
+            log.error("signing with %s failed: %s", record["fingerprint"], err)
+            audit("sign", "error", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
+                  digests=[d.lower() for d in digests])
+            raise ApiError(500, "gpg-agent could not sign with %s" % name)
+        audit("sign", "ok", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
+              digests=[item["digest"] for item in results])
+        return jsonify(key=name, fingerprint=record["fingerprint"], signing_fingerprint=record["signing_fingerprint"],
+                       key_id=record["signing_key_id"], digest_algo=digest_algo, signatures=results)
+
+    return app
+
+
+def _check_usable(record, name):
+    expires = record.get("expires")
+    if expires and expires <= time.time():
+        raise ApiError(409, "key %s has expired; prolong it (pkgsign-admin maintain)" % name)
+
+
+def _public_record(record):
+    fields = ("name_email", "uids", "fingerprint", "key_id", "algorithm", "created", "expires",
+              "signing_fingerprint", "signing_key_id", "pubkey_algo", "signing_algorithm", "origin")
+    return {field: record.get(field) for field in fields}
+
+
+def _in_networks(address, networks):
+    if not networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
+def _keyring_answers(service):
+    try:
+        result = service.gnupg.run(["--with-colons", "--list-keys", "--", "<readiness-probe@pkgsign.invalid>"],
+                                   check=False, timeout=20)
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+    return result.returncode == 0 or "No public key" in result.stderr
+
+
+def _writable(directory):
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".ready-"):
+            return True
+    except OSError:
+        return False
+
+
+_OPENAPI = None
+
+
+def _openapi_text():
+    global _OPENAPI
+    if _OPENAPI is None:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json"), encoding="utf-8") as handle:
+            _OPENAPI = handle.read()
+    return _OPENAPI

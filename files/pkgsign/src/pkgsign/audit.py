@@ -1,0 +1,115 @@
+"""Append-only audit log: JSON lines chained by hash.
+
+Each line carries ``seq`` (1, 2, ...) and ``prev``, the SHA-256 of the previous line's bytes
+(64 zeros for the first). Editing a line breaks the next line's ``prev``; removing or reordering
+lines breaks ``seq`` and ``prev``. Removing lines at the end is caught by the head file
+(``<audit_log>.head``: sequence number and hash of the last line), written after every append.
+
+Appends from several threads and processes (mod_wsgi daemons) are serialized with flock on the
+log itself; the chain state is re-read from the file's tail when another process wrote last.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+
+from . import _gnupg
+
+GENESIS = "0" * 64
+_TAIL = 65536
+
+
+def _line_hash(line: bytes) -> str:
+    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def _last_line(fd, size):
+    """Bytes of the last complete line of the file open as ``fd`` (size ``size``)."""
+    start = max(0, size - _TAIL)
+    while True:
+        os.lseek(fd, start, os.SEEK_SET)
+        chunk = os.read(fd, size - start)
+        body = chunk.rstrip(b"\n")
+        cut = body.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            return body[cut + 1:]
+        start = max(0, start - _TAIL)
+
+
+class AuditLog:
+    def __init__(self, path):
+        self.path = path
+        self.head_path = path + ".head"
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            _gnupg.ensure_private_dir(directory)
+        self._lock = threading.Lock()
+        self._known = None  # (size, inode, seq, hash) after our own last append
+
+    def append(self, **entry):
+        entry.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                stat = os.fstat(fd)
+                if self._known and self._known[:2] == (stat.st_size, stat.st_ino):
+                    seq, prev = self._known[2], self._known[3]
+                elif stat.st_size == 0:
+                    seq, prev = 0, GENESIS
+                else:
+                    last = _last_line(fd, stat.st_size)
+                    seq, prev = json.loads(last)["seq"], _line_hash(last)
+                record = dict(entry, seq=seq + 1, prev=prev)
+                line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
+                os.write(fd, line + b"\n")
+                digest = _line_hash(line)
+                self._known = (stat.st_size + len(line) + 1, stat.st_ino, seq + 1, digest)
+                _gnupg.write_private_file(self.head_path, json.dumps({"seq": seq + 1, "hash": digest}).encode())
+            finally:
+                os.close(fd)
+
+
+def verify(path):
+    """Check the chain; returns (number of lines, list of problems)."""
+    problems = []
+    prev, seq, count = GENESIS, 0, 0
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        handle = None
+    if handle is not None:
+        with handle:
+            for number, raw in enumerate(handle, 1):
+                count = number
+                line = raw.rstrip(b"\n")
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    problems.append("line %d: not a JSON object" % number)
+                    prev, seq = _line_hash(line), seq + 1
+                    continue
+                if record.get("prev") != prev:
+                    problems.append("line %d: does not follow the line before it (edited, removed or reordered)"
+                                    % number)
+                if record.get("seq") != seq + 1:
+                    problems.append("line %d: sequence number %r, expected %d" % (number, record.get("seq"), seq + 1))
+                prev = _line_hash(line)
+                seq = record.get("seq") if isinstance(record.get("seq"), int) else seq + 1
+    try:
+        with open(path + ".head", encoding="utf-8") as head_file:
+            head = json.load(head_file)
+        if head.get("seq") != seq or head.get("hash") != prev:
+            problems.append("the log ends at line %d but the head file records line %s: lines were removed "
+                            "or the last line was changed" % (count, head.get("seq")))
+    except FileNotFoundError:
+        if count:
+            problems.append("head file %s.head is missing" % path)
+    except ValueError:
+        problems.append("head file %s.head is unreadable" % path)
+    return count, problems

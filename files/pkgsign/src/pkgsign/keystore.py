@@ -1,0 +1,340 @@
+"""Keys of the service: per-project keys made by /gen_key, imported keys, aliases.
+
+Every key the service made or imported has a metadata file ``state_dir/keys/<name_email>.json``
+(written atomically) holding what signing needs (signing subkey fingerprint, keygrip, public-key
+algorithm), so a signature never has to list the keyring: the cost of signing does not grow with
+the number of keys.
+
+Crash safety (the server may be killed at any moment): before gpg starts generating a key, a
+``pending`` marker is written; after the metadata is in place the marker goes. Deleting renames
+the metadata to a ``deleting`` marker first. ``reconcile()`` (run when the service starts)
+finishes or undoes whatever a marker says was in progress, so every key has its metadata and
+every metadata entry its key.
+"""
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from contextlib import contextmanager
+from urllib.parse import quote
+
+from . import _gnupg
+from .config import KEYGEN_ALGORITHMS
+
+log = logging.getLogger(__name__)
+
+LOCK_BUCKETS = 4096
+
+
+class KeyStoreError(Exception):
+    """A key operation failed on the server side (500)."""
+
+
+class UnknownKey(LookupError):
+    """No key answers to that name."""
+
+
+def _file_name(name_email: str) -> str:
+    # Emails are restricted by the config pattern, but stay safe if an operator loosens it.
+    return quote(name_email.lower(), safe="@#+-_.") + ".json"
+
+
+def _write_json(path: str, data: dict):
+    _gnupg.write_private_file(path, (json.dumps(data, sort_keys=True, indent=1) + "\n").encode("utf-8"))
+
+
+def key_record(key, email=None, origin="generated", **extra) -> dict:
+    """Metadata for a gpg Key: what signing and listing need."""
+    signing = _signing_part(key)
+    record = {
+        "name_email": (email or (key.emails[0] if key.emails else "")).lower(),
+        "uids": list(key.uids),
+        "fingerprint": key.fingerprint,
+        "key_id": key.key_id,
+        "algorithm": key.algorithm,
+        "created": key.created,
+        "expires": key.expires,
+        "signing_fingerprint": signing.fingerprint,
+        "signing_key_id": signing.key_id,
+        "signing_keygrip": signing.keygrip,
+        "pubkey_algo": signing.pubkey_algo,
+        "signing_algorithm": signing.algorithm,
+        "origin": origin,
+    }
+    record.update(extra)
+    return record
+
+
+def _signing_part(key):
+    """The (sub)key gpg would sign with: the newest usable signing subkey, else the primary."""
+    subkeys = [sub for sub in key.subkeys if "sign" in sub.usage and sub.usable and sub.secret_present is not False]
+    if subkeys:
+        return max(subkeys, key=lambda sub: sub.created or 0)
+    return key
+
+
+class KeyStore:
+    def __init__(self, config, gnupg=None):
+        self.config = config
+        self.gnupg = gnupg or _gnupg.GnuPG(config.gnupg_home, binary=config.gpg_binary)
+        for directory in (config.state_dir, config.metadata_dir, config.locks_dir, self.pending_dir,
+                          config.phrases_dir):
+            _gnupg.ensure_private_dir(directory)
+        self._thread_locks = {}
+        self._thread_locks_guard = threading.Lock()
+        self._alias_cache = {}
+        self._alias_cache_lock = threading.Lock()
+        self._email_re = re.compile(config.name_email_pattern)
+
+    @property
+    def pending_dir(self):
+        return os.path.join(self.config.state_dir, "pending")
+
+    # -- locking -------------------------------------------------------------------------
+
+    @contextmanager
+    def email_lock(self, name_email: str):
+        """Serialize work on one email: a thread lock in this process, flock across processes."""
+        name_email = name_email.lower()
+        with self._thread_locks_guard:
+            lock = self._thread_locks.setdefault(name_email, threading.Lock())
+        bucket = int(hashlib.sha256(name_email.encode("utf-8")).hexdigest()[:8], 16) % LOCK_BUCKETS
+        with lock:
+            path = os.path.join(self.config.locks_dir, "%03x.lock" % bucket)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    # -- metadata ------------------------------------------------------------------------
+
+    def metadata_path(self, name_email: str) -> str:
+        return os.path.join(self.config.metadata_dir, _file_name(name_email))
+
+    def get_metadata(self, name_email: str):
+        try:
+            with open(self.metadata_path(name_email), encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+
+    def all_metadata(self):
+        records = []
+        for name in sorted(os.listdir(self.config.metadata_dir)):
+            if name.endswith(".json"):
+                try:
+                    with open(os.path.join(self.config.metadata_dir, name), encoding="utf-8") as handle:
+                        records.append(json.load(handle))
+                except (OSError, ValueError):
+                    log.warning("unreadable key metadata %s", name)
+        return records
+
+    def save_metadata(self, record: dict):
+        _write_json(self.metadata_path(record["name_email"]), record)
+
+    # -- lookup --------------------------------------------------------------------------
+
+    def lookup_gpg(self, selector: str):
+        """A key with secret material in the keyring, asking gpg for just that selector."""
+        return _gnupg.find_secret_key_by(self.gnupg, selector)
+
+    def resolve(self, name: str) -> dict:
+        """Metadata of the key ``name`` designates: alias, email, fingerprint or key id."""
+        original = name
+        for _ in range(6):
+            if name.lower() in self.config.aliases:
+                name = self.config.aliases[name.lower()]
+                continue
+            break
+        else:
+            raise UnknownKey(original)
+        if "@" in name:
+            record = self.get_metadata(name)
+            if record is not None:
+                return record
+        with self._alias_cache_lock:
+            cached = self._alias_cache.get(name.upper())
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        if "@" not in name and not re.fullmatch(r"(0[xX])?[0-9A-Fa-f]{8,40}", name):
+            raise UnknownKey(original)
+        try:
+            key = self.lookup_gpg(name)
+        except _gnupg.GpgError as err:
+            log.info("lookup of %r failed: %s", name, err.message)
+            key = None
+        if key is None:
+            raise UnknownKey(original)
+        record = key_record(key, origin="keyring")
+        with self._alias_cache_lock:
+            self._alias_cache[name.upper()] = (time.monotonic() + 60, record)
+        return record
+
+    def names_of(self, record: dict, requested: str):
+        """Every name a token key pattern may match for this key."""
+        names = {requested.lower(), record["fingerprint"].lower(), record["key_id"].lower()}
+        if record.get("name_email"):
+            names.add(record["name_email"].lower())
+        for uid in record.get("uids", []):
+            match = re.search(r"<([^<>]*)>\s*$", uid)
+            if match:
+                names.add(match.group(1).lower())
+        for alias, target in self.config.aliases.items():
+            if target.lower() in names:
+                names.add(alias)
+        return names
+
+    # -- generation ----------------------------------------------------------------------
+
+    def validate_request(self, name_real, name_email, name_comment=None, key_length=None, expire=None,
+                         algorithm=None):
+        """Check a /gen_key request; returns (algorithm, expire days) or raises InvalidInput."""
+        limit = self.config.max_field_length
+        for field, value, required in (("name_real", name_real, True), ("name_email", name_email, True),
+                                       ("name_comment", name_comment, False)):
+            if value is None or value == "":
+                if required:
+                    raise _gnupg.InvalidInput("%s is required" % field)
+                continue
+            if not isinstance(value, str):
+                raise _gnupg.InvalidInput("%s must be a string" % field)
+            _gnupg.validate_uid_field(value, field, max_length=limit)
+        if not self._email_re.match(name_email):
+            raise _gnupg.InvalidInput("name_email %r is not of the form user#project@domain" % name_email)
+        _gnupg.validate_uid_field(name_email, "email", max_length=limit)
+        if algorithm is not None:
+            if not isinstance(algorithm, str) or algorithm.lower() not in KEYGEN_ALGORITHMS:
+                raise _gnupg.InvalidInput("algorithm must be one of %s" % ", ".join(KEYGEN_ALGORITHMS))
+            algorithm = algorithm.lower()
+        if key_length not in (None, ""):
+            length = _as_int(key_length, "key_length")
+            if length not in (2048, 3072, 4096):
+                raise _gnupg.InvalidInput("key_length must be 2048, 3072 or 4096")
+            if algorithm is None:
+                algorithm = "rsa%d" % length
+            elif algorithm != "rsa%d" % length:
+                raise _gnupg.InvalidInput("key_length %d contradicts algorithm %s" % (length, algorithm))
+        if algorithm is None:
+            algorithm = self.config.keygen_algorithm
+        if expire in (None, ""):
+            days = self.config.keygen_expire_days
+        else:
+            days = _as_int(expire, "expire")
+            if days < 0 or days > 36500:
+                raise _gnupg.InvalidInput("expire must be a number of days between 0 (never) and 36500")
+        return algorithm, days
+
+    def generate(self, name_real, name_email, name_comment=None, algorithm="rsa4096", expire_days=0,
+                 created_by=None):
+        """Create the key for ``name_email`` unless it exists; returns (created?, metadata)."""
+        name_email = name_email.lower()
+        with self.email_lock(name_email):
+            record = self.get_metadata(name_email)
+            if record is not None:
+                return False, record
+            existing = self.lookup_gpg("<%s>" % name_email)
+            if existing is not None:
+                # In the keyring without metadata (imported by hand): adopt it.
+                record = key_record(existing, name_email, origin="adopted")
+                self.save_metadata(record)
+                return False, record
+            marker = os.path.join(self.pending_dir, _file_name(name_email))
+            _write_json(marker, {"name_email": name_email, "started": int(time.time())})
+            fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment or None,
+                                                  algorithm=algorithm, usage=("cert", "sign"),
+                                                  expires=expire_days or 0)
+            key = self.lookup_gpg(fingerprint)
+            if key is None:
+                raise KeyStoreError("gpg reported key %s but it is not in the keyring" % fingerprint)
+            record = key_record(key, name_email, origin="generated", created_by=created_by)
+            self.save_metadata(record)
+            os.unlink(marker)
+            return True, record
+
+    def delete(self, name_email: str) -> dict:
+        name_email = name_email.lower()
+        with self.email_lock(name_email):
+            record = self.get_metadata(name_email)
+            if record is None:
+                raise UnknownKey(name_email)
+            marker = os.path.join(self.pending_dir, "deleting-" + _file_name(name_email))
+            os.replace(self.metadata_path(name_email), marker)
+            self._delete_from_keyring(record["fingerprint"])
+            os.unlink(marker)
+            phrase = os.path.join(self.config.phrases_dir, name_email)
+            if os.path.exists(phrase):
+                os.unlink(phrase)
+            return record
+
+    def _delete_from_keyring(self, fingerprint):
+        try:
+            self.gnupg.delete_key(fingerprint, secret=True)
+        except _gnupg.KeyNotFound:
+            pass
+
+    def passphrase_for(self, record: dict):
+        """Passphrase of an imported protected key (copr-keygen phrase file), else None."""
+        path = os.path.join(self.config.phrases_dir, record.get("name_email") or "-")
+        if record.get("protected") and os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip("\n")
+        return None
+
+    # -- crash recovery ------------------------------------------------------------------
+
+    def reconcile(self):
+        """Finish or undo key operations a crash interrupted (see the module docstring)."""
+        fixed = []
+        for name in sorted(os.listdir(self.pending_dir)):
+            path = os.path.join(self.pending_dir, name)
+            if name.startswith(".tmp-"):
+                os.unlink(path)
+                continue
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    record = json.load(handle)
+            except (OSError, ValueError):
+                os.unlink(path)
+                continue
+            email = record.get("name_email", "")
+            with self.email_lock(email):
+                if not os.path.exists(path):
+                    continue
+                if name.startswith("deleting-"):
+                    self._delete_from_keyring(record["fingerprint"])
+                    fixed.append(("deleted", email))
+                elif self.get_metadata(email) is None:
+                    self._finish_generation(email)
+                    fixed.append(("generation", email))
+                os.unlink(path)
+        for name in os.listdir(self.config.metadata_dir):
+            if name.startswith(".tmp-"):
+                os.unlink(os.path.join(self.config.metadata_dir, name))
+        return fixed
+
+    def _finish_generation(self, email):
+        """After a crash during generation: keep a complete key, drop a public-only half."""
+        listed = _gnupg.find_keys_by(self.gnupg, "<%s>" % email, secret=False)
+        for key in listed:
+            if key.secret_present:
+                self.save_metadata(key_record(key, email, origin="generated", recovered=True))
+                return
+        for key in listed:
+            self._delete_from_keyring(key.fingerprint)
+
+
+def _as_int(value, field):
+    if isinstance(value, bool):
+        raise _gnupg.InvalidInput("%s must be an integer" % field)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,9}\s*", value):
+        return int(value)
+    raise _gnupg.InvalidInput("%s must be an integer" % field)

@@ -1,0 +1,177 @@
+"""OpenPGP v4 signature packets around a signature value made by gpg-agent.
+
+No cryptography happens here: gpg-agent computes the signature (``PKSIGN``); this module only
+lays out the bytes RFC 4880 5.2.3 prescribes around it, and checks that a hashed area sent back
+by a client is exactly one the server would have produced.
+"""
+
+import struct
+import time
+from dataclasses import dataclass
+
+from .wire import HASH_IDS, HASH_NAMES, SIG_TYPES
+
+SUBPACKET_CREATION_TIME = 2
+SUBPACKET_ISSUER_KEY_ID = 16
+SUBPACKET_ISSUER_FINGERPRINT = 33
+
+PUBKEY_RSA = 1
+PUBKEY_ECDSA = 19
+PUBKEY_EDDSA = 22
+SIGNING_PUBKEY_ALGOS = (PUBKEY_RSA, 3, 17, PUBKEY_ECDSA, PUBKEY_EDDSA)
+
+
+class HashedAreaError(ValueError):
+    """A hashed area the server would not have produced."""
+
+
+def _subpacket(kind: int, body: bytes) -> bytes:
+    length = len(body) + 1
+    if length >= 192:
+        raise ValueError("subpacket too long")
+    return bytes([length, kind]) + body
+
+
+def build_hashed_area(sig_type: int, pubkey_algo: int, digest_algo: str, fingerprint: str,
+                      creation_time: int) -> bytes:
+    fpr = bytes.fromhex(fingerprint)
+    subpackets = (_subpacket(SUBPACKET_CREATION_TIME, struct.pack(">I", creation_time))
+                  + _subpacket(SUBPACKET_ISSUER_FINGERPRINT, b"\x04" + fpr))
+    return (bytes([4, sig_type, pubkey_algo, HASH_IDS[digest_algo]])
+            + struct.pack(">H", len(subpackets)) + subpackets)
+
+
+@dataclass
+class HashedArea:
+    sig_type: int
+    pubkey_algo: int
+    digest_algo: str
+    fingerprint: str
+    creation_time: int
+
+
+def parse_hashed_area(area: bytes) -> HashedArea:
+    """Parse a hashed area; raise HashedAreaError for anything build_hashed_area cannot make."""
+    if len(area) < 6 or len(area) > 256:
+        raise HashedAreaError("hashed area has an impossible length")
+    version, sig_type, pubkey_algo, hash_id = area[0], area[1], area[2], area[3]
+    if version != 4:
+        raise HashedAreaError("only version 4 signatures are produced")
+    if sig_type not in SIG_TYPES.values():
+        raise HashedAreaError("signature type 0x%02x is not produced (binary 0x00 or text 0x01)" % sig_type)
+    if hash_id not in HASH_NAMES:
+        raise HashedAreaError("unknown hash algorithm id %d" % hash_id)
+    (length,) = struct.unpack(">H", area[4:6])
+    body = area[6:]
+    if length != len(body):
+        raise HashedAreaError("hashed subpacket length does not match")
+    found = {}
+    offset = 0
+    while offset < len(body):
+        size = body[offset]
+        if size == 0 or size >= 192 or offset + 1 + size > len(body):
+            raise HashedAreaError("malformed subpacket")
+        kind = body[offset + 1]
+        data = body[offset + 2:offset + 1 + size]
+        if kind in found:
+            raise HashedAreaError("duplicate subpacket %d" % kind)
+        found[kind] = data
+        offset += 1 + size
+    if set(found) != {SUBPACKET_CREATION_TIME, SUBPACKET_ISSUER_FINGERPRINT}:
+        raise HashedAreaError("hashed subpackets must be exactly creation time and issuer fingerprint")
+    created = found[SUBPACKET_CREATION_TIME]
+    issuer = found[SUBPACKET_ISSUER_FINGERPRINT]
+    if len(created) != 4 or len(issuer) != 21 or issuer[0] != 4:
+        raise HashedAreaError("malformed creation time or issuer fingerprint subpacket")
+    parsed = HashedArea(sig_type, pubkey_algo, HASH_NAMES[hash_id], issuer[1:].hex().upper(),
+                        struct.unpack(">I", created)[0])
+    # Canonical form only: re-building must give the same bytes (no alternate encodings).
+    if build_hashed_area(parsed.sig_type, parsed.pubkey_algo, parsed.digest_algo, parsed.fingerprint,
+                         parsed.creation_time) != area:
+        raise HashedAreaError("hashed area is not in the canonical form this server produces")
+    return parsed
+
+
+def validate_hashed_area(area: bytes, *, fingerprint: str, pubkey_algo: int, digest_algo: str,
+                         max_skew: int, now: float = None) -> HashedArea:
+    parsed = parse_hashed_area(area)
+    if parsed.fingerprint != fingerprint.upper():
+        raise HashedAreaError("hashed area names another key")
+    if parsed.pubkey_algo != pubkey_algo:
+        raise HashedAreaError("hashed area names another public-key algorithm")
+    if parsed.digest_algo != digest_algo:
+        raise HashedAreaError("hashed area names digest %s, request says %s" % (parsed.digest_algo, digest_algo))
+    now = time.time() if now is None else now
+    if abs(parsed.creation_time - now) > max_skew:
+        raise HashedAreaError("signature creation time is more than %d s away from the server's clock" % max_skew)
+    return parsed
+
+
+# -- S-expressions from gpg-agent -----------------------------------------------------------
+
+def parse_sexp(data: bytes):
+    """Parse a canonical S-expression into nested lists of bytes."""
+    def parse(pos):
+        if data[pos:pos + 1] != b"(":
+            raise ValueError("S-expression must start with (")
+        pos += 1
+        items = []
+        while True:
+            char = data[pos:pos + 1]
+            if not char:
+                raise ValueError("truncated S-expression")
+            if char == b")":
+                return items, pos + 1
+            if char == b"(":
+                item, pos = parse(pos)
+                items.append(item)
+                continue
+            colon = data.index(b":", pos)
+            size = int(data[pos:colon])
+            start = colon + 1
+            if start + size > len(data):
+                raise ValueError("truncated S-expression atom")
+            items.append(data[start:start + size])
+            pos = start + size
+    value, _ = parse(0)
+    return value
+
+
+def signature_values(sexp: bytes):
+    """(algorithm name, {param: integer bytes}) from a ``(sig-val (ALGO (s ..)))`` answer."""
+    tree = parse_sexp(sexp)
+    if not tree or tree[0] != b"sig-val" or len(tree) < 2 or not isinstance(tree[1], list):
+        raise ValueError("unexpected answer from gpg-agent")
+    algo = tree[1][0].decode("ascii")
+    params = {}
+    for item in tree[1][1:]:
+        if isinstance(item, list) and len(item) == 2 and isinstance(item[0], bytes):
+            params[item[0].decode("ascii")] = item[1]
+    return algo, params
+
+
+def mpi(value: bytes) -> bytes:
+    value = value.lstrip(b"\0")
+    bits = (len(value) - 1) * 8 + value[0].bit_length() if value else 0
+    return struct.pack(">H", bits) + value
+
+
+def signature_mpis(pubkey_algo: int, sexp: bytes) -> bytes:
+    algo, params = signature_values(sexp)
+    if pubkey_algo in (1, 3):
+        if "s" not in params:
+            raise ValueError("gpg-agent answer lacks the RSA signature value")
+        return mpi(params["s"])
+    if "r" not in params or "s" not in params:
+        raise ValueError("gpg-agent %s answer lacks r or s" % algo)
+    return mpi(params["r"]) + mpi(params["s"])
+
+
+def signature_packet(hashed_area: bytes, key_id: str, digest_hex: str, pubkey_algo: int, sexp: bytes) -> bytes:
+    """The complete signature packet (old-format header, as gpg writes it)."""
+    unhashed = _subpacket(SUBPACKET_ISSUER_KEY_ID, bytes.fromhex(key_id))
+    body = (hashed_area + struct.pack(">H", len(unhashed)) + unhashed
+            + bytes.fromhex(digest_hex)[:2] + signature_mpis(pubkey_algo, sexp))
+    if len(body) < 256:
+        return bytes([0x88, len(body)]) + body
+    return bytes([0x89]) + struct.pack(">H", len(body)) + body

@@ -1,0 +1,102 @@
+"""The remote-signing wire format shared by the server and the `sign` client.
+
+Standard library only and cheap to import: the client loads it on every run.
+
+An OpenPGP v4 signature (RFC 4880 5.2.4) is made over
+
+    H( data || hashed_area || 0x04 0xFF || len(hashed_area) as 4 bytes big-endian )
+
+where ``hashed_area`` is the start of the signature packet body: version (4), signature type,
+public-key algorithm, hash algorithm, the 2-byte length of the hashed subpackets, and the
+subpackets themselves. The server hands out the hashed area (``POST /sign/prepare``), the client
+feeds its file and that trailer into the hash and sends only the digest (``POST /sign``).
+"""
+
+import hashlib
+import struct
+
+# OpenPGP hash algorithm ids (RFC 4880 9.4); libgcrypt uses the same numbers.
+HASH_IDS = {"sha1": 2, "sha256": 8, "sha384": 9, "sha512": 10, "sha224": 11}
+HASH_NAMES = {number: name for name, number in HASH_IDS.items()}
+DIGEST_SIZES = {"sha1": 20, "sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}
+
+# Signature types the service produces (RFC 4880 5.2.1).
+SIG_TYPES = {"binary": 0x00, "text": 0x01}
+
+CHUNK = 1 << 20
+
+
+def trailer(hashed_area: bytes) -> bytes:
+    """The v4 trailer hashed after the hashed area."""
+    return b"\x04\xff" + struct.pack(">I", len(hashed_area))
+
+
+def new_hash(digest_algo: str):
+    if digest_algo not in HASH_IDS:
+        raise ValueError("unknown digest algorithm %r" % digest_algo)
+    return hashlib.new(digest_algo)
+
+
+def finish_digest(hasher, hashed_area: bytes) -> str:
+    """Complete a hash that has consumed the signed data; returns the hex digest to send."""
+    hasher.update(hashed_area)
+    hasher.update(trailer(hashed_area))
+    return hasher.hexdigest()
+
+
+def digest_bytes(data: bytes, digest_algo: str, hashed_area: bytes) -> str:
+    hasher = new_hash(digest_algo)
+    hasher.update(data)
+    return finish_digest(hasher, hashed_area)
+
+
+def digest_file(path: str, digest_algo: str, hashed_area: bytes) -> str:
+    hasher = new_hash(digest_algo)
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(CHUNK)
+            if not block:
+                break
+            hasher.update(block)
+    return finish_digest(hasher, hashed_area)
+
+
+def canonical_text(data: bytes) -> bytes:
+    """Canonical form for a text (0x01) signature: CRLF line ends, trailing blanks removed.
+
+    RFC 4880 7.1 says cleartext signatures hash lines without trailing spaces and tabs, joined
+    by CRLF, with no line end after the last line.
+    """
+    lines = data.replace(b"\r\n", b"\n").split(b"\n")
+    return b"\r\n".join(line.rstrip(b" \t\r") for line in lines)
+
+
+def dash_escape(text: str) -> str:
+    """Dash-escape the cleartext of a clearsigned message (RFC 4880 7.1)."""
+    out = []
+    for line in text.split("\n"):
+        if line.startswith("-"):
+            line = "- " + line
+        out.append(line)
+    return "\n".join(out)
+
+
+def crc24(data: bytes) -> int:
+    """ASCII armor checksum (RFC 4880 6.1)."""
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def armor(packet: bytes, kind: str = "SIGNATURE") -> str:
+    import base64
+
+    body = base64.b64encode(packet).decode("ascii")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    checksum = base64.b64encode(struct.pack(">I", crc24(packet))[1:]).decode("ascii")
+    return "-----BEGIN PGP %s-----\n\n%s\n=%s\n-----END PGP %s-----\n" % (kind, "\n".join(lines), checksum, kind)
