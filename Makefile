@@ -1,0 +1,57 @@
+# pkgsign.signer: developer and CI entry points.
+# Every test target sets the machine up first (scripts/bootstrap.sh: apt packages, .venv,
+# ansible-test's offline pip bootstrap) and ends with the line "N passed, N failed".
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Pick one molecule scenario: make molecule SCENARIO=signer
+SCENARIO ?=
+
+.PHONY: help
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
+
+# ---------------------------------------------------------------------------------------------
+# Set-up
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: venv
+venv:  ## apt packages, .venv with requirements-dev.txt, ansible-test pip stand-in
+	scripts/bootstrap.sh
+
+# ---------------------------------------------------------------------------------------------
+# Tests (results/<suite>/ holds JUnit XML and logs)
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: test
+test:  ## every suite: units, sanity, lint, molecule
+	scripts/run-tests.sh units sanity lint molecule
+
+.PHONY: units
+units:  ## pytest: tests/unit (modules) and files/pkgsign/tests (service)
+	scripts/run-tests.sh units
+
+.PHONY: sanity
+sanity:  ## ansible-test sanity (no ignore file)
+	scripts/run-tests.sh sanity
+
+.PHONY: lint
+lint:  ## ansible-lint, offline
+	scripts/run-tests.sh lint
+
+.PHONY: molecule
+molecule:  ## molecule test for every scenario, or SCENARIO=name
+	SCENARIO="$(SCENARIO)" scripts/run-tests.sh molecule
+
+# ---------------------------------------------------------------------------------------------
+# Housekeeping
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: clean
+clean:  ## remove results and test output (keeps .venv)
+	rm -rf results tests/output .pytest_cache
+
+.PHONY: distclean
+distclean: clean  ## also remove .venv
+	rm -rf .venv
