@@ -1,0 +1,809 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pkgsign.signer contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Backend of the ``pkgsign.signer.openpgp_*`` modules.
+
+Every operation is a function ``operation(params, check_mode) -> result dict`` built on the
+shared GnuPG layer (``_gnupg``): it decides idempotently whether something has to change,
+builds a diff of key *metadata* (fingerprints, user ids, algorithms, dates; never key
+material or passphrases) and only touches the keyring or files when not in check mode.
+The modules are thin wrappers around :func:`run_module`.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import base64
+import contextlib
+import datetime
+import os
+import shutil
+import stat
+import tempfile
+import time
+
+from ansible_collections.pkgsign.signer.plugins.module_utils import _gnupg as gnupg
+
+DAY = 86400
+PRIMARY_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
+SUBKEY_USAGES = ("sign", "encrypt", "auth")
+
+
+class ModuleFailure(Exception):
+    """A reason to fail the module, in one readable sentence."""
+
+
+def common_argument_spec(passphrase=True):
+    spec = {"homedir": {"type": "path", "required": True}}
+    if passphrase:
+        spec["passphrase"] = {"type": "str", "no_log": True}
+    return spec
+
+
+def run_module(module, operation):
+    """Run ``operation`` for an AnsibleModule and exit with its result or a clear failure."""
+    try:
+        result = operation(module.params, module.check_mode)
+    except (ModuleFailure, gnupg.GpgError, gnupg.InvalidInput) as exc:
+        module.fail_json(msg=_message(exc))
+    warnings = result.pop("warnings", [])
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+def _message(exc):
+    if isinstance(exc, gnupg.BadPassphrase):
+        return "wrong or missing passphrase: %s" % exc
+    return str(exc)
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+def iso(timestamp):
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def part_summary(part):
+    """Metadata of a primary key or subkey: what diffs and return values show."""
+    return {
+        "fingerprint": part.fingerprint,
+        "key_id": part.key_id,
+        "algorithm": algorithm_name(part),
+        "usage": part.usage,
+        "created": iso(part.created),
+        "expires": iso(part.expires),
+        "revoked": part.revoked,
+        "expired": part.expired,
+        "secret_present": bool(part.secret_present),
+    }
+
+
+def key_summary(key):
+    data = part_summary(key)
+    data.pop("secret_present")
+    data["uids"] = list(key.uids)
+    data["secret_primary_present"] = bool(key.secret_present)
+    data["subkeys"] = [part_summary(sub) for sub in key.subkeys]
+    return data
+
+
+def algorithm_name(part):
+    name = part.algorithm
+    return "cv25519" if name == "curve25519" else name
+
+
+def build_uid(name, email, comment=None):
+    gnupg.validate_uid_field(name, "name", required=True)
+    gnupg.validate_uid_field(email, "email", required=True)
+    gnupg.validate_uid_field(comment, "comment")
+    if comment:
+        return "%s (%s) <%s>" % (name, comment, email)
+    return "%s <%s>" % (name, email)
+
+
+def file_mode(value, default):
+    """An octal file mode from a module parameter (``'0600'``, ``'600'`` or an int)."""
+    if value is None:
+        return default
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 8)
+    except ValueError:
+        raise ModuleFailure("mode %r is not an octal mode such as '0600'" % value)
+
+
+def read_file(path):
+    if path is None or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def write_file(path, data, mode):
+    """Atomically write ``data`` to ``path`` with ``mode`` (the temporary file is 0600 from the start)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ModuleFailure("directory %s does not exist" % directory)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".pkgsign-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def mode_differs(path, mode):
+    return path is not None and os.path.exists(path) and stat.S_IMODE(os.stat(path).st_mode) != mode
+
+
+def dearmor(data):
+    """The binary OpenPGP packets of ``data`` (armored or not): key material compared, not bytes."""
+    if data is None:
+        return None
+    if not is_armored(data):
+        return data
+    lines = data.decode("ascii", "replace").splitlines()
+    body, in_block, in_headers = [], False, False
+    for line in lines:
+        if line.startswith("-----BEGIN PGP"):
+            in_block, in_headers = True, True
+            continue
+        if line.startswith("-----END PGP"):
+            in_block = False
+            continue
+        if not in_block:
+            continue
+        if in_headers:
+            if not line.strip():
+                in_headers = False
+            continue
+        if line.startswith("="):  # CRC-24 line
+            continue
+        body.append(line.strip())
+    try:
+        return base64.b64decode("".join(body))
+    except (ValueError, TypeError):
+        return None
+
+
+def is_armored(data):
+    return data is not None and data.lstrip()[:15] == b"-----BEGIN PGP "
+
+
+@contextlib.contextmanager
+def keyring(params, check_mode, read_only=False):
+    """The GnuPG of ``homedir``; created 0700 when missing, except in check mode or for reads.
+
+    A missing homedir in those cases is looked at as an empty temporary one, so every
+    operation sees "no keys yet" and reports the change it would make.
+    """
+    homedir = params["homedir"]
+    if os.path.isdir(homedir) or not (check_mode or read_only):
+        yield gnupg.GnuPG(homedir)
+        return
+    with gnupg.TemporaryGnuPG(prefix="pkgsign-empty-") as empty:
+        yield empty
+
+
+def get_key(gpg, selector, secret_primary=False, what="key"):
+    if not selector:
+        raise ModuleFailure("%s must name a key (fingerprint, key id or email)" % what)
+    found = gpg.list_keys(selector=selector)
+    if not found:
+        raise ModuleFailure("no key matches %s %r in %s" % (what, selector, gpg.homedir))
+    if len(found) > 1:
+        raise ModuleFailure("%s %r matches %d keys (%s); use a fingerprint"
+                            % (what, selector, len(found), ", ".join(k.fingerprint for k in found)))
+    key = found[0]
+    if secret_primary and not key.secret_present:
+        raise ModuleFailure("the secret part of the primary key %s is not in %s" % (key.fingerprint, gpg.homedir))
+    return key
+
+
+def check_passphrase(passphrase):
+    if passphrase is not None and ("\n" in passphrase or "\r" in passphrase):
+        raise ModuleFailure("passphrase must not contain newlines")
+    return passphrase
+
+
+# -- openpgp_key --------------------------------------------------------------------------
+
+def ensure_key(params, check_mode):
+    state = params["state"]
+    email = params["email"]
+    if state == "absent":
+        return _remove_keys(params, check_mode)
+    uid = build_uid(params["name"], email, params.get("comment"))
+    algorithm = gnupg.validate_algorithm(params["algorithm"])
+    usage = sorted(set(params["usage"] or []) | {"cert"})
+    gnupg.parse_expires(params["expires"])
+    passphrase = check_passphrase(params.get("passphrase"))
+    regenerate = params["regenerate"]
+
+    with keyring(params, check_mode) as gpg:
+        existing = [key for key in gpg.list_keys() if uid in key.uids]
+        warnings = []
+        if len(existing) > 1 and regenerate != "always":
+            raise ModuleFailure("%d keys carry the user id %r (%s); remove all but one first"
+                                % (len(existing), uid, ", ".join(k.fingerprint for k in existing)))
+        if existing and regenerate != "always":
+            key = existing[0]
+            differences = _key_differences(key, algorithm, usage)
+            if differences and regenerate == "fail":
+                raise ModuleFailure("key %s for %r differs from the requested one: %s (regenerate=fail)"
+                                    % (key.fingerprint, uid, "; ".join(differences)))
+            if differences:
+                warnings.append("key %s for %r is kept although it differs: %s (regenerate=never)"
+                                % (key.fingerprint, uid, "; ".join(differences)))
+            result = _key_result(key, changed=False)
+            result["diff"] = {"before": key_summary(key), "after": key_summary(key)}
+            result["warnings"] = warnings
+            return result
+
+        before = [key_summary(key) for key in existing]
+        planned = {"uids": [uid], "algorithm": algorithm, "usage": usage,
+                   "expires": iso(gnupg.expires_to_epoch(params["expires"]))}
+        if check_mode:
+            return {"changed": True, "fingerprint": None, "replaced": [k.fingerprint for k in existing],
+                    "diff": {"before": before[0] if len(before) == 1 else {"keys": before}, "after": planned}}
+        for old in existing:  # regenerate=always: the old key is replaced, by explicit choice
+            gpg.delete_key(old.fingerprint)
+        fingerprint = gpg.generate_key(params["name"], email, comment=params.get("comment"), algorithm=algorithm,
+                                       usage=usage, expires=params["expires"], passphrase=passphrase)
+        key = gpg.get_key(fingerprint)
+        result = _key_result(key, changed=True)
+        result["replaced"] = [k.fingerprint for k in existing]
+        result["diff"] = {"before": before[0] if len(before) == 1 else ({"keys": before} if before else {}),
+                          "after": key_summary(key)}
+        return result
+
+
+def _key_differences(key, algorithm, usage):
+    found = []
+    if algorithm_name(key) != algorithm:
+        found.append("algorithm is %s, not %s" % (algorithm_name(key), algorithm))
+    if sorted(key.usage) != usage:
+        found.append("usage is %s, not %s" % (",".join(key.usage), ",".join(usage)))
+    if key.revoked:
+        found.append("it is revoked")
+    if not key.secret_present:
+        found.append("its secret primary key is not in this homedir")
+    return found
+
+
+def _key_result(key, changed):
+    summary = key_summary(key)
+    result = {"changed": changed}
+    for name in ("fingerprint", "key_id", "algorithm", "usage", "created", "expires", "uids", "subkeys",
+                 "secret_primary_present"):
+        result[name] = summary[name]
+    return result
+
+
+def _remove_keys(params, check_mode):
+    email = params["email"]
+    gnupg.validate_uid_field(email, "email", required=True)
+    uid = build_uid(params["name"], email, params.get("comment")) if params.get("name") else None
+    with keyring(params, check_mode) as gpg:
+        doomed = [key for key in gpg.list_keys(selector=email) if uid is None or uid in key.uids]
+        if doomed and not check_mode:
+            for key in doomed:
+                gpg.delete_key(key.fingerprint)
+        return {"changed": bool(doomed), "removed": [k.fingerprint for k in doomed],
+                "diff": {"before": {"keys": [key_summary(k) for k in doomed]}, "after": {"keys": []}}}
+
+
+# -- openpgp_subkey -----------------------------------------------------------------------
+
+def subkey_algorithm(primary, usage, algorithm):
+    """The algorithm name gpg lists for a subkey we would create (ed25519 encrypts as cv25519)."""
+    if algorithm is None:
+        algorithm = algorithm_name(primary)
+        if algorithm not in PRIMARY_ALGORITHMS:
+            raise ModuleFailure("the primary key's algorithm %s cannot be reused for a subkey; set algorithm"
+                                % algorithm)
+    gnupg.validate_algorithm(algorithm)
+    listed = "cv25519" if (algorithm == "ed25519" and usage == "encrypt") else algorithm
+    return algorithm, listed
+
+
+def ensure_subkey(params, check_mode):
+    usage = params["usage"]
+    if usage not in SUBKEY_USAGES:
+        raise ModuleFailure("usage must be one of %s" % ", ".join(SUBKEY_USAGES))
+    gnupg.parse_expires(params["expires"])
+    passphrase = check_passphrase(params.get("passphrase"))
+    with keyring(params, check_mode) as gpg:
+        primary = get_key(gpg, params["key"])
+        algorithm, listed = subkey_algorithm(primary, usage, params.get("algorithm"))
+        matching = [sub for sub in primary.subkeys
+                    if sub.usage == [usage] and algorithm_name(sub) == listed and sub.usable]
+        if params["state"] == "absent":
+            doomed = [sub for sub in primary.subkeys if sub.usage == [usage]
+                      and (params.get("algorithm") is None or algorithm_name(sub) == listed)]
+            if doomed and not check_mode:
+                for sub in doomed:
+                    gpg.delete_subkey(sub.fingerprint)
+            after = gpg.get_key(primary.fingerprint) if doomed and not check_mode else primary
+            return {"changed": bool(doomed), "removed": [s.fingerprint for s in doomed],
+                    "primary_fingerprint": primary.fingerprint,
+                    "diff": {"before": key_summary(primary),
+                             "after": _without_subkeys(key_summary(after), [s.fingerprint for s in doomed])}}
+        if matching:
+            sub = matching[-1]
+            return _subkey_result(primary, sub, False, {"before": key_summary(primary), "after": key_summary(primary)})
+        if not primary.secret_present:
+            raise ModuleFailure("the secret part of the primary key %s is not in %s: cannot add a subkey"
+                                % (primary.fingerprint, gpg.homedir))
+        if check_mode:
+            planned = key_summary(primary)
+            planned["subkeys"].append({"fingerprint": None, "algorithm": listed, "usage": [usage],
+                                       "expires": iso(gnupg.expires_to_epoch(params["expires"]))})
+            return {"changed": True, "fingerprint": None, "primary_fingerprint": primary.fingerprint,
+                    "diff": {"before": key_summary(primary), "after": planned}}
+        gpg.forget_passphrases()
+        fingerprint = gpg.add_subkey(primary.fingerprint, algorithm=algorithm, usage=usage,
+                                     expires=params["expires"], passphrase=passphrase)
+        gpg.forget_passphrases()
+        after = gpg.get_key(primary.fingerprint)
+        sub = next(s for s in after.subkeys if s.fingerprint == fingerprint)
+        return _subkey_result(after, sub, True, {"before": key_summary(primary), "after": key_summary(after)})
+
+
+def _without_subkeys(summary, fingerprints):
+    summary["subkeys"] = [s for s in summary["subkeys"] if s["fingerprint"] not in fingerprints]
+    return summary
+
+
+def _subkey_result(primary, sub, changed, diff):
+    result = part_summary(sub)
+    result.update({"changed": changed, "primary_fingerprint": primary.fingerprint, "diff": diff})
+    return result
+
+
+# -- openpgp_export -----------------------------------------------------------------------
+
+def export_key(params, check_mode):
+    kind = params["kind"]
+    path = params["path"]
+    armor = params["armor"]
+    passphrase = check_passphrase(params.get("passphrase"))
+    if kind == "public" and (params.get("strip_passphrase") or params.get("subkeys")):
+        raise ModuleFailure("strip_passphrase and subkeys only apply to kind=secret_subkeys")
+    mode = file_mode(params.get("mode"), 0o600 if kind == "secret_subkeys" else 0o644)
+    with keyring(params, check_mode) as gpg:
+        key = get_key(gpg, params["key"])
+        existing = read_file(path)
+        if kind == "public":
+            wanted = gpg.export_public(key.fingerprint, armor=armor, minimal=params["minimal"])
+            current = _public_export_state(gpg, existing)
+            desired = _public_export_state(gpg, wanted)
+            up_to_date = existing is not None and is_armored(existing) == armor and dearmor(existing) == dearmor(wanted)
+        else:
+            subkeys = _select_secret_subkeys(key, params.get("subkeys"))
+            protection = gpg.secret_protection()
+            source_clear = all(protection.get(sub.keygrip) == "clear" for sub in subkeys)
+            desired = _secret_export_description(key, subkeys, clear=source_clear or params["strip_passphrase"],
+                                                 armor=armor)
+            current = _secret_export_state(existing, key.fingerprint)
+            up_to_date = current == desired
+            wanted = None
+        changed = not up_to_date
+        result = {"changed": changed or mode_differs(path, mode), "path": path, "fingerprint": key.fingerprint,
+                  "kind": kind, "diff": {"before": current or {}, "after": desired}}
+        if kind == "secret_subkeys":
+            result["subkeys"] = [sub.fingerprint for sub in _select_secret_subkeys(key, params.get("subkeys"))]
+        if check_mode:
+            return result
+        if changed:
+            if kind == "secret_subkeys":
+                wanted = _export_secret_subkeys(gpg, key, _select_secret_subkeys(key, params.get("subkeys")),
+                                                armor, passphrase, params["strip_passphrase"])
+            write_file(path, wanted, mode)
+        elif mode_differs(path, mode):
+            os.chmod(path, mode)
+        return result
+
+
+def _public_export_state(gpg, data):
+    if not data:
+        return None
+    try:
+        keys = gpg.show_keys(data)
+    except gnupg.GpgError:
+        return {"keys": [], "note": "not an OpenPGP key file"}
+    return {"armored": is_armored(data), "keys": [_public_metadata(k) for k in keys]}
+
+
+def _public_metadata(key):
+    return {"fingerprint": key.fingerprint, "uids": list(key.uids), "expires": iso(key.expires),
+            "revoked": key.revoked,
+            "subkeys": [{"fingerprint": s.fingerprint, "usage": s.usage, "expires": iso(s.expires), "revoked": s.revoked}
+                        for s in key.subkeys]}
+
+
+def _select_secret_subkeys(key, selectors):
+    if selectors:
+        chosen = []
+        for selector in selectors:
+            wanted = selector.upper().replace(" ", "").rstrip("!")
+            wanted = wanted[2:] if wanted.startswith("0X") else wanted
+            match = [s for s in key.subkeys if s.fingerprint == wanted or (len(wanted) in (8, 16) and s.fingerprint.endswith(wanted))]
+            if not match:
+                raise ModuleFailure("%r is not a subkey of %s" % (selector, key.fingerprint))
+            if not match[0].secret_present:
+                raise ModuleFailure("the secret part of subkey %s is not in this homedir" % match[0].fingerprint)
+            chosen.append(match[0])
+    else:
+        chosen = [s for s in key.subkeys if "sign" in s.usage and s.usable and s.secret_present]
+        if not chosen:
+            raise ModuleFailure("key %s has no usable signing subkey with its secret part here; add one with "
+                                "pkgsign.signer.openpgp_subkey or name subkeys" % key.fingerprint)
+    return sorted(chosen, key=lambda s: s.fingerprint)
+
+
+def _secret_export_description(key, subkeys, clear, armor):
+    return {
+        "armored": armor,
+        "primary": key.fingerprint,
+        "secret_primary_included": False,
+        "uids": sorted(key.uids),
+        "primary_expires": iso(key.expires),
+        "secret_subkeys": [{"fingerprint": s.fingerprint, "usage": s.usage, "expires": iso(s.expires)} for s in subkeys],
+        "passphrase_protected": not clear,
+    }
+
+
+def _secret_export_state(data, primary_fingerprint):
+    """What a secret-subkey export at ``path`` holds, learnt by importing it into a scratch homedir."""
+    if not data:
+        return None
+    with gnupg.TemporaryGnuPG(prefix="pkgsign-inspect-") as scratch:
+        try:
+            scratch.import_keys(data)
+        except gnupg.GpgError:
+            return {"note": "not an OpenPGP key file"}
+        keys = scratch.list_keys()
+        key = next((k for k in keys if k.fingerprint == primary_fingerprint), None)
+        if key is None:
+            return {"primary": [k.fingerprint for k in keys]}
+        subkeys = sorted((s for s in key.subkeys if s.secret_present), key=lambda s: s.fingerprint)
+        protection = scratch.secret_protection()
+        state = _secret_export_description(key, subkeys, clear=bool(subkeys) and all(
+            protection.get(s.keygrip) == "clear" for s in subkeys), armor=is_armored(data))
+        state["secret_primary_included"] = bool(key.secret_present)
+        return state
+
+
+def _export_secret_subkeys(gpg, key, subkeys, armor, passphrase, strip):
+    fingerprints = [sub.fingerprint for sub in subkeys]
+    gpg.forget_passphrases()
+    try:
+        if not strip:
+            return gpg.export_secret_subkeys(fingerprints, armor=armor, passphrase=passphrase)
+        # Re-protecting happens in a throw-away homedir, shredded afterwards, so the source
+        # keyring never holds an unprotected copy.
+        exported = gpg.export_secret_subkeys(fingerprints, armor=False, passphrase=passphrase)
+        with gnupg.TemporaryGnuPG(prefix="pkgsign-strip-") as scratch:
+            scratch.import_keys(exported)
+            scratch.change_passphrase(key.fingerprint, passphrase or "", "")
+            return scratch.export_secret_subkeys(fingerprints, armor=armor, passphrase="")
+    finally:
+        gpg.forget_passphrases()
+
+
+# -- openpgp_import -----------------------------------------------------------------------
+
+def import_keys(params, check_mode):
+    if params.get("src"):
+        data = read_file(params["src"])
+        if data is None:
+            raise ModuleFailure("src %s is not a readable file" % params["src"])
+    else:
+        data = params["content"].encode("utf-8")
+    if not data.strip():
+        raise ModuleFailure("nothing to import: the key data is empty")
+    with keyring(params, check_mode) as gpg:
+        try:
+            listed = gpg.show_keys(data)
+        except gnupg.GpgError as exc:
+            raise ModuleFailure("no OpenPGP key found in the data to import (%s)" % exc)
+        if not listed:
+            raise ModuleFailure("no OpenPGP key found in the data to import")
+        before_keys = {k.fingerprint: k for k in gpg.list_keys()}
+        if check_mode:
+            with _scratch_copy(gpg) as scratch:
+                fingerprints, counts = scratch.import_with_counts(data)
+                after_keys = {k.fingerprint: k for k in scratch.list_keys()}
+        else:
+            fingerprints, counts = gpg.import_with_counts(data)
+            after_keys = {k.fingerprint: k for k in gpg.list_keys()}
+        changed = any(counts.get(name, 0) for name in ("imported", "n_uids", "n_subk", "n_sigs", "n_revoc",
+                                                        "sec_imported"))
+        return {
+            "changed": changed,
+            "fingerprints": fingerprints,
+            "counts": counts,
+            "diff": {"before": {fpr: key_summary(before_keys[fpr]) for fpr in fingerprints if fpr in before_keys},
+                     "after": {fpr: key_summary(after_keys[fpr]) for fpr in fingerprints if fpr in after_keys}},
+        }
+
+
+@contextlib.contextmanager
+def _scratch_copy(gpg):
+    """A throw-away copy of ``gpg``'s keyrings (check mode imports there, then it is shredded)."""
+    with gnupg.TemporaryGnuPG(prefix="pkgsign-check-") as scratch:
+        for name in ("pubring.kbx", "pubring.gpg", "trustdb.gpg"):
+            source = os.path.join(gpg.homedir, name)
+            if os.path.isfile(source):
+                shutil.copy2(source, os.path.join(scratch.homedir, name))
+        secrets = os.path.join(gpg.homedir, "private-keys-v1.d")
+        if os.path.isdir(secrets):
+            target = os.path.join(scratch.homedir, "private-keys-v1.d")
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(secrets, target)
+        yield scratch
+
+
+# -- openpgp_revocation -------------------------------------------------------------------
+
+def ensure_revocation(params, check_mode):
+    path = params["path"]
+    passphrase = check_passphrase(params.get("passphrase"))
+    description = "\n".join(line.strip() for line in (params.get("description") or "").splitlines() if line.strip())
+    for char in description:
+        if char != "\n" and (ord(char) < 0x20 or ord(char) == 0x7F):
+            raise ModuleFailure("description must not contain control characters")
+    with keyring(params, check_mode) as gpg:
+        key = get_key(gpg, params["key"], secret_primary=True)
+        existing = read_file(path)
+        current = _revocation_state(gpg, key, existing, path)
+        desired = {"path": path, "fingerprint": key.fingerprint, "reason": params["reason"],
+                   "description": description, "valid": True}
+        changed = current != desired
+        result = {"changed": changed or mode_differs(path, 0o600), "path": path, "fingerprint": key.fingerprint,
+                  "reason": params["reason"], "diff": {"before": current or {}, "after": desired}}
+        if check_mode:
+            return result
+        if changed:
+            data = gpg.generate_revocation(key.fingerprint, reason=params["reason"], description=description,
+                                           passphrase=passphrase)
+            write_file(path, data, 0o600)
+        elif mode_differs(path, 0o600):
+            os.chmod(path, 0o600)
+        return result
+
+
+def _revocation_state(gpg, key, data, path):
+    if not data:
+        return None
+    details = gpg.revocation_details(data)
+    if details is None:
+        return {"path": path, "note": "not a revocation certificate"}
+    state = {"path": path, "fingerprint": details["issuer"], "reason": details["reason"],
+             "description": "\n".join(l.strip() for l in details["description"].splitlines() if l.strip()),
+             "valid": False}
+    if details["issuer"] == key.fingerprint:
+        # The certificate counts only if it really revokes this key: try it on a scratch copy.
+        with gnupg.TemporaryGnuPG(prefix="pkgsign-revcheck-") as scratch:
+            scratch.import_keys(gpg.export_public(key.fingerprint, armor=False))
+            scratch.import_keys(data)
+            state["valid"] = scratch.get_key(key.fingerprint).revoked
+    return state
+
+
+# -- openpgp_certify ----------------------------------------------------------------------
+
+def ensure_certification(params, check_mode):
+    passphrase = check_passphrase(params.get("passphrase"))
+    exportable = params["exportable"]
+    with keyring(params, check_mode) as gpg:
+        target = get_key(gpg, params["key"])
+        signer = get_key(gpg, params["signer"], secret_primary=True, what="signer")
+        if signer.fingerprint == target.fingerprint:
+            raise ModuleFailure("a key cannot certify itself: key and signer are both %s" % target.fingerprint)
+        if "cert" not in signer.usage or not signer.usable:
+            raise ModuleFailure("signer %s cannot certify (revoked, expired or without cert usage)" % signer.fingerprint)
+        if target.revoked or target.expired:
+            raise ModuleFailure("key %s is %s and cannot be certified"
+                                % (target.fingerprint, "revoked" if target.revoked else "expired"))
+        wanted = params.get("uids") or list(target.uids)
+        unknown = [uid for uid in wanted if uid not in target.uids]
+        if unknown:
+            raise ModuleFailure("key %s has no user id %s" % (target.fingerprint, ", ".join(repr(u) for u in unknown)))
+        before = _certifications(gpg, target.fingerprint, signer)
+        missing = [uid for uid in wanted if not _certified(before.get(uid, []), exportable)]
+        result = {"changed": bool(missing), "fingerprint": target.fingerprint, "signer": signer.fingerprint,
+                  "certified_uids": missing}
+        after = before
+        if missing and not check_mode:
+            gpg.certify(target.fingerprint, signer.fingerprint, uids=missing, exportable=exportable,
+                        passphrase=passphrase)
+            after = _certifications(gpg, target.fingerprint, signer)
+            still = [uid for uid in wanted if not _certified(after.get(uid, []), exportable)]
+            if still:
+                raise ModuleFailure("gpg did not certify %s" % ", ".join(still))
+        elif missing:
+            after = dict(before)
+            for uid in missing:
+                after[uid] = after.get(uid, []) + ["exportable" if exportable else "local"]
+        result["diff"] = {"before": {"fingerprint": target.fingerprint, "certified_by_signer": before},
+                          "after": {"fingerprint": target.fingerprint, "certified_by_signer": after}}
+        return result
+
+
+def _certifications(gpg, fingerprint, signer):
+    """``{uid: ['exportable'|'local', ...]}``: the signer's standing certifications per user id."""
+    found = {}
+    for uid, signatures in gpg.list_signatures(fingerprint).items():
+        kinds = []
+        for sig in signatures:
+            issuer = sig["issuer"].upper()
+            if issuer not in (signer.fingerprint, signer.key_id) or not sig["class"][:2] in ("10", "11", "12", "13"):
+                continue
+            if sig["revocation"]:
+                kinds = []
+                continue
+            kinds.append("local" if sig["class"].endswith("l") else "exportable")
+        found[uid] = sorted(set(kinds))
+    return found
+
+
+def _certified(kinds, exportable):
+    return "exportable" in kinds if exportable else bool(kinds)
+
+
+# -- openpgp_expire -----------------------------------------------------------------------
+
+def ensure_expiry(params, check_mode):
+    gnupg.parse_expires(params["expires"])
+    passphrase = check_passphrase(params.get("passphrase"))
+    within = params.get("within")
+    if within is not None and within < 0:
+        raise ModuleFailure("within must be a number of days >= 0")
+    now = time.time()
+    target = gnupg.expires_to_epoch(params["expires"], now=now)
+    with keyring(params, check_mode) as gpg:
+        if params.get("key"):
+            keys = [get_key(gpg, params["key"], secret_primary=True)]
+            skipped = []
+        else:
+            everything = [k for k in gpg.list_keys() if not k.revoked]
+            keys = [k for k in everything if k.secret_present]
+            skipped = [k.fingerprint for k in everything if not k.secret_present]
+        updates = []
+        for key in keys:
+            primary = _needs_new_expiry(key, target, within, now)
+            subs = [sub for sub in key.subkeys if params["subkeys"] and sub.expires is not None and not sub.revoked
+                    and _needs_new_expiry(sub, target, within, now)]
+            if primary or subs:
+                updates.append((key, primary, subs))
+        result = {"changed": bool(updates), "skipped": skipped,
+                  "updated": [{"fingerprint": key.fingerprint,
+                               "parts": ([key.fingerprint] if primary else []) + [s.fingerprint for s in subs]}
+                              for key, primary, subs in updates],
+                  "expires": iso(target)}
+        before = {key.fingerprint: _expiry_view(key) for key, _p, _s in updates}
+        after = {}
+        for key, primary, subs in updates:
+            view = _expiry_view(key)
+            for part in ([key] if primary else []) + subs:
+                view[part.fingerprint] = iso(target)
+            after[key.fingerprint] = view
+        if updates and not check_mode:
+            gpg.forget_passphrases()
+            try:
+                for key, primary, subs in updates:
+                    if primary:
+                        gpg.set_expire(key.fingerprint, params["expires"], passphrase=passphrase)
+                    if subs:
+                        gpg.set_expire(key.fingerprint, params["expires"], subkeys=[s.fingerprint for s in subs],
+                                       passphrase=passphrase)
+            finally:
+                gpg.forget_passphrases()
+            after = {key.fingerprint: _expiry_view(gpg.get_key(key.fingerprint)) for key, _p, _s in updates}
+        result["diff"] = {"before": before, "after": after}
+        return result
+
+
+def _needs_new_expiry(part, target, within, now):
+    if part.revoked:
+        return False
+    if within is not None:
+        # A prolong job: only what expires within that many days (or has expired) is extended.
+        return part.expires is not None and part.expires <= now + within * DAY and _differs(part.expires, target)
+    return _differs(part.expires, target)
+
+
+def _differs(current, target):
+    if current is None or target is None:
+        return current != target
+    return abs(current - target) >= DAY  # dates are compared by the day, so a relative expiry is idempotent
+
+
+def _expiry_view(key):
+    view = {key.fingerprint: iso(key.expires)}
+    for sub in key.subkeys:
+        view[sub.fingerprint] = iso(sub.expires)
+    return view
+
+
+# -- openpgp_key_info ---------------------------------------------------------------------
+
+def key_info(params, check_mode):
+    with keyring(params, check_mode, read_only=True) as gpg:
+        if params.get("key"):
+            keys = [get_key(gpg, params["key"])]
+        else:
+            keys = gpg.list_keys()
+        return {"changed": False, "keys": [key_summary(k) for k in keys]}
+
+
+# -- openpgp_sign -------------------------------------------------------------------------
+
+def sign_file(params, check_mode):
+    src, dest, mode, armor = params["src"], params["dest"], params["mode"], params["armor"]
+    passphrase = check_passphrase(params.get("passphrase"))
+    selectors = params["key"]
+    if not selectors:
+        raise ModuleFailure("key must name at least one signing key")
+    content = read_file(src)
+    if content is None:
+        raise ModuleFailure("src %s is not a readable file" % src)
+    if mode == "clearsign" and not armor:
+        raise ModuleFailure("a clearsigned message is always armored; leave armor at true")
+    with keyring(params, check_mode) as gpg:
+        signers = []
+        for selector in selectors:
+            key = get_key(gpg, selector)
+            if not any("sign" in part.usage and part.usable and part.secret_present for part in [key] + key.subkeys):
+                raise ModuleFailure("key %s has no usable signing key with its secret part in %s"
+                                    % (key.fingerprint, gpg.homedir))
+            if key.fingerprint not in signers:
+                signers.append(key.fingerprint)
+        current = _current_signers(gpg, src, dest, content, mode, armor)
+        changed = current != sorted(signers)
+        result = {"changed": changed, "dest": dest, "signers": sorted(signers), "mode": mode,
+                  "diff": {"before": {"dest": dest, "signers": current or []},
+                           "after": {"dest": dest, "signers": sorted(signers)}}}
+        if changed and not check_mode:
+            gpg.forget_passphrases()
+            try:
+                data = gpg.sign(content, signers, mode=mode, armor=armor, passphrase=passphrase)
+            finally:
+                gpg.forget_passphrases()
+            write_file(dest, data, 0o644)
+        return result
+
+
+def _current_signers(gpg, src, dest, content, mode, armor):
+    existing = read_file(dest)
+    if not existing or is_armored(existing) != (armor or mode == "clearsign"):
+        return None
+    try:
+        if mode == "detached":
+            return sorted(set(gpg.verify(dest, src)))
+        if not existing.lstrip().startswith(b"-----BEGIN PGP SIGNED MESSAGE-----"):
+            return None
+        text, signers = gpg.decrypt_clearsigned(existing)
+    except gnupg.GpgError:
+        return None
+    if _normalise_text(text) != _normalise_text(content):
+        return None
+    return sorted(set(signers))
+
+
+def _normalise_text(data):
+    # Clearsigning canonicalises line endings and trailing white space.
+    return [line.rstrip() for line in data.replace(b"\r\n", b"\n").rstrip(b"\n").split(b"\n")]
