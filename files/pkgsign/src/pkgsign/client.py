@@ -1,0 +1,468 @@
+"""sign: obs-sign compatible client of the pkgsign service (standard library only).
+
+    sign [-u USER] [-h sha256|sha512] [-4] -r FILE.rpm...      sign RPMs in place
+    sign [-u USER] [-h ...] -d FILE...                          armored detached: FILE.asc
+    sign [-u USER] [-h ...] -D FILE...                          binary detached: FILE.sig
+    sign [-u USER] [-h ...] -c [FILE...]                        clearsign in place (stdin -> stdout)
+    sign [-u USER] -p                                           print the public key
+    sign [-u USER] -k                                           print the signing key id
+    sign -t                                                     test the connection
+    sign --unsign FILE.rpm...                                   remove RPM signatures
+
+The file never leaves this host: the client hashes it together with the signature's hashed area
+(from POST /sign/prepare) and sends only the digest (POST /sign). Configuration comes from
+$SIGN_CONF or /etc/sign.conf (``server:``, ``token_file:``, ``hash:``, ``user:``).
+
+Kept free of heavy imports: one run of `sign` per file must start fast.
+"""
+
+import getopt
+import json
+import os
+import sys
+import threading
+
+from . import wire
+
+USAGE = __doc__.split("\n\n")[1]
+DEFAULT_CONF = "/etc/sign.conf"
+HELPER_ENV = "PKGSIGN_RPM_HELPER"
+
+
+class SignError(Exception):
+    """One readable line for standard error; exit status 1."""
+
+
+class UnknownKey(SignError):
+    pass
+
+
+# -- configuration ---------------------------------------------------------------------
+
+def read_conf(path=None):
+    path = path or os.environ.get("SIGN_CONF") or DEFAULT_CONF
+    conf = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                line = line.strip()
+                if not line or line.startswith("#") or ":" not in line:
+                    continue
+                key, _, value = line.partition(":")
+                conf[key.strip().lower()] = value.strip()
+    except FileNotFoundError:
+        raise SignError("no configuration: %s does not exist (set SIGN_CONF)" % path) from None
+    except OSError as err:
+        raise SignError("cannot read %s: %s" % (path, err.strerror)) from None
+    if not conf.get("server"):
+        raise SignError("%s has no 'server:' line" % path)
+    conf["_path"] = path
+    return conf
+
+
+def read_token(conf):
+    path = os.environ.get("SIGN_TOKEN_FILE") or conf.get("token_file")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError as err:
+        raise SignError("cannot read token file %s: %s" % (path, err.strerror)) from None
+
+
+# -- HTTP ------------------------------------------------------------------------------
+
+class Api:
+    """Tiny JSON-over-HTTP client with one keep-alive connection per thread."""
+
+    def __init__(self, server, token=None, timeout=120.0):
+        from urllib.parse import urlsplit
+
+        if "://" not in server:
+            server = "http://" + server
+        parts = urlsplit(server)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SignError("server %r is not an http(s) URL" % server)
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port
+        self.base = parts.path.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self, fresh=False):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or fresh:
+            import http.client
+
+            if self.scheme == "https":
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def request(self, method, path, body=None):
+        """(status, headers, bytes); retries once when a kept-alive connection went stale."""
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        for attempt in (1, 2):
+            conn = self._connection(fresh=attempt == 2)
+            try:
+                conn.request(method, self.base + path, body=data, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    self._local.conn = None
+                return response.status, response, payload
+            except (ConnectionError, OSError) as err:
+                conn.close()
+                self._local.conn = None
+                import http.client
+
+                stale = isinstance(err, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
+                if attempt == 1 and stale:
+                    continue
+                raise SignError("cannot reach %s://%s%s: %s" % (
+                    self.scheme, self.host, ":%d" % self.port if self.port else "", err)) from None
+        raise SignError("unreachable")
+
+    def call(self, method, path, body=None, key=None):
+        """JSON answer of a successful call; errors become SignError (404 on a key: UnknownKey)."""
+        status, response, payload = self.request(method, path, body)
+        if 200 <= status < 300:
+            if response.getheader("Content-Type", "").startswith("application/json"):
+                return json.loads(payload.decode("utf-8"))
+            return payload
+        message = _error_message(payload) or "HTTP %d" % status
+        if status == 404 and key is not None:
+            raise UnknownKey("unknown key: %s" % key)
+        if status == 401:
+            raise SignError("authentication failed: %s (check token_file in %s)" % (message, "sign.conf"))
+        if status == 429:
+            raise SignError("rate limited by the server: %s (Retry-After: %s s)"
+                            % (message, response.getheader("Retry-After", "?")))
+        raise SignError("server refused (%d): %s" % (status, message))
+
+
+def _error_message(payload):
+    try:
+        return json.loads(payload.decode("utf-8")).get("error")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return payload.decode("utf-8", "replace").strip()[:200]
+
+
+def _quote(name):
+    from urllib.parse import quote
+
+    return quote(name, safe="@+-_.")
+
+
+# -- signing ---------------------------------------------------------------------------
+
+class Signer:
+    def __init__(self, api, user, digest_algo, sig_type="binary"):
+        self.api = api
+        self.user = user
+        self.digest_algo = digest_algo
+        self.sig_type = sig_type
+        self._prepared = None
+        self._prepared_at = 0.0
+        self._lock = threading.Lock()
+
+    def prepared(self):
+        """The server's answer to /sign/prepare, refreshed before its creation time goes stale."""
+        import time
+
+        with self._lock:
+            if self._prepared is None or time.time() - self._prepared_at > self._prepared.get("valid_for", 300) / 2:
+                self._prepared = self.api.call("POST", "/sign/prepare", {
+                    "key": self.user, "digest_algo": self.digest_algo, "sig_type": self.sig_type}, key=self.user)
+                self._prepared_at = time.time()
+            return self._prepared
+
+    def sign_digests(self, digests, hashed_area_hex):
+        answer = self.api.call("POST", "/sign", {"key": self.user, "digest_algo": self.digest_algo,
+                                                 "hashed_area": hashed_area_hex, "digests": digests}, key=self.user)
+        import base64
+
+        return [base64.b64decode(item["signature"]) for item in answer["signatures"]]
+
+    def sign_blobs(self, blobs, jobs=8, chunk=200):
+        """Signature packets for a list of byte strings or file paths (str), in order."""
+        prepared = self.prepared()
+        area_hex = prepared["hashed_area"]
+        area = bytes.fromhex(area_hex)
+
+        def digest_of(item):
+            if isinstance(item, str):
+                return wire.digest_file(item, self.digest_algo, area)
+            return wire.digest_bytes(item, self.digest_algo, area)
+
+        if len(blobs) == 1:
+            return self.sign_digests([digest_of(blobs[0])], area_hex)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            digests = list(pool.map(digest_of, blobs))
+            # Several requests in flight keep every agent connection of the server busy.
+            size = max(1, min(chunk, -(-len(digests) // jobs)))
+            batches = [digests[i:i + size] for i in range(0, len(digests), size)]
+            results = list(pool.map(lambda batch: self.sign_digests(batch, area_hex), batches))
+        return [packet for batch in results for packet in batch]
+
+
+def _write_atomic(path, data, mode=None):
+    tmp = "%s.tmp-sign-%d" % (path, os.getpid())
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def detached(signer, files, armored, jobs):
+    if not files:
+        packet = signer.sign_blobs([sys.stdin.buffer.read()], jobs)[0]
+        sys.stdout.write(wire.armor(packet)) if armored else sys.stdout.buffer.write(packet)
+        return
+    for path in files:
+        if not os.path.isfile(path):
+            raise SignError("%s: no such file" % path)
+    packets = signer.sign_blobs(list(files), jobs)
+    for path, packet in zip(files, packets):
+        if armored:
+            _write_atomic(path + ".asc", wire.armor(packet).encode("ascii"))
+        else:
+            _write_atomic(path + ".sig", packet)
+
+
+def _clearsigned(text_bytes, packet, digest_algo):
+    text = text_bytes.decode("utf-8", "replace")
+    return ("-----BEGIN PGP SIGNED MESSAGE-----\nHash: %s\n\n%s\n%s"
+            % (digest_algo.upper(), wire.dash_escape(text), wire.armor(packet))).encode("utf-8")
+
+
+def _clear_text(data):
+    # The line end before the signature armor belongs to the armor, not to the signed text.
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    return data.replace(b"\r\n", b"\n")
+
+
+def clearsign(signer, files, jobs):
+    if not files:
+        text = _clear_text(sys.stdin.buffer.read())
+        packet = signer.sign_blobs([wire.canonical_text(text)], jobs)[0]
+        sys.stdout.buffer.write(_clearsigned(text, packet, signer.digest_algo))
+        return
+    texts = []
+    for path in files:
+        try:
+            with open(path, "rb") as handle:
+                texts.append(_clear_text(handle.read()))
+        except OSError as err:
+            raise SignError("%s: %s" % (path, err.strerror)) from None
+    packets = signer.sign_blobs([wire.canonical_text(text) for text in texts], jobs)
+    for path, text, packet in zip(files, texts, packets):
+        _write_atomic(path, _clearsigned(text, packet, signer.digest_algo))
+
+
+# -- RPM -------------------------------------------------------------------------------
+
+def _rpmsign_command(conf, user, digest_algo, files):
+    rpmsign = conf.get("rpmsign", "rpmsign")
+    python = sys.executable
+    # rpmsign execs argv[0] of %__gpg_sign_cmd with the rest as the argument vector, feeds the
+    # header to sign on standard input and expects the binary signature in the named file.
+    helper = "%s %s -m pkgsign.client --rpm-helper %%{shescape:%%{?__signature_filename}}" % (
+        _shell_word(python), _shell_word(python))
+    return [rpmsign, "--addsign",
+            "--define", "__gpg /usr/bin/gpg",
+            "--define", "_gpg_name %s" % user,
+            "--define", "_gpg_digest_algo %s" % digest_algo,
+            "--define", "__gpg_sign_cmd %s" % helper,
+            "--"] + list(files)
+
+
+def _shell_word(text):
+    if all(c.isalnum() or c in "/._-+" for c in text):
+        return text
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def sign_rpms(signer, conf, files, jobs):
+    import subprocess
+
+    for path in files:
+        if not os.path.isfile(path):
+            raise SignError("%s: no such file" % path)
+    prepared = signer.prepared()  # also turns an unknown key into "unknown key: USER" up front
+    env = dict(os.environ)
+    env[HELPER_ENV] = json.dumps({
+        "server": conf["server"], "token_file": os.environ.get("SIGN_TOKEN_FILE") or conf.get("token_file"),
+        "key": signer.user, "digest_algo": signer.digest_algo, "hashed_area": prepared["hashed_area"],
+        "timeout": conf.get("timeout", "120")})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                    env.get("PYTHONPATH")] if p)
+    groups = [files[i::jobs] for i in range(min(jobs, len(files)))]
+
+    def run(group):
+        proc = subprocess.run(_rpmsign_command(conf, signer.user, signer.digest_algo, group), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            lines = [line for line in proc.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+            return "rpmsign failed for %s: %s" % (", ".join(group), " / ".join(lines[-3:]) or "exit %d" % proc.returncode)
+        return None
+
+    if len(groups) == 1:
+        errors = [run(groups[0])]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+            errors = list(pool.map(run, groups))
+    errors = [e for e in errors if e]
+    if errors:
+        raise SignError("; ".join(errors))
+
+
+def unsign_rpms(conf, files):
+    import subprocess
+
+    proc = subprocess.run([conf.get("rpmsign", "rpmsign"), "--delsign", "--"] + list(files),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise SignError("rpmsign --delsign failed: %s" % proc.stderr.decode("utf-8", "replace").strip())
+
+
+def rpm_helper(sigfile):
+    """Called by rpmsign as %__gpg_sign_cmd: header on stdin, binary signature to ``sigfile``."""
+    try:
+        params = json.loads(os.environ[HELPER_ENV])
+    except (KeyError, ValueError):
+        raise SignError("--rpm-helper is only run by rpmsign on behalf of 'sign -r'") from None
+    token = None
+    if params.get("token_file"):
+        token = read_token({"token_file": params["token_file"]})
+    api = Api(params["server"], token, timeout=float(params.get("timeout") or 120))
+    signer = Signer(api, params["key"], params["digest_algo"])
+    area_hex = params["hashed_area"]
+    digest = wire.digest_bytes(sys.stdin.buffer.read(), params["digest_algo"], bytes.fromhex(area_hex))
+    packet = signer.sign_digests([digest], area_hex)[0]
+    with open(sigfile, "wb") as handle:
+        handle.write(packet)
+
+
+# -- command line ----------------------------------------------------------------------
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except UnknownKey as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    except SignError as err:
+        print("sign: %s" % err, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv):
+    try:
+        opts, files = getopt.gnu_getopt(argv, "u:h:4prdDctkS:", ["help", "unsign", "rpm-helper=", "jobs=", "version"])
+    except getopt.GetoptError as err:
+        raise SignError("%s\n%s" % (err, USAGE)) from None
+    mode = None
+    user = None
+    digest_algo = None
+    jobs = None
+    for opt, value in opts:
+        if opt == "--help":
+            print(__doc__.strip())
+            return 0
+        if opt == "--version":
+            from . import __version__
+
+            print("sign (pkgsign) %s" % __version__)
+            return 0
+        if opt == "--rpm-helper":
+            rpm_helper(value)
+            return 0
+        if opt == "-u":
+            user = value
+        elif opt == "-h":
+            digest_algo = value.lower()
+        elif opt == "-4":
+            pass  # v4 is the only signature format produced
+        elif opt == "--jobs":
+            jobs = value
+        elif opt == "-S":
+            raise SignError("-S is not supported")
+        else:
+            new_mode = {"-p": "pubkey", "-r": "rpm", "-d": "detached", "-D": "binary", "-c": "clearsign",
+                        "-t": "test", "-k": "keyid", "--unsign": "unsign"}[opt]
+            if mode and mode != new_mode:
+                raise SignError("choose one of -p, -k, -t, -r, -d, -D, -c, --unsign")
+            mode = new_mode
+    mode = mode or "clearsign"
+    conf = read_conf()
+    if mode == "unsign":
+        if not files:
+            raise SignError("--unsign needs RPM files")
+        unsign_rpms(conf, files)
+        return 0
+    try:
+        jobs = max(1, int(jobs or conf.get("jobs") or 8))
+    except ValueError:
+        raise SignError("jobs must be a number") from None
+    try:
+        timeout = float(conf.get("timeout") or 120)
+    except ValueError:
+        raise SignError("timeout must be a number of seconds") from None
+    api = Api(conf["server"], read_token(conf), timeout=timeout)
+    if mode == "test":
+        status, _, payload = api.request("GET", "/ping")
+        if status != 200:
+            raise SignError("server answered %d to /ping" % status)
+        return 0
+    user = user or conf.get("user")
+    if not user:
+        raise SignError("no key: use -u USER or 'user:' in %s" % conf["_path"])
+    if mode == "pubkey":
+        data = api.call("GET", "/pubkey/" + _quote(user), key=user)
+        sys.stdout.write(data.decode("ascii") if isinstance(data, bytes) else str(data))
+        sys.stdout.flush()
+        return 0
+    if mode == "keyid":
+        info = api.call("GET", "/keys/" + _quote(user), key=user)
+        print(info["signing_key_id"].lower())
+        return 0
+    digest_algo = digest_algo or conf.get("hash", "sha256").lower()
+    if digest_algo not in wire.HASH_IDS:
+        raise SignError("unknown hash %r (use sha256 or sha512)" % digest_algo)
+    if mode == "rpm":
+        if not files:
+            raise SignError("-r needs RPM files")
+        sign_rpms(Signer(api, user, digest_algo), conf, files, jobs)
+    elif mode in ("detached", "binary"):
+        detached(Signer(api, user, digest_algo), files, mode == "detached", jobs)
+    else:
+        clearsign(Signer(api, user, digest_algo, sig_type="text"), files, jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
