@@ -288,7 +288,9 @@ def parse_colons(text):
         elif kind == "grp" and last is not None and not last.keygrip:
             last.keygrip = record[9]
         elif kind == "uid" and current is not None:
-            if record[1] != "r":
+            # A revoked key lists every uid as 'r': keep them (its owner stays known); on a
+            # valid key 'r' marks a revoked user id, which is left out.
+            if record[1] != "r" or current.revoked:
                 current.uids.append(_unescape_colons(record[9]))
     return keys
 
@@ -671,6 +673,28 @@ class GnuPG:
             elif record[0] in ("sig", "rev") and uid is not None:
                 found[uid].append({"issuer": record[12] or record[4], "class": record[10],
                                    "revocation": record[0] == "rev"})
+        return found
+
+    def checked_certifications(self, fingerprint):
+        """``{uid: [{"issuer": fpr or key id, "class": "10x", "revocation": bool, "valid": bool}]}``.
+
+        Like list_signatures, but every signature is verified (``--check-sigs``): ``valid`` is
+        true only for a good signature by a key in this keyring, so a certification claimed by
+        an issuer whose key is absent, or forged, never counts.
+        """
+        out = self.run(["--with-colons", "--fixed-list-mode", "--check-sigs", fingerprint],
+                       check=False).stdout.decode("utf-8", "replace")
+        found, uid = {}, None
+        for line in out.splitlines():
+            record = line.split(":") + [""] * 20
+            if record[0] in ("sub", "pub"):
+                uid = None
+            elif record[0] == "uid":
+                uid = _unescape_colons(record[9])
+                found.setdefault(uid, [])
+            elif record[0] in ("sig", "rev") and uid is not None:
+                found[uid].append({"issuer": record[12] or record[4], "class": record[10],
+                                   "revocation": record[0] == "rev", "valid": record[1] == "!"})
         return found
 
     def delete_subkey(self, subkey_fingerprint):
