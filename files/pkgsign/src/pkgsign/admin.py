@@ -4,7 +4,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from . import _gnupg
 from .config import ConfigError, load_config, parse_duration

@@ -67,7 +67,6 @@ def create_app(config=None):
     service = Service(config)
     app = Flask("pkgsign")
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
-    app.config["JSON_SORT_KEYS"] = False
     app.extensions["pkgsign"] = service
 
     # -- plumbing --------------------------------------------------------------------

@@ -1,0 +1,249 @@
+"""Fixtures: one real pkgsign instance per session (GnuPG home, tokens, keys), served over real
+HTTP on 127.0.0.1 by ``pkgsign-admin serve``, plus a Flask test client on the same state."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+try:
+    import pkgsign  # noqa: F401  (installed, editable or not)
+except ImportError:  # running from a checkout without installing
+    sys.path.insert(0, SRC)
+
+from pkgsign import _gnupg  # noqa: E402
+from pkgsign.tokens import add_token  # noqa: E402
+
+PYTHON = sys.executable
+ED_KEY = "alice#ed@copr.test"
+RSA_KEY = "bob#rsa@copr.test"
+
+
+def child_env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    env["LC_ALL"] = "C"
+    env.update(extra)
+    return env
+
+
+def run_admin(*args, input=None, check=True):
+    proc = subprocess.run([PYTHON, "-m", "pkgsign.admin"] + list(args), input=input, env=child_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError("pkgsign-admin %s failed (%d): %s" % (" ".join(args), proc.returncode, proc.stderr))
+    return proc
+
+
+class Instance:
+    """An initialised instance directory and, once started, its server."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.config = os.path.join(self.root, "pkgsign.conf")
+        self.sign_conf = os.path.join(self.root, "sign.conf")
+        self.process = None
+        self.url = None
+        self.tokens = {}
+
+    @property
+    def tokens_file(self):
+        return os.path.join(self.root, "tokens.json")
+
+    @property
+    def audit_log(self):
+        return os.path.join(self.root, "audit.log")
+
+    def add_token(self, token_id, scopes, keys, rate=None):
+        secret = add_token(self.tokens_file, token_id, scopes, keys, rate=rate, replace=True)
+        path = os.path.join(self.root, token_id + ".token")
+        _gnupg.write_private_file(path, (secret + "\n").encode())
+        self.tokens[token_id] = secret
+        return secret
+
+    def set_option(self, section, key, value):
+        import configparser
+
+        parser = configparser.ConfigParser()
+        parser.read(self.config)
+        if not parser.has_section(section):
+            parser.add_section(section)
+        parser.set(section, key, value)
+        with open(self.config, "w") as handle:
+            parser.write(handle)
+
+    def start(self):
+        port = _free_port()
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "pkgsign.admin", "serve", "--config", self.config, "--bind", "127.0.0.1:%d" % port],
+            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.url = "http://127.0.0.1:%d" % port
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError("server exited: %s" % self.process.stderr.read())
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("server did not start")
+        with open(self.sign_conf, "w") as handle:
+            handle.write("server: %s\ntoken_file: %s\nhash: sha256\n" % (self.url, os.path.join(self.root, "client.token")))
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def sign(self, *args, token=None, input=None, cwd=None, conf=None):
+        """Run the real `sign` client; returns CompletedProcess (bytes output)."""
+        env = child_env(SIGN_CONF=conf or self.sign_conf)
+        if token:
+            env["SIGN_TOKEN_FILE"] = os.path.join(self.root, token + ".token")
+        return subprocess.run([PYTHON, "-m", "pkgsign.client"] + list(args), env=env, input=input, cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+
+    def request(self, method, path, body=None, token="client", form=None, headers=None):
+        """Real HTTP request; returns (status, headers, parsed JSON or text)."""
+        data = None
+        all_headers = dict(headers or {})
+        if body is not None:
+            data = json.dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        elif form is not None:
+            from urllib.parse import urlencode
+
+            data = urlencode(form).encode()
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if token:
+            secret = self.tokens.get(token) or open(os.path.join(self.root, token + ".token")).read().strip()
+            all_headers["Authorization"] = "Bearer " + secret
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=all_headers)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as response:
+                return response.status, response.headers, _decode(response)
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers, _decode(err)
+
+
+def _decode(response):
+    raw = response.read()
+    if response.headers.get("Content-Type", "").startswith("application/json"):
+        return json.loads(raw)
+    return raw.decode("utf-8", "replace")
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def instance(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inst")
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    inst = Instance(root)
+    with open(os.path.join(root, "client.token")) as handle:
+        inst.tokens["client"] = handle.read().strip()
+    inst.add_token("admin", ["sign", "keygen", "admin"], ["*"])
+    inst.add_token("limited", ["sign"], ["alice#*@copr.test"])
+    inst.add_token("keygen-only", ["keygen"], ["*"])
+    inst.add_token("slow", ["sign", "keygen"], ["*"], rate="3/3600")
+    inst.set_option("aliases", "modern", ED_KEY)
+    inst.set_option("aliases", "el10-x86_64", "modern")
+    inst.start()
+    status, _, body = inst.request("POST", "/gen_key", {"name_real": "alice_ed", "name_email": ED_KEY})
+    assert status in (200, 201), body
+    status, _, body = inst.request("POST", "/gen_key", {"name_real": "bob_rsa", "name_email": RSA_KEY,
+                                                        "key_length": 2048})
+    assert status in (200, 201), body
+    yield inst
+    inst.stop()
+    _gnupg.GnuPG(os.path.join(inst.root, "gnupg"), create=False).kill_agent()
+
+
+@pytest.fixture(scope="session")
+def app_client(instance):
+    """Flask test client over the same state as the served instance."""
+    from pkgsign.app import create_app
+    from pkgsign.config import load_config
+
+    app = create_app(load_config(instance.config))
+    app.testing = True
+    return app.test_client()
+
+
+def bearer(instance, token="client"):
+    return {"Authorization": "Bearer " + instance.tokens[token]}
+
+
+@pytest.fixture(scope="session")
+def verifier(instance, tmp_path_factory):
+    """A separate GnuPG home holding the instance's public keys, to verify with stock gpg."""
+    home = tmp_path_factory.mktemp("verify-gnupg")
+    gpg = _gnupg.GnuPG(str(home))
+    for key in (ED_KEY, RSA_KEY):
+        status, _, text = instance.request("GET", "/pubkey/" + key.replace("#", "%23"))
+        assert status == 200
+        gpg.import_keys(text.encode())
+    yield gpg
+    gpg.kill_agent()
+
+
+def gpg_verify(gpg, signature, data=None):
+    """VALIDSIG fingerprint list from stock `gpg --verify` (raises if the signature is bad)."""
+    return gpg.verify(str(signature), str(data) if data else None)
+
+
+@pytest.fixture(scope="session")
+def tiny_rpm(tmp_path_factory):
+    if not shutil.which("rpmbuild"):
+        pytest.skip("rpmbuild not installed")
+    top = tmp_path_factory.mktemp("rpmbuild")
+    spec = top / "tiny.spec"
+    spec.write_text(
+        "Name: tiny\nVersion: 1.0\nRelease: 1\nSummary: tiny test package\nLicense: MIT\nBuildArch: noarch\n"
+        "%description\ntiny\n%install\nmkdir -p %{buildroot}/usr/share/tiny\n"
+        "echo hello > %{buildroot}/usr/share/tiny/hello\n%files\n/usr/share/tiny/hello\n")
+    proc = subprocess.run(["rpmbuild", "-bb", "--define", "_topdir %s" % top, "--define", "_rpmdir %s" % top,
+                           "--define", "_build_name_fmt %%{NAME}.rpm", str(spec)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    return top / "tiny.rpm"
+
+
+def payload_digest(path):
+    out = subprocess.run(["rpm", "-qp", "--qf", "%{PAYLOADDIGEST}", str(path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True).stdout
+    return out
+
+
+def rpm_checksig(path, pubkeys, dbpath):
+    """rpmkeys --checksig against a private rpmdb holding ``pubkeys``; returns (rc, output)."""
+    os.makedirs(str(dbpath), exist_ok=True)
+    for key in pubkeys:
+        subprocess.run(["rpmkeys", "--dbpath", str(dbpath), "--import", str(key)], check=True)
+    proc = subprocess.run(["rpmkeys", "--dbpath", str(dbpath), "--checksig", "-v", str(path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc.returncode, proc.stdout
+
+
+def hex_re(n):
+    return re.compile("^[0-9a-f]{%d}$" % n)

@@ -1,0 +1,274 @@
+"""The HTTP API through the Flask test client and over real HTTP."""
+
+import base64
+import struct
+import time
+
+import pytest
+
+from conftest import ED_KEY, RSA_KEY, bearer, gpg_verify
+from pkgsign import openpgp, wire
+
+
+def test_ping_and_health(app_client, instance):
+    response = app_client.get("/ping")
+    assert response.status_code == 200 and response.data == b"pong\n"
+    assert app_client.get("/health/live").get_json()["status"] == "live"
+    ready = app_client.get("/health/ready")
+    assert ready.status_code == 200 and ready.get_json()["ready"] is True
+    status, _, body = instance.request("GET", "/health/ready", token=None)
+    assert status == 200 and body["checks"] == {"keyring": True, "agent": True, "state_dir": True}
+
+
+def test_openapi_served_and_lists_every_route(app_client):
+    spec = app_client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    for path in ("/ping", "/gen_key", "/pubkey/{key}", "/keys/{key}", "/sign/prepare", "/sign",
+                 "/health/live", "/health/ready"):
+        assert path in spec["paths"], path
+
+
+def test_gen_key_created_then_exists_json_and_form(app_client, instance):
+    headers = bearer(instance)
+    first = app_client.post("/gen_key", json={"name_real": "carol", "name_email": "carol#p1@copr.test"},
+                            headers=headers)
+    assert first.status_code == 201, first.get_json()
+    again = app_client.post("/gen_key", data={"name_real": "carol", "name_email": "carol#p1@copr.test"},
+                            headers=headers)
+    assert again.status_code == 200
+    assert again.get_json()["fingerprint"] == first.get_json()["fingerprint"]
+    assert first.get_json()["algorithm"] == "ed25519"  # the instance's configured default
+
+
+def test_gen_key_over_http_with_rsa_length(instance):
+    status, _, body = instance.request("POST", "/gen_key", {"name_real": "bob_rsa", "name_email": RSA_KEY,
+                                                            "key_length": 2048})
+    assert status == 200 and body["algorithm"] == "rsa2048"
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"name_email": "x#y@copr.test"}, "name_real is required"),
+    ({"name_real": "x"}, "name_email is required"),
+    ({"name_real": "evil\nKey-Type: DSA", "name_email": "x#y@copr.test"}, "newlines"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "name_comment": "a\rb"}, "newlines"),
+    ({"name_real": "x" * 300, "name_email": "x#y@copr.test"}, "longer than"),
+    ({"name_real": "x", "name_email": "no-at-sign"}, "name_email"),
+    ({"name_real": "x", "name_email": "a b#c@copr.test"}, "name_email"),
+    ({"name_real": "x", "name_email": "x#y@copr.test\n"}, "name_email"),
+    ({"name_real": 5, "name_email": "x#y@copr.test"}, "must be a string"),
+    ({"name_real": ["x"], "name_email": "x#y@copr.test"}, "must be a string"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "key_length": 1024}, "key_length"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "key_length": "big"}, "key_length"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "key_length": True}, "key_length"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "expire": -1}, "expire"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "expire": "soon"}, "expire"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "algorithm": "dsa1024"}, "algorithm"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "algorithm": "ed25519", "key_length": 4096}, "contradicts"),
+    ({"name_real": "x", "name_email": "x#y@copr.test", "surprise": 1}, "unknown field"),
+    ({"name_real": "a <b>", "name_email": "x#y@copr.test"}, "must not contain"),
+])
+def test_gen_key_bad_input_is_400_with_message(app_client, instance, body, fragment):
+    response = app_client.post("/gen_key", json=body, headers=bearer(instance))
+    assert response.status_code == 400, response.get_json()
+    assert fragment in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("raw, content_type", [
+    (b"{not json", "application/json"),
+    (b"[1, 2]", "application/json"),
+    (b"\xff\xfe", "application/json"),
+])
+def test_malformed_bodies_are_400(app_client, instance, raw, content_type):
+    for path in ("/gen_key", "/sign/prepare", "/sign"):
+        response = app_client.post(path, data=raw, content_type=content_type, headers=bearer(instance, "admin"))
+        assert response.status_code == 400, (path, response.get_json())
+        assert response.get_json()["error"]
+
+
+def test_pubkey_and_key_info(app_client, instance):
+    response = app_client.get("/pubkey/" + ED_KEY.replace("#", "%23"), headers=bearer(instance))
+    assert response.status_code == 200
+    assert response.data.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    info = app_client.get("/keys/modern", headers=bearer(instance)).get_json()
+    assert info["name_email"] == ED_KEY and info["algorithm"] == "ed25519"
+    by_fpr = app_client.get("/keys/" + info["fingerprint"], headers=bearer(instance)).get_json()
+    assert by_fpr["fingerprint"] == info["fingerprint"]
+    # an alias of an alias (el10-x86_64 -> modern -> email)
+    assert app_client.get("/keys/el10-x86_64", headers=bearer(instance)).get_json()["fingerprint"] == info["fingerprint"]
+    missing = app_client.get("/pubkey/nobody%23x@copr.test", headers=bearer(instance))
+    assert missing.status_code == 404 and "unknown key" in missing.get_json()["error"]
+
+
+def test_unknown_route_and_method_are_json_errors(app_client, instance):
+    assert app_client.get("/nothing-here").status_code == 404
+    response = app_client.get("/gen_key")
+    assert response.status_code == 405 and response.get_json()["error"]
+
+
+# -- remote signing through the API -------------------------------------------------------
+
+def _prepare(app_client, instance, key=ED_KEY, digest_algo="sha256", token="client"):
+    response = app_client.post("/sign/prepare", json={"key": key, "digest_algo": digest_algo},
+                               headers=bearer(instance, token))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+@pytest.mark.parametrize("key", [ED_KEY, RSA_KEY])
+@pytest.mark.parametrize("digest_algo", ["sha256", "sha512"])
+def test_sign_digests_verify_with_stock_gpg(app_client, instance, verifier, tmp_path, key, digest_algo):
+    prepared = _prepare(app_client, instance, key, digest_algo)
+    area = bytes.fromhex(prepared["hashed_area"])
+    files = []
+    for number in range(3):
+        path = tmp_path / ("file%d" % number)
+        path.write_bytes(b"content %d\n" % number * 100)
+        files.append(path)
+    digests = [wire.digest_file(str(path), digest_algo, area) for path in files]
+    response = app_client.post("/sign", json={"key": key, "digest_algo": digest_algo, "hashed_area": prepared["hashed_area"],
+                                              "digests": digests, "armor": True}, headers=bearer(instance))
+    assert response.status_code == 200, response.get_json()
+    signatures = response.get_json()["signatures"]
+    assert [s["digest"] for s in signatures] == digests
+    for path, item in zip(files, signatures):
+        (tmp_path / (path.name + ".sig")).write_bytes(base64.b64decode(item["signature"]))
+        (tmp_path / (path.name + ".asc")).write_text(item["armored"])
+        assert gpg_verify(verifier, tmp_path / (path.name + ".sig"), path) == [prepared["fingerprint"]]
+        assert gpg_verify(verifier, tmp_path / (path.name + ".asc"), path) == [prepared["fingerprint"]]
+    # a signature is bound to its file: another file does not verify
+    with pytest.raises(Exception):
+        gpg_verify(verifier, tmp_path / "file0.sig", files[1])
+
+
+def _sign_body(prepared, **changes):
+    body = {"key": ED_KEY, "digest_algo": "sha256", "hashed_area": prepared["hashed_area"], "digests": ["ab" * 32]}
+    body.update(changes)
+    return body
+
+
+def _area(prepared, **changes):
+    fields = dict(sig_type=0, pubkey_algo=prepared["pubkey_algo"], digest_algo="sha256",
+                  fingerprint=prepared["signing_fingerprint"], creation_time=int(time.time()))
+    fields.update(changes)
+    return openpgp.build_hashed_area(**fields).hex()
+
+
+def test_sign_rejects_forged_or_malformed_requests(app_client, instance):
+    prepared = _prepare(app_client, instance)
+    other = _prepare(app_client, instance, RSA_KEY)
+    cases = [
+        (_sign_body(prepared, digests=[]), "digests"),
+        (_sign_body(prepared, digests="ab" * 32), "digests"),
+        (_sign_body(prepared, digests=["zz" * 32]), "hex"),
+        (_sign_body(prepared, digests=["ab" * 31]), "64 hex"),
+        (_sign_body(prepared, digests=[5]), "hex"),
+        (_sign_body(prepared, digest_algo="md5"), "not allowed"),
+        (_sign_body(prepared, digest_algo="sha1", digests=["ab" * 20]), "not allowed"),
+        (_sign_body(prepared, digest_algo=7), "string"),
+        (_sign_body(prepared, hashed_area="xyz"), "hashed_area"),
+        (_sign_body(prepared, hashed_area=""), "hashed_area"),
+        (_sign_body(prepared, hashed_area=None), "hashed_area"),
+        (_sign_body(prepared, hashed_area="05" + prepared["hashed_area"][2:]), "version 4"),
+        (_sign_body(prepared, hashed_area=other["hashed_area"]), "another"),
+        (_sign_body(prepared, hashed_area=_area(prepared, digest_algo="sha512")), "digest"),
+        (_sign_body(prepared, hashed_area=_area(prepared, pubkey_algo=1)), "public-key algorithm"),
+        (_sign_body(prepared, hashed_area=_area(prepared, creation_time=int(time.time()) - 3600)), "clock"),
+        (_sign_body(prepared, hashed_area=_area(prepared, sig_type=0x13)), "signature type"),
+        (_sign_body(prepared, hashed_area=prepared["hashed_area"] + "0102"), "length"),
+        (_sign_body(prepared, key=None), "key must be"),
+        (_sign_body(prepared, key=["x"]), "key must be"),
+        (_sign_body(prepared, key="k" * 300), "key must be"),
+    ]
+    # an extra, unknown hashed subpacket (here: a policy URL) is never signed
+    area = bytes.fromhex(prepared["hashed_area"])
+    extra = b"\x05\x1ahttp"
+    forged = area[:4] + struct.pack(">H", len(area) - 6 + len(extra)) + area[6:] + extra
+    cases.append((_sign_body(prepared, hashed_area=forged.hex()), "exactly"))
+    for body, fragment in cases:
+        response = app_client.post("/sign", json=body, headers=bearer(instance))
+        assert response.status_code == 400, (body, response.get_json())
+        assert fragment in response.get_json()["error"], (fragment, response.get_json())
+    too_many = _sign_body(prepared, digests=["ab" * 32] * 1001)
+    assert app_client.post("/sign", json=too_many, headers=bearer(instance)).status_code == 400
+
+
+def test_prepare_rejects_bad_input(app_client, instance):
+    for body, status in (({"key": ED_KEY, "sig_type": "cert"}, 400), ({"key": ED_KEY, "digest_algo": "sha1"}, 400),
+                         ({}, 400), ({"key": "nobody@nowhere.test"}, 404), ({"key": "DEADBEEF"}, 404)):
+        response = app_client.post("/sign/prepare", json=body, headers=bearer(instance))
+        assert response.status_code == status, (body, response.get_json())
+
+
+# -- access control -----------------------------------------------------------------------
+
+def test_401_without_or_with_bad_token(app_client):
+    for method, path, body in (("POST", "/gen_key", {"name_real": "x", "name_email": "x#y@copr.test"}),
+                               ("GET", "/pubkey/modern", None), ("POST", "/sign/prepare", {"key": "modern"}),
+                               ("POST", "/sign", {"key": "modern"}), ("DELETE", "/keys/modern", None)):
+        for headers in ({}, {"Authorization": "Bearer wrong-secret-value"}, {"Authorization": "Basic abc"},
+                        {"Authorization": "Bearer "}):
+            response = app_client.open(path, method=method, json=body, headers=headers)
+            assert response.status_code == 401, (method, path, headers)
+            assert "WWW-Authenticate" in response.headers
+
+
+def test_403_outside_scope_or_keys(app_client, instance):
+    # keygen-only token cannot sign; limited token (sign, alice#*) cannot sign with bob's key
+    response = app_client.post("/sign/prepare", json={"key": ED_KEY}, headers=bearer(instance, "keygen-only"))
+    assert response.status_code == 403 and "scope" in response.get_json()["error"]
+    response = app_client.post("/sign/prepare", json={"key": RSA_KEY}, headers=bearer(instance, "limited"))
+    assert response.status_code == 403 and "may not use key" in response.get_json()["error"]
+    assert app_client.post("/sign/prepare", json={"key": ED_KEY}, headers=bearer(instance, "limited")).status_code == 200
+    # the alias of alice's key is allowed too: patterns see every name of the key
+    assert app_client.post("/sign/prepare", json={"key": "modern"}, headers=bearer(instance, "limited")).status_code == 200
+    response = app_client.post("/gen_key", json={"name_real": "x", "name_email": "alice#new@copr.test"},
+                               headers=bearer(instance, "limited"))
+    assert response.status_code == 403
+    response = app_client.delete("/keys/" + ED_KEY.replace("#", "%23"), headers=bearer(instance, "client"))
+    assert response.status_code == 403
+
+
+def test_429_with_retry_after(instance):
+    # 'slow' allows 3 requests per hour in each server process
+    statuses = []
+    for _ in range(5):
+        status, headers, _ = instance.request("GET", "/keys/modern", token="slow")
+        statuses.append(status)
+        if status == 429:
+            assert int(headers["Retry-After"]) > 0
+    assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+
+
+def test_delete_key_needs_admin_and_removes_everything(app_client, instance):
+    email = "dave#gone@copr.test"
+    assert app_client.post("/gen_key", json={"name_real": "dave", "name_email": email},
+                           headers=bearer(instance)).status_code == 201
+    quoted = email.replace("#", "%23")
+    assert app_client.delete("/keys/" + quoted, headers=bearer(instance, "admin")).status_code == 200
+    assert app_client.get("/pubkey/" + quoted, headers=bearer(instance)).status_code == 404
+    assert app_client.delete("/keys/" + quoted, headers=bearer(instance, "admin")).status_code == 404
+    # it can be made again afresh
+    assert app_client.post("/gen_key", json={"name_real": "dave", "name_email": email},
+                           headers=bearer(instance)).status_code == 201
+
+
+def test_keygen_without_token_only_from_listed_networks(tmp_path):
+    from conftest import run_admin
+    from pkgsign.app import create_app
+    from pkgsign.config import load_config
+
+    run_admin("init", str(tmp_path / "open"), "--algorithm", "ed25519")
+    conf = tmp_path / "open" / "pkgsign.conf"
+    body = {"name_real": "copr", "name_email": "copr#open@copr.test"}
+    closed = create_app(load_config(str(conf))).test_client()
+    assert closed.post("/gen_key", json=body).status_code == 401
+    conf.write_text(conf.read_text().replace("allow_without_token_from =", "allow_without_token_from = 10.0.0.0/8, 127.0.0.1/32"))
+    app = create_app(load_config(str(conf))).test_client()
+    assert app.post("/gen_key", json=body).status_code == 201  # test client's address is 127.0.0.1
+    outside = app.post("/gen_key", json=body, environ_overrides={"REMOTE_ADDR": "192.0.2.7"})
+    assert outside.status_code == 401
+    # only /gen_key is open; signing still needs a token
+    assert app.post("/sign/prepare", json={"key": "copr#open@copr.test"}).status_code == 401
+    from pkgsign import _gnupg
+
+    _gnupg.GnuPG(str(tmp_path / "open" / "gnupg"), create=False).kill_agent()
