@@ -1,0 +1,201 @@
+"""pkgsign-admin: init, audit verify, import-copr, maintain; crash recovery and key-per-email."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import Instance, child_env, run_admin, PYTHON
+from pkgsign import _gnupg
+
+
+def test_init_creates_private_instance(tmp_path):
+    root = tmp_path / "fresh"
+    proc = run_admin("init", str(root), "--algorithm", "ed25519")
+    assert "serve" in proc.stdout
+    for name in ("gnupg", "phrases"):
+        assert stat.S_IMODE(os.stat(str(root / name)).st_mode) == 0o700
+    for name in ("pkgsign.conf", "client.token", "sign.conf", "tokens.json"):
+        assert stat.S_IMODE(os.stat(str(root / name)).st_mode) == 0o600, name
+    secret = (root / "client.token").read_text().strip()
+    tokens = (root / "tokens.json").read_text()
+    assert secret not in tokens and json.loads(tokens)["tokens"]["client"]["scopes"] == ["keygen", "sign"]
+    again = run_admin("init", str(root), check=False)
+    assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_admin_errors_are_one_line(tmp_path):
+    proc = run_admin("token", "add", "--config", str(tmp_path / "missing.conf"), "--id", "x", "--scopes", "sign",
+                     "--keys", "*", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cannot read configuration" in proc.stderr
+    run_admin("init", str(tmp_path / "i"))
+    conf = str(tmp_path / "i" / "pkgsign.conf")
+    for args, fragment in ((["--scopes", "sign,root", "--keys", "*"], "unknown scope"),
+                           (["--scopes", "sign", "--keys", ""], "key pattern"),
+                           (["--scopes", "sign", "--keys", "*", "--rate", "fast"], "rate")):
+        proc = run_admin("token", "add", "--config", conf, "--id", "t1", *args, check=False)
+        assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+
+
+def test_audit_log_chain_detects_edit_removal_reorder(instance, tmp_path):
+    target = tmp_path / "audited.txt"
+    target.write_text("audited")
+    assert instance.sign("-u", "modern", "-d", str(target)).returncode == 0
+    assert instance.sign("-u", "modern", "-D", str(target)).returncode == 0
+    proc = run_admin("audit", "verify", "--config", instance.config)
+    assert "chain intact" in proc.stdout
+    lines = open(instance.audit_log, "rb").read().splitlines(keepends=True)
+    assert len(lines) >= 4
+    records = [json.loads(line) for line in lines]
+    assert {"time", "token", "client", "operation", "result", "seq", "prev"} <= set(records[0])
+    assert any(r["operation"] == "sign" and r.get("digests") for r in records)
+    for secret in instance.tokens.values():
+        assert secret not in open(instance.audit_log).read()
+
+    def verify_copy(mutated):
+        root = tmp_path / ("copy%d" % abs(hash(tuple(mutated))))
+        root.mkdir()
+        conf = root / "pkgsign.conf"
+        conf.write_text("[server]\nstate_dir = %s\naudit_log = %s\n" % (root, root / "audit.log"))
+        (root / "audit.log").write_bytes(b"".join(mutated))
+        with open(instance.audit_log + ".head", "rb") as head:
+            (root / "audit.log.head").write_bytes(head.read())
+        return run_admin("audit", "verify", "--config", str(conf), check=False)
+
+    lines = open(instance.audit_log, "rb").read().splitlines(keepends=True)
+    assert verify_copy(lines).returncode == 0
+    edited = list(lines)
+    edited[1] = edited[1].replace(b'"result":"', b'"result":"x')
+    removed = lines[:1] + lines[2:]
+    reordered = [lines[1], lines[0]] + lines[2:]
+    truncated = lines[:-1]
+    for mutated in (edited, removed, reordered, truncated):
+        proc = verify_copy(mutated)
+        assert proc.returncode == 1, proc.stdout
+        assert "audit log" in proc.stdout
+
+
+def test_gen_key_is_one_key_per_email_under_concurrency(instance):
+    email = "race#one@copr.test"
+    results = []
+
+    def call():
+        status, _, body = instance.request("POST", "/gen_key", {"name_real": "race", "name_email": email})
+        results.append((status, body.get("fingerprint")))
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(status for status, _ in results) == [200] * 11 + [201]
+    assert len({fpr for _, fpr in results}) == 1
+    gpg = _gnupg.GnuPG(os.path.join(instance.root, "gnupg"), create=False)
+    assert len(_gnupg.find_keys_by(gpg, "<%s>" % email)) == 1
+
+
+def test_kill_9_during_keygen_leaves_no_half_made_key(tmp_path):
+    """Kill the server while it generates keys; after restart metadata and keyring agree."""
+    root = tmp_path / "crash"
+    run_admin("init", str(root), "--algorithm", "rsa2048")
+    inst = Instance(root)
+    inst.tokens["client"] = (root / "client.token").read_text().strip()
+    inst.start()
+    answered = {}
+
+    def call(number):
+        email = "crash#p%d@copr.test" % number
+        try:
+            status, _, _ = inst.request("POST", "/gen_key", {"name_real": "crash", "name_email": email})
+            answered[email] = status
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.8)
+    os.killpg(inst.process.pid, signal.SIGKILL)
+    inst.process.wait()
+    for thread in threads:
+        thread.join()
+    time.sleep(1.5)  # let orphaned gpg children finish or die
+    inst.start()
+    status, _, body = inst.request("GET", "/health/ready", token=None)
+    assert status == 200, body
+    gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
+    keyring = {email.lower(): key for key in gpg.list_keys() for email in key.emails}
+    metadata = {json.load(open(str(path)))["name_email"]: json.load(open(str(path)))
+                for path in (root / "keys").glob("*.json")}
+    assert not list((root / "pending").iterdir())
+    for email, record in metadata.items():
+        assert email in keyring and keyring[email].secret_present, email
+        assert keyring[email].fingerprint == record["fingerprint"]
+    for email, key in keyring.items():
+        assert email in metadata, "key without metadata: %s" % email
+    for email, status in answered.items():
+        if status == 201:
+            assert email in metadata
+    inst.stop()
+    gpg.kill_agent()
+
+
+def test_import_copr_keeps_keys_emails_and_passphrases(instance, tmp_path):
+    copr_home = tmp_path / "copr-gnupg"
+    phrases = tmp_path / "copr-phrases"
+    phrases.mkdir()
+    copr = _gnupg.GnuPG(str(copr_home))
+    protected = "olduser#legacy@copr.test"
+    plain = "olduser#plain@copr.test"
+    copr.generate_key("olduser_legacy", protected, algorithm="ed25519", passphrase="copr-phrase-123")
+    copr.generate_key("olduser_plain", plain, algorithm="ed25519")
+    (phrases / protected).write_text("copr-phrase-123\n")
+    copr.kill_agent()
+    proc = run_admin("import-copr", "--config", instance.config, "--gnupghome", str(copr_home),
+                     "--phrases", str(phrases))
+    assert "2 imported, 0 failed" in proc.stderr, proc.stderr
+    target = tmp_path / "data"
+    target.write_bytes(b"legacy data")
+    for email in (protected, plain):
+        proc = instance.sign("-u", email, "-d", str(target))
+        assert proc.returncode == 0, proc.stderr
+        pub = instance.sign("-u", email, "-p").stdout
+        check = _gnupg.GnuPG(str(tmp_path / ("v-" + email.split("#")[1])))
+        check.import_keys(pub)
+        check.verify(str(target) + ".asc", str(target))
+        check.kill_agent()
+    phrase_copy = os.path.join(instance.root, "phrases", protected)
+    assert stat.S_IMODE(os.stat(phrase_copy).st_mode) == 0o600
+    again = run_admin("import-copr", "--config", instance.config, "--gnupghome", str(copr_home),
+                      "--phrases", str(phrases))
+    assert "already present" in again.stderr
+
+
+def test_maintain_prolongs_expiring_keys(tmp_path):
+    root = tmp_path / "m"
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    inst = Instance(root)
+    inst.tokens["client"] = (root / "client.token").read_text().strip()
+    from pkgsign.app import create_app
+    from pkgsign.config import load_config
+
+    client = create_app(load_config(inst.config)).test_client()
+    headers = {"Authorization": "Bearer " + inst.tokens["client"]}
+    soon = client.post("/gen_key", json={"name_real": "s", "name_email": "soon#p@copr.test", "expire": 10},
+                       headers=headers)
+    never = client.post("/gen_key", json={"name_real": "n", "name_email": "never#p@copr.test"}, headers=headers)
+    assert soon.status_code == 201 and never.status_code == 201
+    before = client.get("/keys/soon%23p@copr.test", headers=headers).get_json()["expires"]
+    assert before and before < time.time() + 11 * 86400
+    proc = run_admin("maintain", "--config", inst.config, "--within-days", "30", "--extend", "1825d")
+    assert "1 key(s) expire within 30 days" in proc.stderr and "extended" in proc.stderr, proc.stderr
+    after = client.get("/keys/soon%23p@copr.test", headers=headers).get_json()["expires"]
+    assert after > time.time() + 1800 * 86400
+    gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
+    assert _gnupg.find_secret_key_by(gpg, "<soon#p@copr.test>").expires == after
+    gpg.kill_agent()
