@@ -13,11 +13,15 @@ that nothing fails silently.
 """
 
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
 LOG_TAIL_LINES = 60
+# Terminal colour sequences, and characters XML 1.0 cannot hold, are dropped from log tails.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def record(suite, name, exit_status, log_file=None):
@@ -34,7 +38,7 @@ def record(suite, name, exit_status, log_file=None):
             with open(log_file, encoding="utf-8", errors="replace") as handle:
                 tail = "".join(handle.readlines()[-LOG_TAIL_LINES:])
         failure = ET.SubElement(case, "failure", message="%s exited with status %d" % (name, exit_status))
-        failure.text = tail
+        failure.text = NOT_XML_CHAR.sub("", ANSI_ESCAPE.sub("", tail))
     ET.ElementTree(root).write(os.path.join(suite_dir, name + ".xml"), encoding="utf-8",
                                xml_declaration=True)
 
