@@ -83,7 +83,9 @@ def _snapshot(homedir):
     for root, _dirs, files in os.walk(homedir):
         for name in files:
             full = os.path.join(root, name)
-            if name.startswith("S.") or name.endswith(".lock") or name == "random_seed":
+            # Sockets, locks, the RNG seed and gpg's trust cache (rewritten by any listing after
+            # a key was added) are gpg's own upkeep, not something a module changed.
+            if name.startswith("S.") or name.endswith(".lock") or name in ("random_seed", "trustdb.gpg"):
                 continue
             try:
                 with open(full, "rb") as handle:

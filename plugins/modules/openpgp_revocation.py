@@ -1,0 +1,107 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pkgsign.signer contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: openpgp_revocation
+short_description: Write a revocation certificate for an OpenPGP primary key
+version_added: 0.1.0
+description:
+  - Generates a revocation certificate for a primary key and writes it to O(path) with mode
+    C(0600). The key itself is not revoked; importing the certificate later revokes it.
+  - Idempotent. An existing certificate at O(path) is kept when it is issued by that key,
+    really revokes it (tried on a scratch copy of the public key), and has the requested
+    O(reason) and O(description).
+author:
+  - pkgsign.signer contributors
+options:
+  key:
+    description:
+      - The primary key, by fingerprint, key id, or the email of one of its user ids.
+      - Its secret primary key must be in O(homedir).
+    type: str
+    required: true
+  path:
+    description:
+      - File to write the armored certificate to (mode C(0600)). Its directory must exist.
+    type: path
+    required: true
+  reason:
+    description:
+      - The revocation reason recorded in the certificate.
+      - V(compromised) is what a certificate kept for the worst case, made at key creation, says.
+    type: str
+    choices: [unspecified, compromised, superseded, retired]
+    default: compromised
+  description:
+    description:
+      - Free text explaining the revocation; several lines allowed, no other control characters.
+    type: str
+    default: ''
+  passphrase:
+    description:
+      - Passphrase of the primary key. Never logged.
+    type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - pkgsign.signer.openpgp
+  - pkgsign.signer.openpgp.attributes
+seealso:
+  - module: pkgsign.signer.openpgp_key
+  - module: pkgsign.signer.openpgp_import
+'''
+
+EXAMPLES = r'''
+- name: Revocation certificate for when the master key is lost
+  pkgsign.signer.openpgp_revocation:
+    homedir: /root/signing.gnupg
+    key: "{{ master_key.fingerprint }}"
+    path: /root/signing.gnupg/revoke.asc
+    reason: compromised
+    description: This revocation is to be used in the event the key cannot be recovered.
+    passphrase: "{{ signing_key_passphrase }}"
+'''
+
+RETURN = r'''
+path:
+  description: The certificate file.
+  returned: success
+  type: str
+fingerprint:
+  description: Fingerprint of the key the certificate revokes.
+  returned: success
+  type: str
+reason:
+  description: The revocation reason.
+  returned: success
+  type: str
+  sample: compromised
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pkgsign.signer.plugins.module_utils._openpgp import (
+    common_argument_spec,
+    ensure_revocation,
+    run_module,
+)
+
+
+def main():
+    argument_spec = common_argument_spec()
+    argument_spec.update(
+        key=dict(type="str", required=True, no_log=False),
+        path=dict(type="path", required=True),
+        reason=dict(type="str", default="compromised", choices=["unspecified", "compromised", "superseded", "retired"]),
+        description=dict(type="str", default=""),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run_module(module, ensure_revocation)
+
+
+if __name__ == "__main__":
+    main()

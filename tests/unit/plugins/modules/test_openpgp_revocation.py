@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pkgsign.signer contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""openpgp_revocation against real gpg."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import stat
+
+from ansible_collections.pkgsign.signer.plugins.modules import openpgp_revocation
+from ansible_collections.pkgsign.signer.plugins.module_utils import _gnupg as gnupg
+
+WHY = "To be used if the key cannot be recovered."
+
+
+def test_certificate_really_revokes_and_is_idempotent(run, gpg, homedir, protected_key, passphrase, tmp_path):
+    fpr, _sub = protected_key
+    path = str(tmp_path / "revoke.asc")
+    checked = run(openpgp_revocation, homedir=homedir, key=fpr, path=path, description=WHY,
+                  passphrase=passphrase, check_mode=True)
+    assert checked["changed"] is True and not os.path.exists(path)
+
+    first = run(openpgp_revocation, homedir=homedir, key=fpr, path=path, description=WHY, passphrase=passphrase,
+                diff=True)
+    assert first["changed"] is True and first["reason"] == "compromised"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert first["diff"]["after"]["description"] == WHY
+    assert passphrase not in str(first)
+    details = gpg.revocation_details(open(path, "rb").read())
+    assert details == {"issuer": fpr, "reason": "compromised", "description": WHY}
+    assert gpg.get_key(fpr).revoked is False  # writing the certificate does not revoke
+
+    # Importing it revokes the key (on a copy).
+    with gnupg.TemporaryGnuPG() as copy:
+        copy.import_keys(gpg.export_public(fpr))
+        copy.import_keys(open(path, "rb").read())
+        assert copy.get_key(fpr).revoked is True
+
+    assert run(openpgp_revocation, homedir=homedir, key=fpr, path=path, description=WHY)["changed"] is False
+    changed_reason = run(openpgp_revocation, homedir=homedir, key=fpr, path=path, reason="superseded",
+                         passphrase=passphrase)
+    assert changed_reason["changed"] is True
+    assert gpg.revocation_details(open(path, "rb").read())["reason"] == "superseded"
+
+
+def test_wrong_passphrase_and_unknown_key(run, homedir, protected_key, tmp_path):
+    fpr, _sub = protected_key
+    path = str(tmp_path / "revoke.asc")
+    wrong = run(openpgp_revocation, homedir=homedir, key=fpr, path=path, passphrase="nope")
+    assert wrong["failed"] is True and "passphrase" in wrong["msg"] and not os.path.exists(path)
+    unknown = run(openpgp_revocation, homedir=homedir, key="0123456789ABCDEF", path=path)
+    assert unknown["failed"] is True and "no key matches" in unknown["msg"]
+
+
+def test_foreign_file_is_replaced(run, homedir, protected_key, passphrase, tmp_path):
+    fpr, _sub = protected_key
+    path = tmp_path / "revoke.asc"
+    path.write_text("not a certificate\n")
+    result = run(openpgp_revocation, homedir=homedir, key=fpr, path=str(path), passphrase=passphrase)
+    assert result["changed"] is True and b"BEGIN PGP" in path.read_bytes()
