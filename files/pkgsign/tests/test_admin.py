@@ -4,13 +4,11 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import threading
 import time
 
-import pytest
 
-from conftest import Instance, child_env, run_admin, PYTHON
+from conftest import Instance, run_admin
 from pkgsign import _gnupg
 
 

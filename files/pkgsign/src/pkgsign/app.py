@@ -2,7 +2,6 @@
 
 import base64
 import ipaddress
-import json
 import logging
 import os
 import re

@@ -16,13 +16,8 @@ $SIGN_CONF or /etc/sign.conf (``server:``, ``token_file:``, ``hash:``, ``user:``
 Kept free of heavy imports: one run of `sign` per file must start fast.
 """
 
-import getopt
-import json
 import os
 import sys
-import threading
-
-from . import wire
 
 USAGE = __doc__.split("\n\n")[1]
 DEFAULT_CONF = "/etc/sign.conf"
@@ -71,99 +66,179 @@ def read_token(conf):
         raise SignError("cannot read token file %s: %s" % (path, err.strerror)) from None
 
 
-# -- HTTP ------------------------------------------------------------------------------
+# -- HTTP ----------------------------------------------------------------------------
+# A minimal HTTP/1.1 client: http.client and urllib pull in the email package, re and more,
+# which would double the start-up time of a `sign` run.
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@+-_.")
+
+
+def _quote(name):
+    return "".join(chr(b) if b in _SAFE else "%%%02X" % b for b in name.encode("utf-8"))
+
+
+def parse_server(server):
+    """'http://host:port/base' (or a bare host) -> (scheme, host, port, base path)."""
+    scheme, sep, rest = server.partition("://")
+    if not sep:
+        scheme, rest = "http", server
+    scheme = scheme.lower()
+    hostport, slash, path = rest.partition("/")
+    base = ("/" + path).rstrip("/") if slash else ""
+    if hostport.startswith("["):
+        host, _, port = hostport[1:].partition("]")
+        port = port[1:] if port.startswith(":") else ""
+    else:
+        host, _, port = hostport.partition(":")
+    if scheme not in ("http", "https") or not host or (port and not port.isdigit()):
+        raise SignError("server %r is not an http(s) URL" % server)
+    return scheme, host, int(port) if port else (443 if scheme == "https" else 80), base
+
+
+class _Connection:
+    def __init__(self, scheme, host, port, timeout):
+        import socket
+
+        sock = socket.create_connection((host, port), timeout)
+        if scheme == "https":
+            import ssl
+
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        self.open = True
+
+    def close(self):
+        self.open = False
+        try:
+            self.reader.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+    def exchange(self, request_bytes, method):
+        self.sock.sendall(request_bytes)
+        status_line = self.reader.readline(65537)
+        if not status_line:
+            raise ConnectionResetError("server closed the connection")
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise SignError("not an HTTP answer: %r" % status_line[:80])
+        status = int(parts[1])
+        headers = {}
+        while True:
+            line = self.reader.readline(65537)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.reader.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.reader.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.reader.read(size))
+                self.reader.readline()
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+            body = self.reader.read(length)
+            if len(body) != length:
+                raise ConnectionResetError("short answer from the server")
+        else:
+            body = self.reader.read()
+            self.open = False
+        if headers.get("connection", "").lower() == "close" or parts[0] == b"HTTP/1.0":
+            self.open = False
+        return status, headers, body
+
 
 class Api:
-    """Tiny JSON-over-HTTP client with one keep-alive connection per thread."""
+    """JSON over HTTP with a small pool of keep-alive connections (one per thread in use)."""
 
     def __init__(self, server, token=None, timeout=120.0):
-        from urllib.parse import urlsplit
-
-        if "://" not in server:
-            server = "http://" + server
-        parts = urlsplit(server)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SignError("server %r is not an http(s) URL" % server)
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port
-        self.base = parts.path.rstrip("/")
+        self.scheme, self.host, self.port, self.base = parse_server(server)
         self.token = token
         self.timeout = timeout
-        self._local = threading.local()
+        import _thread
 
-    def _connection(self, fresh=False):
-        conn = getattr(self._local, "conn", None)
-        if conn is None or fresh:
-            import http.client
+        self._lock = _thread.allocate_lock()
+        self._idle = []
 
-            if self.scheme == "https":
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout)
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self._local.conn = conn
-        return conn
+    def _host_header(self):
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else "%s:%d" % (host, self.port)
 
     def request(self, method, path, body=None):
-        """(status, headers, bytes); retries once when a kept-alive connection went stale."""
-        headers = {"Accept": "application/json"}
-        data = None
+        """(status, headers with lower-case names, bytes); retries once on a stale connection."""
+        head = ["%s %s%s HTTP/1.1" % (method, self.base, path), "Host: " + self._host_header(),
+                "Accept: application/json", "User-Agent: pkgsign-sign"]
+        data = b""
         if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        if self.token:
-            headers["Authorization"] = "Bearer " + self.token
-        for attempt in (1, 2):
-            conn = self._connection(fresh=attempt == 2)
-            try:
-                conn.request(method, self.base + path, body=data, headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
-                if response.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    self._local.conn = None
-                return response.status, response, payload
-            except (ConnectionError, OSError) as err:
-                conn.close()
-                self._local.conn = None
-                import http.client
+            import json
 
-                stale = isinstance(err, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
-                if attempt == 1 and stale:
-                    continue
-                raise SignError("cannot reach %s://%s%s: %s" % (
-                    self.scheme, self.host, ":%d" % self.port if self.port else "", err)) from None
+            data = json.dumps(body).encode("utf-8")
+            head.append("Content-Type: application/json")
+        if body is not None or method in ("POST", "PUT"):
+            head.append("Content-Length: %d" % len(data))
+        if self.token:
+            head.append("Authorization: Bearer " + self.token)
+        request_bytes = ("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + data
+        for attempt in (1, 2):
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = _Connection(self.scheme, self.host, self.port, self.timeout)
+                status, headers, payload = conn.exchange(request_bytes, method)
+            except OSError as err:
+                if conn is not None:
+                    conn.close()
+                if reused and attempt == 1:
+                    continue  # the server closed an idle kept-alive connection
+                raise SignError("cannot reach %s://%s: %s" % (self.scheme, self._host_header(), err)) from None
+            if conn.open:
+                with self._lock:
+                    self._idle.append(conn)
+            else:
+                conn.close()
+            return status, headers, payload
         raise SignError("unreachable")
 
     def call(self, method, path, body=None, key=None):
         """JSON answer of a successful call; errors become SignError (404 on a key: UnknownKey)."""
-        status, response, payload = self.request(method, path, body)
+        status, headers, payload = self.request(method, path, body)
         if 200 <= status < 300:
-            if response.getheader("Content-Type", "").startswith("application/json"):
+            if headers.get("content-type", "").startswith("application/json"):
+                import json
+
                 return json.loads(payload.decode("utf-8"))
             return payload
         message = _error_message(payload) or "HTTP %d" % status
         if status == 404 and key is not None:
             raise UnknownKey("unknown key: %s" % key)
         if status == 401:
-            raise SignError("authentication failed: %s (check token_file in %s)" % (message, "sign.conf"))
+            raise SignError("authentication failed: %s (check the token file)" % message)
         if status == 429:
             raise SignError("rate limited by the server: %s (Retry-After: %s s)"
-                            % (message, response.getheader("Retry-After", "?")))
+                            % (message, headers.get("retry-after", "?")))
         raise SignError("server refused (%d): %s" % (status, message))
 
 
 def _error_message(payload):
+    import json
+
     try:
         return json.loads(payload.decode("utf-8")).get("error")
     except (ValueError, AttributeError, UnicodeDecodeError):
         return payload.decode("utf-8", "replace").strip()[:200]
-
-
-def _quote(name):
-    from urllib.parse import quote
-
-    return quote(name, safe="@+-_.")
 
 
 # -- signing ---------------------------------------------------------------------------
@@ -176,7 +251,9 @@ class Signer:
         self.sig_type = sig_type
         self._prepared = None
         self._prepared_at = 0.0
-        self._lock = threading.Lock()
+        import _thread
+
+        self._lock = _thread.allocate_lock()
 
     def prepared(self):
         """The server's answer to /sign/prepare, refreshed before its creation time goes stale."""
@@ -198,6 +275,7 @@ class Signer:
 
     def sign_blobs(self, blobs, jobs=8, chunk=200):
         """Signature packets for a list of byte strings or file paths (str), in order."""
+        from . import wire
         prepared = self.prepared()
         area_hex = prepared["hashed_area"]
         area = bytes.fromhex(area_hex)
@@ -230,6 +308,7 @@ def _write_atomic(path, data, mode=None):
 
 
 def detached(signer, files, armored, jobs):
+    from . import wire
     if not files:
         packet = signer.sign_blobs([sys.stdin.buffer.read()], jobs)[0]
         sys.stdout.write(wire.armor(packet)) if armored else sys.stdout.buffer.write(packet)
@@ -246,6 +325,7 @@ def detached(signer, files, armored, jobs):
 
 
 def _clearsigned(text_bytes, packet, digest_algo):
+    from . import wire
     text = text_bytes.decode("utf-8", "replace")
     return ("-----BEGIN PGP SIGNED MESSAGE-----\nHash: %s\n\n%s\n%s"
             % (digest_algo.upper(), wire.dash_escape(text), wire.armor(packet))).encode("utf-8")
@@ -261,6 +341,7 @@ def _clear_text(data):
 
 
 def clearsign(signer, files, jobs):
+    from . import wire
     if not files:
         text = _clear_text(sys.stdin.buffer.read())
         packet = signer.sign_blobs([wire.canonical_text(text)], jobs)[0]
@@ -302,6 +383,7 @@ def _shell_word(text):
 
 
 def sign_rpms(signer, conf, files, jobs):
+    import json
     import subprocess
 
     for path in files:
@@ -348,6 +430,9 @@ def unsign_rpms(conf, files):
 
 def rpm_helper(sigfile):
     """Called by rpmsign as %__gpg_sign_cmd: header on stdin, binary signature to ``sigfile``."""
+    from . import wire
+    import json
+
     try:
         params = json.loads(os.environ[HELPER_ENV])
     except (KeyError, ValueError):
@@ -380,11 +465,54 @@ def main(argv=None):
         return 130
 
 
+SHORT_WITH_VALUE = "uhS"
+SHORT_FLAGS = "4prdDctk"
+LONG_WITH_VALUE = ("rpm-helper", "jobs")
+LONG_FLAGS = ("help", "unsign", "version")
+
+
+def parse_args(argv):
+    """GNU-style options in any order among the files (getopt would cost start-up time)."""
+    opts, files = [], []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            files.extend(args)
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            if name in LONG_WITH_VALUE:
+                if not eq:
+                    if not args:
+                        raise SignError("option --%s needs a value\n%s" % (name, USAGE))
+                    value = args.pop(0)
+                opts.append(("--" + name, value))
+            elif name in LONG_FLAGS and not eq:
+                opts.append(("--" + name, ""))
+            else:
+                raise SignError("unknown option %s\n%s" % (arg, USAGE))
+        elif arg.startswith("-") and len(arg) > 1:
+            cluster = arg[1:]
+            while cluster:
+                letter, cluster = cluster[0], cluster[1:]
+                if letter in SHORT_WITH_VALUE:
+                    if not cluster:
+                        if not args:
+                            raise SignError("option -%s needs a value\n%s" % (letter, USAGE))
+                        cluster = args.pop(0)
+                    opts.append(("-" + letter, cluster))
+                    break
+                if letter not in SHORT_FLAGS:
+                    raise SignError("unknown option -%s\n%s" % (letter, USAGE))
+                opts.append(("-" + letter, ""))
+        else:
+            files.append(arg)
+    return opts, files
+
+
 def _main(argv):
-    try:
-        opts, files = getopt.gnu_getopt(argv, "u:h:4prdDctkS:", ["help", "unsign", "rpm-helper=", "jobs=", "version"])
-    except getopt.GetoptError as err:
-        raise SignError("%s\n%s" % (err, USAGE)) from None
+    opts, files = parse_args(argv)
     mode = None
     user = None
     digest_algo = None
@@ -451,6 +579,8 @@ def _main(argv):
         print(info["signing_key_id"].lower())
         return 0
     digest_algo = digest_algo or conf.get("hash", "sha256").lower()
+    from . import wire
+
     if digest_algo not in wire.HASH_IDS:
         raise SignError("unknown hash %r (use sha256 or sha512)" % digest_algo)
     if mode == "rpm":
