@@ -1,0 +1,122 @@
+"""Pieces without a server: hashed areas, packet framing, config parsing, the WSGI entry point,
+the client's option parser and URL handling."""
+
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SRC, child_env, run_admin
+from pkgsign import client, openpgp, wire
+from pkgsign.config import ConfigError, load_config, parse_duration, parse_rate
+
+FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
+
+
+def test_hashed_area_round_trip_and_canonical_form():
+    now = int(time.time())
+    area = openpgp.build_hashed_area(0, 22, "sha512", FPR, now)
+    parsed = openpgp.parse_hashed_area(area)
+    assert (parsed.sig_type, parsed.pubkey_algo, parsed.digest_algo, parsed.fingerprint, parsed.creation_time) == \
+        (0, 22, "sha512", FPR, now)
+    assert openpgp.validate_hashed_area(area, fingerprint=FPR, pubkey_algo=22, digest_algo="sha512", max_skew=60)
+    # subpackets swapped: same content, not the canonical order -> refused
+    sub = area[6:]
+    swapped = area[:6] + sub[6:] + sub[:6]
+    with pytest.raises(openpgp.HashedAreaError):
+        openpgp.parse_hashed_area(swapped)
+    # a 2-byte subpacket length encoding of the same subpacket -> refused
+    with pytest.raises(openpgp.HashedAreaError):
+        openpgp.parse_hashed_area(area[:6] + b"\xc0\x00" + sub[1:])
+    for bad in (b"", b"\x04", area[:-1], area + b"\x00", b"\x04\x00\x16\x08\x00\x00"):
+        with pytest.raises(openpgp.HashedAreaError):
+            openpgp.parse_hashed_area(bad)
+
+
+def test_hashed_area_validation_checks_every_field():
+    now = int(time.time())
+    area = openpgp.build_hashed_area(1, 1, "sha256", FPR, now)
+    checks = dict(fingerprint=FPR, pubkey_algo=1, digest_algo="sha256", max_skew=60)
+    openpgp.validate_hashed_area(area, **checks)
+    for change in (dict(fingerprint="F" * 40), dict(pubkey_algo=22), dict(digest_algo="sha512")):
+        with pytest.raises(openpgp.HashedAreaError):
+            openpgp.validate_hashed_area(area, **dict(checks, **change))
+    with pytest.raises(openpgp.HashedAreaError):
+        openpgp.validate_hashed_area(area, now=now + 61, **checks)
+
+
+def test_trailer_and_text_canonicalisation():
+    area = b"\x04\x00\x01\x08\x00\x00"
+    assert wire.trailer(area) == b"\x04\xff" + struct.pack(">I", 6)
+    assert wire.canonical_text(b"a  \nb\t\r\nc") == b"a\r\nb\r\nc"
+    assert wire.dash_escape("-x\ny\n--z") == "- -x\ny\n- --z"
+    assert wire.crc24(b"") == 0xB704CE
+
+
+def test_mpi_and_sexp():
+    assert openpgp.mpi(b"\x00\x01") == b"\x00\x01\x01"
+    assert openpgp.mpi(b"\x80") == b"\x00\x08\x80"
+    algo, params = openpgp.signature_values(b"(7:sig-val(5:eddsa(1:r2:\x00\x05)(1:s1:\x07)))")
+    assert algo == "eddsa" and params == {"r": b"\x00\x05", "s": b"\x07"}
+    assert openpgp.signature_mpis(22, b"(7:sig-val(5:eddsa(1:r2:\x00\x05)(1:s1:\x07)))") == b"\x00\x03\x05\x00\x03\x07"
+    with pytest.raises(ValueError):
+        openpgp.signature_values(b"(7:sig-val(3:rsa(1:s3:ab")
+
+
+def test_config_values(tmp_path):
+    assert parse_duration("5m") == 300 and parse_duration("1825d") == 1825 * 86400
+    assert parse_rate("600/60") == (600, 60) and parse_rate("0") is None and parse_rate("10/1h") == (10, 3600)
+    for bad in ("x", "5/", "-1/60"):
+        with pytest.raises(ConfigError):
+            parse_rate(bad)
+    conf = tmp_path / "c.conf"
+    conf.write_text("[server]\nstate_dir = st\n[signing]\nallow_sha1 = yes\n[aliases]\nModern = abc@example.org\n")
+    config = load_config(str(conf))
+    assert config.state_dir == str(tmp_path / "st") and config.gnupg_home == str(tmp_path / "st" / "gnupg")
+    assert "sha1" in config.allowed_digests and config.aliases == {"modern": "abc@example.org"}
+    for text, fragment in (("[server]\n", "state_dir"), ("[server]\nstate_dir=s\n[keygen]\nalgorithm=dsa\n", "algorithm"),
+                           ("[server]\nstate_dir=s\n[keygen]\nallow_without_token_from = 10.0.0.300/8\n", "network"),
+                           ("[server]\nstate_dir=s\n[signing]\ndefault_digest = sha1\n", "default_digest"),
+                           ("not ini", "invalid configuration")):
+        conf.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_config(str(conf))
+        assert fragment in str(err.value)
+
+
+def test_wsgi_application_reads_pkgsign_config(tmp_path):
+    run_admin("init", str(tmp_path / "w"), "--algorithm", "ed25519")
+    script = ("import os, io; from pkgsign.wsgi import application; out = {}\n"
+              "def start(status, headers): out['status'] = status\n"
+              "body = b''.join(application({'REQUEST_METHOD': 'GET', 'PATH_INFO': '/ping', 'SERVER_NAME': 'x',"
+              " 'SERVER_PORT': '80', 'wsgi.url_scheme': 'http', 'wsgi.input': io.BytesIO(), 'wsgi.errors': io.StringIO()},"
+              " start))\nprint(out['status'], body)\n")
+    proc = subprocess.run([sys.executable, "-c", script], env=child_env(PKGSIGN_CONFIG=str(tmp_path / "w" / "pkgsign.conf")),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.strip() == "200 OK b'pong\\n'", proc.stderr
+
+
+def test_client_option_parser_and_urls():
+    opts, files = client.parse_args(["-4", "-h", "sha512", "-uuser@x", "-r", "a.rpm", "b.rpm", "--jobs=3", "--", "-c"])
+    assert ("-h", "sha512") in opts and ("-u", "user@x") in opts and ("--jobs", "3") in opts
+    assert files == ["a.rpm", "b.rpm", "-c"]
+    assert client.parse_args(["-4pu", "k"])[0] == [("-4", ""), ("-p", ""), ("-u", "k")]
+    for bad in (["-x"], ["--nope"], ["-u"], ["--jobs"]):
+        with pytest.raises(client.SignError):
+            client.parse_args(bad)
+    assert client.parse_server("signer.example.org") == ("http", "signer.example.org", 80, "")
+    assert client.parse_server("https://[::1]:8443/pkgsign/") == ("https", "::1", 8443, "/pkgsign")
+    with pytest.raises(client.SignError):
+        client.parse_server("ftp://x")
+    assert client._quote("a#b@c d/e") == "a%23b@c%20d%2Fe"
+
+
+def test_client_imports_only_the_standard_library():
+    # the client must not import Flask (or the server modules) at start-up
+    script = "import sys, pkgsign.client; print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug', 'http', 'email', 'urllib') or m.startswith('pkgsign.')))"
+    out = subprocess.run([sys.executable, "-c", script], env=child_env(), stdout=subprocess.PIPE, text=True).stdout
+    assert out.strip() == "['pkgsign.client']"
+    assert os.path.isdir(SRC)
