@@ -576,7 +576,6 @@ class GnuPG:
                            result.returncode, result.stderr)
         return valid
 
-
     # -- lifecycle operations of the key modules (openpgp_*) ------------------------------
 
     def _agent_command(self, *commands):
@@ -744,6 +743,7 @@ REVOCATION_REASONS = {
 IMPORT_RES_FIELDS = ("count", "no_user_id", "imported", "imported_rsa", "unchanged", "n_uids", "n_subk", "n_sigs",
                      "n_revoc", "sec_read", "sec_imported", "sec_dups", "skipped_new_keys", "not_imported",
                      "skipped_v3_keys")
+
 
 def _secret_available(part):
     # Field 15 of a sec/ssb record: '#' = stub (no secret), '+' or a card serial = present.

@@ -28,6 +28,8 @@ from ansible_collections.pkgsign.signer.plugins.module_utils import _gnupg as gn
 DAY = 86400
 PRIMARY_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
 SUBKEY_USAGES = ("sign", "encrypt", "auth")
+# gpg's import counters that mean the keyring got something new.
+IMPORT_CHANGE_COUNTERS = ("imported", "n_uids", "n_subk", "n_sigs", "n_revoc", "sec_imported")
 
 
 class ModuleFailure(Exception):
@@ -529,8 +531,7 @@ def import_keys(params, check_mode):
         else:
             fingerprints, counts = gpg.import_with_counts(data)
             after_keys = {k.fingerprint: k for k in gpg.list_keys()}
-        changed = any(counts.get(name, 0) for name in ("imported", "n_uids", "n_subk", "n_sigs", "n_revoc",
-                                                        "sec_imported"))
+        changed = any(counts.get(name, 0) for name in IMPORT_CHANGE_COUNTERS)
         return {
             "changed": changed,
             "fingerprints": fingerprints,

@@ -17,7 +17,7 @@ description:
   - Idempotent. User ids that already carry a standing certification by O(signer) (exportable
     when O(exportable=true)) are left alone.
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   key:
     description:

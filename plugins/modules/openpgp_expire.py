@@ -19,7 +19,7 @@ description:
   - With O(within), only keys and subkeys expiring within that many days (or already expired)
     are extended, the way a daily prolong job keeps keys alive.
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   key:
     description:

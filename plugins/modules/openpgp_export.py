@@ -22,7 +22,7 @@ description:
   - A secret subkey export never carries the primary key's secret part (gpg lists the
     imported key as C(sec#)).
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   key:
     description:
@@ -43,8 +43,8 @@ options:
   minimal:
     description:
       - With O(kind=public), export with C(export-clean,export-minimal), the way a runbook
-        publishes a key: only the latest self-signatures, no third-party certifications of
-        unusable user ids.
+        publishes a key. Only the latest self-signatures are kept, and no third-party
+        certifications of unusable user ids.
     type: bool
     default: false
   subkeys:
@@ -139,7 +139,7 @@ def main():
         path=dict(type="path", required=True),
         kind=dict(type="str", default="public", choices=["public", "secret_subkeys"]),
         minimal=dict(type="bool", default=False),
-        subkeys=dict(type="list", elements="str"),
+        subkeys=dict(type="list", elements="str", no_log=False),
         strip_passphrase=dict(type="bool", default=False, no_log=False),
         armor=dict(type="bool", default=True),
         mode=dict(type="raw"),

@@ -18,7 +18,7 @@ description:
     revocation or secret key). In check mode the import is tried on a scratch copy of the
     keyring, which is overwritten and deleted afterwards.
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   src:
     description:

@@ -19,7 +19,7 @@ description:
   - Nothing destroys or replaces an existing key unless asked explicitly, with
     O(regenerate=always) or O(state=absent).
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   name:
     description:

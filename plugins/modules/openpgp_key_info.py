@@ -17,7 +17,7 @@ description:
     C(sec#)), and its subkeys.
   - A missing O(homedir) is not created; it simply holds no keys.
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   homedir:
     description:

@@ -18,7 +18,7 @@ description:
     really revokes it (tried on a scratch copy of the public key), and has the requested
     O(reason) and O(description).
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   key:
     description:

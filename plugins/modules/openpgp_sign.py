@@ -20,7 +20,7 @@ description:
   - Idempotent. O(dest) is kept when it verifies against O(src) with exactly the requested
     keys (and is armored as requested).
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   src:
     description:

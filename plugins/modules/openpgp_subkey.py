@@ -16,7 +16,7 @@ description:
     already has a usable (not revoked, not expired) subkey of that usage and algorithm.
   - The secret part of the primary key must be in O(homedir) to add a subkey.
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   key:
     description:

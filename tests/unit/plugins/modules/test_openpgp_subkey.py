@@ -7,7 +7,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.pkgsign.signer.plugins.modules import openpgp_subkey
-from ansible_collections.pkgsign.signer.plugins.module_utils import _gnupg as gnupg
 
 
 def _primary(gpg, passphrase):
