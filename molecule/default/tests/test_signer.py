@@ -1,0 +1,157 @@
+"""The signer host as deploy-signer leaves it."""
+
+import json
+
+import pytest
+
+from conftest import run_ok
+
+testinfra_hosts = ["podman://signer"]
+
+STATE = "/var/lib/pkgsign"
+GNUPG = STATE + "/gnupg"
+PHRASES = STATE + "/phrases"
+TOKENS = ("molecule-client-token-0123456789", "molecule-local-token-0123456789")
+
+
+def http_get(host, url, source=None):
+    """Status and body of GET url from host (optionally from a given source address)."""
+    script = (
+        "import sys, urllib.request, urllib.error, http.client\n"
+        "src = sys.argv[2] or None\n"
+        "host, port = '127.0.0.1', 5003\n"
+        "if src:\n"
+        "    host = src\n"
+        "conn = http.client.HTTPConnection(host, port, timeout=10,"
+        " source_address=(src, 0) if src else None)\n"
+        "conn.request('GET', sys.argv[1])\n"
+        "resp = conn.getresponse()\n"
+        "print(resp.status)\n"
+        "sys.stdout.write(resp.read().decode())\n"
+    )
+    result = run_ok(host, "python3 -c %s %s %s", script, url, source or "")
+    status, _, body = result.stdout.partition("\n")
+    return int(status), body
+
+
+def test_signer_user_has_no_login_shell(host):
+    user = host.user("pkgsign")
+    assert user.exists
+    assert user.shell == "/usr/sbin/nologin"
+    assert user.uid < 1000, "a system user"
+    assert user.home == STATE
+
+
+@pytest.mark.parametrize("path", [STATE, GNUPG, PHRASES])
+def test_state_directories_are_owner_only(host, path):
+    directory = host.file(path)
+    assert directory.is_directory
+    assert directory.user == "pkgsign"
+    assert directory.mode == 0o700
+
+
+def test_no_state_file_is_group_or_world_accessible_where_it_matters(host):
+    # Every directory under the state dir is 0700; secret files are 0600.
+    dirs = run_ok(host, "find %s -type d ! -perm 0700", STATE).stdout.split()
+    assert dirs == []
+    secrets = run_ok(host, "find %s/private-keys-v1.d %s %s/tokens.json %s/sign.token -type f ! -perm 0600",
+                     GNUPG, PHRASES, STATE, STATE).stdout.split()
+    assert secrets == []
+    not_owned = run_ok(host, "find %s ! -user pkgsign", STATE).stdout.split()
+    assert not_owned == []
+
+
+def test_gnupg_is_tuned_for_unattended_signing(host):
+    gpg_conf = host.file(GNUPG + "/gpg.conf")
+    assert gpg_conf.mode == 0o600
+    assert gpg_conf.contains("^no-auto-check-trustdb$")
+    agent_conf = host.file(GNUPG + "/gpg-agent.conf")
+    assert agent_conf.contains("^allow-loopback-pinentry$")
+    assert agent_conf.contains("^max-cache-ttl 31536000$")
+
+
+def test_tokens_are_stored_hashed_only(host):
+    content = host.file(STATE + "/tokens.json").content_string
+    tokens = json.loads(content)["tokens"]
+    assert set(tokens) == {"build-client", "local-signer"}
+    for secret in TOKENS:
+        assert secret not in content
+
+
+def test_release_key_is_a_subkey_only_keyring(host):
+    listing = run_ok(host, "sudo -u pkgsign gpg --batch --homedir %s --with-colons -K", GNUPG).stdout
+    primary, signing_subkeys = None, []
+    for fields in (line.split(":") for line in listing.splitlines()):
+        if fields[0] == "sec":
+            current, current_subkeys = fields, []
+        elif fields[0] == "ssb":
+            current_subkeys.append(fields)
+        elif fields[0] == "uid" and "<release@pkgsign.test>" in fields[9]:
+            primary, signing_subkeys = current, current_subkeys
+    assert primary is not None, "release key missing from the keyring"
+    # Field 15 is '#' when the secret part is absent (what gpg -K shows as `sec#`).
+    assert primary[14] == "#", "the release key's secret primary must not be on the signer"
+    assert any("s" in sub[11] and sub[14] != "#" for sub in signing_subkeys), "usable secret signing subkey"
+
+
+def test_sudo_lets_the_build_user_run_only_sign(host):
+    sudoers = host.file("/etc/sudoers.d/pkgsign")
+    assert sudoers.mode == 0o440
+    run_ok(host, "visudo -c")
+    listing = run_ok(host, "sudo -l -U builder").stdout
+    assert "(pkgsign) NOPASSWD: /usr/local/bin/sign" in listing
+    allowed = host.run("su builder -c 'sudo -n -u pkgsign /usr/local/bin/sign -t'")
+    assert allowed.rc == 0, allowed.stderr
+    denied = host.run("su builder -c 'sudo -n -u pkgsign /usr/bin/gpg --version'")
+    assert denied.rc != 0
+    # The builder cannot read the token it signs with.
+    assert host.run("su builder -c 'cat %s/sign.token'" % STATE).rc != 0
+
+
+def test_sign_conf_points_at_the_local_service(host):
+    conf = host.file("/etc/sign.conf")
+    assert conf.contains("^server: http://127.0.0.1:5003$")
+    assert conf.contains("^token_file: %s/sign.token$" % STATE)
+
+
+def test_httpd_serves_the_health_endpoints(host):
+    apache = host.service("apache2")
+    assert apache.is_running and apache.is_enabled
+    assert host.socket("tcp://0.0.0.0:5003").is_listening
+    assert http_get(host, "/ping") == (200, "pong\n")
+    status, body = http_get(host, "/health/ready")
+    assert status == 200 and json.loads(body)["ready"] is True
+
+
+def test_service_runs_as_the_signer_user(host):
+    processes = run_ok(host, "ps -eo user:20,args").stdout.splitlines()
+    wsgi = [line for line in processes if "(wsgi:pkgsign)" in line]
+    assert wsgi and all(line.split()[0] == "pkgsign" for line in wsgi)
+
+
+def test_only_allowed_networks_reach_the_service(host):
+    own_address = run_ok(host, "hostname -I").stdout.split()[0]
+    # The signer's own network address is not in signer_allowed_networks (only the client is) ...
+    status, _ = http_get(host, "/openapi.json", source=own_address)
+    assert status == 403
+    # ... yet the health endpoints answer everybody, and loopback is allowed.
+    assert http_get(host, "/ping", source=own_address)[0] == 200
+    assert http_get(host, "/openapi.json")[0] == 200
+
+
+def test_haveged_runs(host):
+    haveged = host.service("haveged")
+    assert haveged.is_running and haveged.is_enabled
+
+
+def test_maintenance_timer_is_scheduled_and_its_job_works(host):
+    timer = host.service("pkgsign-maintain.timer")
+    assert timer.is_enabled and timer.is_running
+    run_ok(host, "systemctl start pkgsign-maintain.service")
+    result = run_ok(host, "systemctl show -p Result --value pkgsign-maintain.service").stdout.strip()
+    assert result == "success"
+
+
+def test_logrotate_rule_is_valid(host):
+    assert host.file("/etc/logrotate.d/pkgsign").contains("copytruncate")
+    run_ok(host, "logrotate -d /etc/logrotate.d/pkgsign")
