@@ -272,3 +272,23 @@ def test_keygen_without_token_only_from_listed_networks(tmp_path):
     from pkgsign import _gnupg
 
     _gnupg.GnuPG(str(tmp_path / "open" / "gnupg"), create=False).kill_agent()
+
+
+def test_pathological_input_is_400_not_500(app_client, instance):
+    headers = dict(bearer(instance, "admin"), **{"Content-Type": "application/json"})
+    nested = b"[" * 100000 + b"]" * 100000
+    surrogate = b'{"name_real": "x\\ud800", "name_email": "x#y@copr.test"}'
+    cases = [("/gen_key", nested), ("/sign", nested), ("/gen_key", surrogate),
+             ("/sign/prepare", b'{"key": "\\udfff@x"}'), ("/sign", b'{"key": "modern", "digests": ["\\ud800"]}'),
+             ("/gen_key", b'{"name_real": "x", "name_email": "x#y@copr.test", "key_length": 1e400}'),
+             ("/gen_key", b'{"name_real": "x", "name_email": "x#y@copr.test", "expire": 99999999999}'),
+             ("/gen_key", b'{"name_real": null, "name_email": "x#y@copr.test"}'),
+             ("/sign/prepare", b'null'), ("/sign/prepare", b'{"key": "modern", "digest_algo": null}')]
+    for path, raw in cases:
+        response = app_client.post(path, data=raw, headers=headers)
+        assert response.status_code == 400, (path, raw[:60], response.status_code, response.get_json())
+    for path in ("/pubkey/%00", "/keys/%7F", "/pubkey/" + "a" * 400, "/keys/%ED%A0%80"):
+        response = app_client.get(path, headers=headers)
+        assert response.status_code in (400, 404), (path, response.status_code)
+    huge = app_client.post("/gen_key", data=b"x" * 2_000_000, headers=headers)
+    assert huge.status_code == 413

@@ -91,6 +91,11 @@ def create_app(config=None):
         log.exception("unexpected error on %s %s", request.method, request.path)
         return jsonify(error="internal error (see the server log)"), 500
 
+    @app.before_request
+    def limit_body_size():
+        if request.content_length is not None and request.content_length > config.max_request_bytes:
+            raise ApiError(413, "request body larger than %d bytes" % config.max_request_bytes)
+
     def client_address():
         return request.remote_addr or "-"
 
@@ -136,13 +141,19 @@ def create_app(config=None):
     def json_body():
         if not request.is_json:
             raise ApiError(400, "send a JSON object (Content-Type: application/json)")
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # absurdly nested JSON
+            body = None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
+        if not _encodable(body):
+            raise ApiError(400, "strings must be valid Unicode (no lone surrogates)")
         return body
 
     def resolve(name):
-        if not isinstance(name, str) or not name or len(name) > MAX_KEY_NAME or any(ord(c) < 0x20 for c in name):
+        if not isinstance(name, str) or not name or len(name) > MAX_KEY_NAME or not _encodable(name) \
+                or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
             raise ApiError(400, "key must be a non-empty string of at most %d characters" % MAX_KEY_NAME)
         try:
             return service.keys.resolve(name)
@@ -188,6 +199,8 @@ def create_app(config=None):
             body = json_body()
         else:
             body = request.form.to_dict()
+            if not _encodable(body):
+                raise ApiError(400, "strings must be valid Unicode (no lone surrogates)")
         unknown = set(body) - {"name_real", "name_email", "name_comment", "key_length", "expire", "algorithm"}
         if unknown:
             raise ApiError(400, "unknown field(s): %s" % ", ".join(sorted(unknown)))
@@ -332,6 +345,23 @@ def create_app(config=None):
                        key_id=record["signing_key_id"], digest_algo=digest_algo, signatures=results)
 
     return app
+
+
+def _encodable(value, depth=0):
+    """True when every string in ``value`` encodes as UTF-8 (JSON allows lone surrogates)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            return False
+    if depth > 20:
+        return True  # deeper values are never used as strings
+    if isinstance(value, dict):
+        return all(_encodable(k, depth + 1) and _encodable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(item, depth + 1) for item in value)
+    return True
 
 
 def _check_usable(record, name):
