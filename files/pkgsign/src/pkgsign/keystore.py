@@ -206,7 +206,7 @@ class KeyStore:
             if not isinstance(value, str):
                 raise _gnupg.InvalidInput("%s must be a string" % field)
             _gnupg.validate_uid_field(value, field, max_length=limit)
-        if not self._email_re.match(name_email):
+        if not self._email_re.fullmatch(name_email):
             raise _gnupg.InvalidInput("name_email %r is not of the form user#project@domain" % name_email)
         _gnupg.validate_uid_field(name_email, "email", max_length=limit)
         if algorithm is not None:
