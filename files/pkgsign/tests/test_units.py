@@ -120,3 +120,11 @@ def test_client_imports_only_the_standard_library():
     out = subprocess.run([sys.executable, "-c", script], env=child_env(), stdout=subprocess.PIPE, text=True).stdout
     assert out.strip() == "['pkgsign.client']"
     assert os.path.isdir(SRC)
+
+
+def test_shipped_openapi_matches_its_generator():
+    root = os.path.dirname(SRC)
+    generated = subprocess.run([sys.executable, os.path.join(root, "tools", "openapi.py")], stdout=subprocess.PIPE,
+                               text=True, check=True).stdout
+    with open(os.path.join(SRC, "pkgsign", "openapi.json")) as handle:
+        assert handle.read() == generated, "run tools/openapi.py > src/pkgsign/openapi.json"
