@@ -13,6 +13,8 @@ OUT="$RESULTS_DIR/units"
 mkdir -p "$OUT"
 collection_link
 export PYTHONPATH="$COLLECTIONS_DIR${PYTHONPATH:+:$PYTHONPATH}"
+# Hypothesis keeps its example database out of the tree (and out of the sanity copy).
+export HYPOTHESIS_STORAGE_DIRECTORY="$WORK_DIR/hypothesis"
 
 overall=0
 run_pytest() {  # NAME DIRECTORY [extra pytest options]
