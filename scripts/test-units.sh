@@ -26,7 +26,7 @@ run_pytest() {  # NAME DIRECTORY [extra pytest options]
     fi
     echo "units: pytest $directory"
     local status=0
-    "$VENV_BIN/python" -m pytest "$directory" -rfE --junitxml="$OUT/$name.xml" "$@" || status=$?
+    "$VENV_BIN/python" -m pytest "$directory" -rfE --durations=5 --junitxml="$OUT/$name.xml" "$@" || status=$?
     case "$status" in
         0) ;;
         5) echo "units: no $name tests collected yet" ;;  # pytest's "no tests" status
