@@ -191,7 +191,11 @@ def keyring(params, check_mode, read_only=False):
     operation sees "no keys yet" and reports the change it would make.
     """
     homedir = params["homedir"]
-    if os.path.isdir(homedir) or not (check_mode or read_only):
+    if os.path.isdir(homedir):
+        # Only a run that may change things tightens an existing homedir to 0700.
+        yield gnupg.GnuPG(homedir, create=not (check_mode or read_only))
+        return
+    if not (check_mode or read_only):
         yield gnupg.GnuPG(homedir)
         return
     with gnupg.TemporaryGnuPG(prefix="pkgsign-empty-") as empty:

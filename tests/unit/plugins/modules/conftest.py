@@ -51,7 +51,12 @@ def homedir(tmp_path):
 
 @pytest.fixture
 def gpg(homedir):
-    return gnupg.GnuPG(homedir)
+    home = gnupg.GnuPG(homedir)
+    # Test speed only: the agent calibrates passphrase hashing to its own timing, which costs
+    # seconds per key on a busy machine; a fixed low count keeps the protection real but quick.
+    with open(os.path.join(homedir, "gpg-agent.conf"), "w") as handle:
+        handle.write("s2k-count 65536\n")
+    return home
 
 
 @pytest.fixture

@@ -33,6 +33,12 @@ def test_full_key_and_subkey_only_keyring(run, gpg, homedir, protected_key, pass
     signer.kill_agent()
 
 
+def test_existing_homedir_is_left_as_it_is(run, gpg, homedir):
+    os.chmod(homedir, 0o750)
+    assert run(openpgp_key_info, homedir=homedir)["keys"] == []
+    assert os.stat(homedir).st_mode & 0o777 == 0o750
+
+
 def test_missing_homedir_is_not_created(run, tmp_path):
     path = str(tmp_path / "nothing")
     assert run(openpgp_key_info, homedir=path)["keys"] == []
