@@ -49,6 +49,8 @@ def run_module(module, operation):
         result = operation(module.params, module.check_mode)
     except (ModuleFailure, gnupg.GpgError, gnupg.InvalidInput) as exc:
         module.fail_json(msg=_message(exc))
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="file system error: %s" % exc)
     warnings = result.pop("warnings", [])
     for warning in warnings:
         module.warn(warning)

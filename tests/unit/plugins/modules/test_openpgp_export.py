@@ -92,3 +92,9 @@ def test_mode_is_enforced(run, homedir, protected_key, tmp_path):
     os.chmod(path, 0o666)
     result = run(openpgp_export, homedir=homedir, key=fpr, path=path, mode="0640")
     assert result["changed"] is True and _mode(path) == 0o640
+
+
+def test_missing_directory_fails_clearly(run, homedir, protected_key, tmp_path):
+    fpr, _sub = protected_key
+    result = run(openpgp_export, homedir=homedir, key=fpr, path=str(tmp_path / "no" / "such" / "dir.asc"))
+    assert result["failed"] is True and "does not exist" in result["msg"]
