@@ -45,6 +45,18 @@ molecule:  ## molecule test for every scenario, or SCENARIO=name
 	SCENARIO="$(SCENARIO)" scripts/run-tests.sh molecule
 
 # ---------------------------------------------------------------------------------------------
+# Lab
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: demo
+demo:  ## lab in podman: deploy signer + build client, sign an RPM and a tarball remotely, verify
+	scripts/demo.sh
+
+.PHONY: demo-clean
+demo-clean:  ## remove the demo lab (containers, network, lab/)
+	scripts/demo.sh clean
+
+# ---------------------------------------------------------------------------------------------
 # Housekeeping
 # ---------------------------------------------------------------------------------------------
 

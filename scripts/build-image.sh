@@ -6,6 +6,7 @@ set -eu
 
 IMAGE="${1:-localhost/debian12-systemd}"
 SCRIPT_DIR="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=/dev/null
 . "$SCRIPT_DIR/podman-env.sh"
 
 if podman image exists "$IMAGE"; then

@@ -1,0 +1,245 @@
+"""Fixtures of the key-ceremony scenario.
+
+The tests run the operators' commands (docs/runbook.md) as real `ansible-playbook`
+processes against molecule's inventory, with the master key passphrase in an
+ansible-vault encrypted file, and look at the results on the containers (testinfra over
+`podman exec`) and on the controller (real gpg in temporary homes). Every command's output
+is kept, so that the last test can check that no passphrase ever appeared in it.
+
+Cycle names carry a random run id, so the verifier can run again on the same containers.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+import testinfra
+
+SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_DIR = os.path.dirname(os.path.dirname(SCENARIO_DIR))
+PLAYBOOKS = os.path.join(REPO_DIR, "playbooks")
+BASTION = "ceremony-bastion"
+SIGNER = "ceremony-signer"
+BASTION_HOME = "/root/signing.gnupg"
+SIGNER_HOME = "/var/lib/pkgsign/gnupg"
+KEY_NAME = "pkgsign Molecule"
+KEY_EMAIL = "release@example.org"
+ADMINS = ("alice", "bob", "carol")
+
+
+def run_ok(host, command, *args):
+    """Run a command on a container, failing the test with its output when it fails."""
+    result = host.run(command, *args)
+    assert result.rc == 0, "%s\nrc=%d\nstdout: %s\nstderr: %s" % (
+        result.command, result.rc, result.stdout, result.stderr)
+    return result
+
+
+def recap_changes(output):
+    """{host: changed count} from a PLAY RECAP."""
+    return {host: int(changed) for host, changed in
+            re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)}
+
+
+class LocalGpg:
+    """A gpg home on the controller (the admins' machines, and verification)."""
+
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(path, mode=0o700, exist_ok=True)
+
+    def run(self, *args, stdin=None, check=True):
+        env = dict(os.environ, LC_ALL="C", GNUPGHOME=self.path)
+        proc = subprocess.run(["gpg", "--batch", "--no-tty", "--status-fd", "2"] + list(args),
+                              input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                              check=False)
+        if check:
+            assert proc.returncode == 0, "gpg %s failed: %s" % (" ".join(args), proc.stderr.decode())
+        return proc
+
+    def fingerprint(self, selector):
+        out = self.run("--with-colons", "--list-keys", selector).stdout.decode()
+        return re.search(r"^fpr:+([0-9A-F]{40}):", out, re.MULTILINE).group(1)
+
+    def import_file(self, path):
+        self.run("--import", path)
+
+    def verified_by(self, signature, data=None):
+        """Fingerprints of the signing (sub)keys of every good signature (VALIDSIG)."""
+        args = ["--verify", signature] + ([data] if data else [])
+        proc = self.run(*args, check=False)
+        status = proc.stderr.decode()
+        return re.findall(r"^\[GNUPG:\] VALIDSIG ([0-9A-F]{40})", status, re.MULTILINE)
+
+    def stop(self):
+        subprocess.run(["gpgconf", "--homedir", self.path, "--kill", "gpg-agent"], check=False)
+
+
+class Ceremony:
+    """Runs the ceremony playbooks as an operator would, and keeps their output."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.run_id = secrets.token_hex(3)
+        self.controller_dir = os.path.join(workdir, "controller")
+        self.outputs = []
+        self.passphrases = []
+        self.master_passphrase = "master-" + secrets.token_urlsafe(18)
+        self.passphrases.append(self.master_passphrase)
+        # The operators' vault: the master key passphrase, encrypted with ansible-vault.
+        self.vault_password_file = os.path.join(workdir, "vault-password")
+        with open(self.vault_password_file, "w") as handle:
+            handle.write(secrets.token_urlsafe(24) + "\n")
+        os.chmod(self.vault_password_file, 0o600)
+        self.vault_file = os.path.join(workdir, "vault.yml")
+        with open(self.vault_file, "w") as handle:
+            handle.write('bastion_master_passphrase: "%s"\n' % self.master_passphrase)
+        self._ansible("ansible-vault", "encrypt", "--vault-password-file", self.vault_password_file,
+                      self.vault_file)
+        self.admins = {}
+        self.admins_vars = os.path.join(workdir, "admins.yml")
+
+    def cycle(self, number):
+        return "c%d-%s" % (number, self.run_id)
+
+    def _env(self):
+        env = dict(os.environ)
+        ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+        if ephemeral:
+            env["ANSIBLE_CONFIG"] = os.path.join(ephemeral, "ansible.cfg")
+        env["ANSIBLE_FORCE_COLOR"] = "0"
+        env["ANSIBLE_NOCOLOR"] = "1"
+        return env
+
+    def _ansible(self, *argv):
+        proc = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=self._env(), check=False)
+        output = proc.stdout.decode("utf-8", "replace")
+        self.outputs.append((" ".join(argv), output))
+        assert proc.returncode == 0, output
+        return output
+
+    def playbook(self, name, *args, expect_ok=True, verbosity=0):
+        """ansible-playbook NAME against molecule's inventory; returns (rc, output)."""
+        argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                "--vault-password-file", self.vault_password_file, "-e", "@" + self.vault_file,
+                "-e", "bastion_controller_dir=" + self.controller_dir]
+        if os.path.exists(self.admins_vars):
+            argv += ["-e", "@" + self.admins_vars]
+        if verbosity:
+            argv.append("-" + "v" * verbosity)
+        argv += list(args) + [os.path.join(PLAYBOOKS, name)]
+        started = time.time()
+        print("ceremony: ansible-playbook %s %s" % (name, " ".join(args)), flush=True)
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self._env(),
+                              check=False)
+        output = proc.stdout.decode("utf-8", "replace")
+        self.outputs.append((" ".join(argv), output))
+        with open(os.path.join(self.workdir, "ceremony.log"), "a") as log:
+            log.write("### %s (rc=%d, %.0f s)\n%s\n" % (" ".join(argv), proc.returncode,
+                                                        time.time() - started, output))
+        print("ceremony:   rc=%d after %.0f s" % (proc.returncode, time.time() - started), flush=True)
+        if expect_ok:
+            assert proc.returncode == 0, output[-6000:]
+        return proc.returncode, output
+
+    def make_admins(self):
+        """Root admins with their own passphrase-protected keys on their 'own machine'."""
+        lines = ["bastion_attestation_admins:"]
+        for name in ADMINS:
+            home = LocalGpg(os.path.join(self.workdir, "admin-" + name))
+            passphrase = "admin-%s-%s" % (name, secrets.token_urlsafe(12))
+            self.passphrases.append(passphrase)
+            home.run("--pinentry-mode", "loopback", "--passphrase-fd", "0", "--quick-gen-key",
+                     "Admin %s <%s@example.org>" % (name.title(), name), "ed25519", "cert,sign", "1y",
+                     stdin=passphrase.encode() + b"\n")
+            fingerprint = home.fingerprint("%s@example.org" % name)
+            public = os.path.join(self.workdir, "admin-%s.pub" % name)
+            with open(public, "wb") as handle:
+                handle.write(home.run("--armor", "--export", fingerprint).stdout)
+            passphrase_file = os.path.join(self.workdir, "admin-%s-passphrase.yml" % name)
+            with open(passphrase_file, "w") as handle:
+                handle.write('attest_admin_passphrase: "%s"\n' % passphrase)
+            os.chmod(passphrase_file, 0o600)
+            self.admins[name] = {"home": home, "fingerprint": fingerprint, "passphrase_file": passphrase_file}
+            lines.append("  - {name: %s, fingerprint: %s, public_key_file: %s}" % (name, fingerprint, public))
+        lines.append("bastion_attestation_quorum: 2")
+        with open(self.admins_vars, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+
+    def attest(self, admin, cycle, fingerprint):
+        info = self.admins[admin]
+        spaced = " ".join(fingerprint[i:i + 4] for i in range(0, 40, 4))  # as read off the screen
+        return self.playbook("attest-key.yml", "-e", "attest_cycle=" + cycle,
+                             "-e", "attest_fingerprint='%s'" % spaced,
+                             "-e", "attest_admin_key=" + info["fingerprint"],
+                             "-e", "attest_gnupg_home=" + info["home"].path,
+                             "-e", "attest_controller_dir=" + self.controller_dir,
+                             "-e", "@" + info["passphrase_file"])
+
+    def publication(self, cycle):
+        return os.path.join(self.controller_dir, cycle, "publication")
+
+
+@pytest.fixture(scope="session")
+def ceremony():
+    workdir = tempfile.mkdtemp(prefix="pkgsign-ceremony-")
+    os.chmod(workdir, 0o700)
+    state = Ceremony(workdir)
+    yield state
+    for info in state.admins.values():
+        info["home"].stop()
+    keep = os.environ.get("CEREMONY_KEEP")
+    if keep:
+        print("ceremony: work directory kept in %s" % workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bastion():
+    return testinfra.get_host("podman://" + BASTION)
+
+
+@pytest.fixture(scope="session")
+def signer():
+    return testinfra.get_host("podman://" + SIGNER)
+
+
+@pytest.fixture(scope="session")
+def facts():
+    """Values learnt by earlier steps (fingerprints), shared along the sequence."""
+    return {}
+
+
+def bastion_keys(bastion, uid_part):
+    """Fingerprints of the bastion's keys whose user id contains uid_part."""
+    out = run_ok(bastion, "gpg --batch --homedir %s --with-colons --list-keys", BASTION_HOME).stdout
+    found, current = [], None
+    for line in out.splitlines():
+        fields = line.split(":")
+        if fields[0] == "pub":
+            current = {"fpr": None, "uids": []}
+            found.append(current)
+        elif fields[0] == "fpr" and current is not None and current["fpr"] is None:
+            current["fpr"] = fields[9]
+        elif fields[0] == "uid" and current is not None:
+            current["uids"].append(fields[9])
+    return [key["fpr"] for key in found if any(uid_part in uid for uid in key["uids"])]
+
+
+def signer_key_id(signer):
+    """The key id `sign -k` reports for the alias in service."""
+    return run_ok(signer, "sudo -u pkgsign sign -u release -k").stdout.strip().upper()
+
+
+def sign_on_signer(signer, path, text):
+    """Sign a file through the service on the signer (`sign -d`); returns the signature."""
+    run_ok(signer, "printf '%%s\\n' %s > %s && chmod 0644 %s", text, path, path)
+    run_ok(signer, "cd /tmp && sudo -u pkgsign sign -u release -d %s", path)
+    return signer.file(path + ".asc").content_string
