@@ -56,7 +56,7 @@ def test_runbook_twice(tmp_path):
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
                ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_RETRY_FILES_ENABLED="0",
                ANSIBLE_HOME=str(tmp_path / "ansible-home"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
-    command = [_playbook_command(), "-vvv", "-i", "localhost,", os.path.join(HERE, "runbook.yml"),
+    command = [_playbook_command(), "-vvv", "--diff", "-i", "localhost,", os.path.join(HERE, "runbook.yml"),
                "-e", "workdir=%s" % workdir, "-e", "@%s" % secrets_file]
     logs = []
     try:
@@ -76,6 +76,7 @@ def test_runbook_twice(tmp_path):
                 assert recap["changed"] == 0, output[-6000:]
         for output in logs:
             assert passphrase not in output
+            assert "-----BEGIN PGP" not in output  # diffs and results carry metadata, never key material
             assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output  # -vvv did show the (masked) arguments
 
         bastion = gnupg.GnuPG(str(workdir / "signing.gnupg"), create=False)
