@@ -222,3 +222,25 @@ def test_token_changes_apply_without_restart(instance):
     assert proc.returncode == 1 and b"authentication failed" in proc.stderr
     listing = run_admin("token", "list", "--config", instance.config).stdout
     assert "ci-runner" in listing and "revoked" in listing and "rotated-secret" not in listing
+
+
+def test_rpm_errors_are_reported_and_other_packages_still_signed(instance, tiny_rpm, tmp_path):
+    junk = tmp_path / "junk.rpm"
+    junk.write_bytes(b"not an rpm at all\n")
+    good = tmp_path / "good.rpm"
+    shutil.copy(str(tiny_rpm), str(good))
+    proc = instance.sign("-u", ED_KEY, "--jobs", "1", "-r", str(junk), str(good))
+    assert proc.returncode == 1 and b"junk.rpm" in proc.stderr, proc.stderr
+    proc = instance.sign("-u", ED_KEY, "-r", str(junk), str(good))  # separate rpmsign runs
+    assert proc.returncode == 1 and b"rpmsign failed for %s" % str(junk).encode() in proc.stderr
+    query = ["rpm", "-qp", "--qf", "%{DSAHEADER:pgpsig}", str(good)]
+    assert "Key ID" in subprocess.run(query, stdout=subprocess.PIPE, text=True).stdout
+    missing = instance.sign("-u", ED_KEY, "-r", str(tmp_path / "absent.rpm"))
+    assert missing.returncode == 1 and b"no such file" in missing.stderr
+    assert not [name for name in os.listdir(tempfile_dir()) if name.startswith("pkgsign-rpm-")]
+
+
+def tempfile_dir():
+    import tempfile
+
+    return tempfile.gettempdir()

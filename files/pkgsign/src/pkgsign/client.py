@@ -21,7 +21,6 @@ import sys
 
 USAGE = __doc__.split("\n\n")[1]
 DEFAULT_CONF = "/etc/sign.conf"
-HELPER_ENV = "PKGSIGN_RPM_HELPER"
 
 
 class SignError(Exception):
@@ -360,15 +359,18 @@ def clearsign(signer, files, jobs):
 
 
 # -- RPM -------------------------------------------------------------------------------
+# rpmsign does the header work. It execs argv[0] of %__gpg_sign_cmd with the rest as the
+# argument vector, writes the header to sign on the command's standard input and expects the
+# binary signature in %{__signature_filename}. Our command is `sh` + `cat` over two FIFOs to
+# this process, which hashes, asks the server and answers: no interpreter starts per package.
 
-def _rpmsign_command(conf, user, digest_algo, files):
-    rpmsign = conf.get("rpmsign", "rpmsign")
-    python = sys.executable
-    # rpmsign execs argv[0] of %__gpg_sign_cmd with the rest as the argument vector, feeds the
-    # header to sign on standard input and expects the binary signature in the named file.
-    helper = "%s %s -m pkgsign.client --rpm-helper %%{shescape:%%{?__signature_filename}}" % (
-        _shell_word(python), _shell_word(python))
-    return [rpmsign, "--addsign",
+HELPER_SCRIPT = 'cat > "$0"; cat "$1" > "$2"'
+
+
+def _rpmsign_command(conf, user, digest_algo, fifo_in, fifo_out, files):
+    helper = "/bin/sh sh -c %s %s %s %%{shescape:%%{?__signature_filename}}" % (
+        _shell_word(HELPER_SCRIPT), _shell_word(fifo_in), _shell_word(fifo_out))
+    return [conf.get("rpmsign", "rpmsign"), "--addsign",
             "--define", "__gpg /usr/bin/gpg",
             "--define", "_gpg_name %s" % user,
             "--define", "_gpg_digest_algo %s" % digest_algo,
@@ -377,43 +379,115 @@ def _rpmsign_command(conf, user, digest_algo, files):
 
 
 def _shell_word(text):
-    if all(c.isalnum() or c in "/._-+" for c in text):
+    if text and all(c.isalnum() or c in "/._-+" for c in text):
         return text
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def sign_rpms(signer, conf, files, jobs):
-    import json
-    import subprocess
+def _read_fifo(path):
+    with open(path, "rb") as handle:  # blocks until the helper (or the wake-up) opens it
+        return handle.read()
 
+
+def _open_fifo_for_writing(path, proc):
+    """Open the answer FIFO once the helper reads it; None if rpmsign ended meanwhile."""
+    import errno
+    import time
+
+    while True:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:
+                raise
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.0005)
+
+
+def _rpmsign_group(signer, conf, area_hex, group):
+    """Run one rpmsign over ``group`` and serve its signing requests; returns an error or None."""
+    import subprocess
+    import tempfile
+    import threading
+
+    from . import wire
+
+    workdir = tempfile.mkdtemp(prefix="pkgsign-rpm-")
+    fifo_in, fifo_out = os.path.join(workdir, "header"), os.path.join(workdir, "signature")
+    os.mkfifo(fifo_in, 0o600)
+    os.mkfifo(fifo_out, 0o600)
+    errors = []
+    try:
+        proc = subprocess.Popen(_rpmsign_command(conf, signer.user, signer.digest_algo, fifo_in, fifo_out, group),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        finished = threading.Event()
+
+        def wake_reader_when_done():
+            proc.wait()
+            finished.set()
+            # The serving loop may wait in open(fifo_in): open the other end so it returns.
+            while serving.is_alive():
+                try:
+                    os.close(os.open(fifo_in, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    pass
+                serving.join(0.01)
+
+        def serve():
+            while not finished.is_set():
+                header = _read_fifo(fifo_in)
+                if finished.is_set() and not header:
+                    break
+                packet = b""
+                try:
+                    digest = wire.digest_bytes(header, signer.digest_algo, bytes.fromhex(area_hex))
+                    packet = signer.sign_digests([digest], area_hex)[0]
+                except SignError as err:
+                    errors.append(str(err))
+                fd = _open_fifo_for_writing(fifo_out, proc)
+                if fd is None:
+                    break
+                try:
+                    os.set_blocking(fd, True)
+                    os.write(fd, packet)
+                except BrokenPipeError:
+                    pass
+                finally:
+                    os.close(fd)
+
+        serving = threading.Thread(target=serve, daemon=True)
+        serving.start()
+        waker = threading.Thread(target=wake_reader_when_done, daemon=True)
+        waker.start()
+        stdout, stderr = proc.communicate()
+        waker.join()
+        if errors:
+            return errors[0]
+        if proc.returncode != 0:
+            lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+            return "rpmsign failed for %s: %s" % (", ".join(group), " / ".join(lines[-3:]) or "exit %d" % proc.returncode)
+        return None
+    finally:
+        for path in (fifo_in, fifo_out):
+            if os.path.exists(path):
+                os.unlink(path)
+        os.rmdir(workdir)
+
+
+def sign_rpms(signer, conf, files, jobs):
     for path in files:
         if not os.path.isfile(path):
             raise SignError("%s: no such file" % path)
-    prepared = signer.prepared()  # also turns an unknown key into "unknown key: USER" up front
-    env = dict(os.environ)
-    env[HELPER_ENV] = json.dumps({
-        "server": conf["server"], "token_file": os.environ.get("SIGN_TOKEN_FILE") or conf.get("token_file"),
-        "key": signer.user, "digest_algo": signer.digest_algo, "hashed_area": prepared["hashed_area"],
-        "timeout": conf.get("timeout", "120")})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                    env.get("PYTHONPATH")] if p)
+    area_hex = signer.prepared()["hashed_area"]  # an unknown key fails here: "unknown key: USER"
     groups = [files[i::jobs] for i in range(min(jobs, len(files)))]
-
-    def run(group):
-        proc = subprocess.run(_rpmsign_command(conf, signer.user, signer.digest_algo, group), env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            lines = [line for line in proc.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-            return "rpmsign failed for %s: %s" % (", ".join(group), " / ".join(lines[-3:]) or "exit %d" % proc.returncode)
-        return None
-
     if len(groups) == 1:
-        errors = [run(groups[0])]
+        errors = [_rpmsign_group(signer, conf, area_hex, groups[0])]
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-            errors = list(pool.map(run, groups))
+            errors = list(pool.map(lambda group: _rpmsign_group(signer, conf, area_hex, group), groups))
     errors = [e for e in errors if e]
     if errors:
         raise SignError("; ".join(errors))
@@ -426,27 +500,6 @@ def unsign_rpms(conf, files):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise SignError("rpmsign --delsign failed: %s" % proc.stderr.decode("utf-8", "replace").strip())
-
-
-def rpm_helper(sigfile):
-    """Called by rpmsign as %__gpg_sign_cmd: header on stdin, binary signature to ``sigfile``."""
-    from . import wire
-    import json
-
-    try:
-        params = json.loads(os.environ[HELPER_ENV])
-    except (KeyError, ValueError):
-        raise SignError("--rpm-helper is only run by rpmsign on behalf of 'sign -r'") from None
-    token = None
-    if params.get("token_file"):
-        token = read_token({"token_file": params["token_file"]})
-    api = Api(params["server"], token, timeout=float(params.get("timeout") or 120))
-    signer = Signer(api, params["key"], params["digest_algo"])
-    area_hex = params["hashed_area"]
-    digest = wire.digest_bytes(sys.stdin.buffer.read(), params["digest_algo"], bytes.fromhex(area_hex))
-    packet = signer.sign_digests([digest], area_hex)[0]
-    with open(sigfile, "wb") as handle:
-        handle.write(packet)
 
 
 # -- command line ----------------------------------------------------------------------
@@ -467,7 +520,7 @@ def main(argv=None):
 
 SHORT_WITH_VALUE = "uhS"
 SHORT_FLAGS = "4prdDctk"
-LONG_WITH_VALUE = ("rpm-helper", "jobs")
+LONG_WITH_VALUE = ("jobs",)
 LONG_FLAGS = ("help", "unsign", "version")
 
 
@@ -525,9 +578,6 @@ def _main(argv):
             from . import __version__
 
             print("sign (pkgsign) %s" % __version__)
-            return 0
-        if opt == "--rpm-helper":
-            rpm_helper(value)
             return 0
         if opt == "-u":
             user = value
