@@ -576,6 +576,10 @@ def ensure_revocation(params, check_mode):
         key = get_key(gpg, params["key"], secret_primary=True)
         existing = read_file(path)
         current = _revocation_state(gpg, key, existing, path)
+        if current and current.get("fingerprint") not in (None, key.fingerprint):
+            # It may be the last resort of another key: never overwritten implicitly.
+            raise ModuleFailure("%s holds the revocation certificate of another key (%s); refusing to overwrite it"
+                                % (path, current["fingerprint"]))
         desired = {"path": path, "fingerprint": key.fingerprint, "reason": params["reason"],
                    "description": description, "valid": True}
         changed = current != desired

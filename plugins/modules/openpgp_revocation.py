@@ -17,6 +17,8 @@ description:
   - Idempotent. An existing certificate at O(path) is kept when it is issued by that key,
     really revokes it (tried on a scratch copy of the public key), and has the requested
     O(reason) and O(description).
+  - A file at O(path) holding the revocation certificate of another key is never overwritten
+    (the module fails); it may be that key's last resort.
 author:
   - pkgsign.signer contributors (!UNKNOWN)
 options:

@@ -60,3 +60,14 @@ def test_foreign_file_is_replaced(run, homedir, protected_key, passphrase, tmp_p
     path.write_text("not a certificate\n")
     result = run(openpgp_revocation, homedir=homedir, key=fpr, path=str(path), passphrase=passphrase)
     assert result["changed"] is True and b"BEGIN PGP" in path.read_bytes()
+
+
+def test_certificate_of_another_key_is_never_overwritten(run, gpg, homedir, protected_key, passphrase, tmp_path):
+    fpr, _sub = protected_key
+    other = gpg.generate_key("Other", "other@example.org", algorithm="ed25519", usage=["cert"])
+    path = tmp_path / "revoke.asc"
+    run(openpgp_revocation, homedir=homedir, key=other, path=str(path))
+    kept = path.read_bytes()
+    result = run(openpgp_revocation, homedir=homedir, key=fpr, path=str(path), passphrase=passphrase)
+    assert result["failed"] is True and "refusing to overwrite" in result["msg"] and other in result["msg"]
+    assert path.read_bytes() == kept
