@@ -196,4 +196,14 @@ def test_maintain_prolongs_expiring_keys(tmp_path):
     assert after > time.time() + 1800 * 86400
     gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
     assert _gnupg.find_secret_key_by(gpg, "<soon#p@copr.test>").expires == after
+    assert "no-auto-check-trustdb" in (root / "gnupg" / "gpg.conf").read_text()
+    # a key revoked by hand in the keyring stops signing once maintain has run
+    fpr = never.get_json()["fingerprint"]
+    certificate = (root / "gnupg" / "openpgp-revocs.d" / (fpr + ".rev")).read_text()
+    gpg.import_keys(certificate.replace(":-----BEGIN PGP PUBLIC KEY BLOCK", "-----BEGIN PGP PUBLIC KEY BLOCK"))
+    assert client.post("/sign/prepare", json={"key": "never#p@copr.test"}, headers=headers).status_code == 200
+    proc = run_admin("maintain", "--config", inst.config, "--within-days", "30")
+    assert "metadata of 1 key(s) refreshed" in proc.stderr, proc.stderr
+    response = client.post("/sign/prepare", json={"key": "never#p@copr.test"}, headers=headers)
+    assert response.status_code == 409 and "revoked" in response.get_json()["error"]
     gpg.kill_agent()

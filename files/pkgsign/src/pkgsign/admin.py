@@ -202,12 +202,35 @@ def cmd_maintain(args):
         except _gnupg.GpgError as err:
             failures += 1
             _say("[%d/%d] FAILED %s: %s" % (number, len(expiring), key.fingerprint, err.message))
+    refreshed_count = _refresh_metadata(store)
+    _say("metadata of %d key(s) refreshed from the keyring (expiry, revocation)" % refreshed_count)
     gnupg.run(["--check-trustdb"], check=False)
     _say("trustdb checked")
     fixed = store.reconcile()
     for what, email in fixed:
         _say("recovered interrupted key %s for %s" % (what, email))
     return 1 if failures else 0
+
+
+def _refresh_metadata(store):
+    """Bring expiry and revocation in the metadata in line with the keyring (changed by hand)."""
+    from .keystore import key_record
+
+    listed = {key.fingerprint: key for key in store.gnupg.list_keys(secret=True)}
+    changed = 0
+    for record in store.all_metadata():
+        key = listed.get(record["fingerprint"])
+        if key is None:
+            continue
+        with store.email_lock(record["name_email"]):
+            fresh = key_record(key, record["name_email"], record.get("origin", "generated"))
+            merged = dict(record, **{k: fresh[k] for k in ("expires", "revoked", "signing_fingerprint",
+                                                            "signing_key_id", "signing_keygrip", "pubkey_algo",
+                                                            "signing_algorithm", "uids")})
+            if merged != record:
+                store.save_metadata(merged)
+                changed += 1
+    return changed
 
 
 # -- import-copr -------------------------------------------------------------------------

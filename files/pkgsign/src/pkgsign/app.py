@@ -365,6 +365,8 @@ def _encodable(value, depth=0):
 
 
 def _check_usable(record, name):
+    if record.get("revoked"):
+        raise ApiError(409, "key %s is revoked" % name)
     expires = record.get("expires")
     if expires and expires <= time.time():
         raise ApiError(409, "key %s has expired; prolong it (pkgsign-admin maintain)" % name)

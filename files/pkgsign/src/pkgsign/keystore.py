@@ -65,6 +65,7 @@ def key_record(key, email=None, origin="generated", **extra) -> dict:
         "pubkey_algo": signing.pubkey_algo,
         "signing_algorithm": signing.algorithm,
         "origin": origin,
+        "revoked": bool(key.revoked or signing.revoked),
     }
     record.update(extra)
     return record
@@ -90,6 +91,7 @@ class KeyStore:
         self._alias_cache = {}
         self._alias_cache_lock = threading.Lock()
         self._email_re = re.compile(config.name_email_pattern)
+        _ensure_gpg_conf(config.gnupg_home)
 
     @property
     def pending_dir(self):
@@ -328,6 +330,27 @@ class KeyStore:
                 return
         for key in listed:
             self._delete_from_keyring(key.fingerprint)
+
+
+GPG_CONF_LINES = (
+    # Every generated key is ultimately trusted; re-checking the trustdb on each gpg call grows
+    # with the number of keys. The service needs no trust computation; `maintain` checks it daily.
+    "no-auto-check-trustdb",
+)
+
+
+def _ensure_gpg_conf(gnupg_home):
+    path = os.path.join(gnupg_home, "gpg.conf")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            present = {line.strip() for line in handle}
+    except FileNotFoundError:
+        present = set()
+    missing = [line for line in GPG_CONF_LINES if line not in present]
+    if missing:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in missing))
 
 
 def _as_int(value, field):
