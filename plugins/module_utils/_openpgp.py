@@ -523,20 +523,24 @@ def import_keys(params, check_mode):
     if not data.strip():
         raise ModuleFailure("nothing to import: the key data is empty")
     with keyring(params, check_mode) as gpg:
-        try:
-            listed = gpg.show_keys(data)
-        except gnupg.GpgError as exc:
-            raise ModuleFailure("no OpenPGP key found in the data to import (%s)" % exc)
-        if not listed:
-            raise ModuleFailure("no OpenPGP key found in the data to import")
         before_keys = {k.fingerprint: k for k in gpg.list_keys()}
-        if check_mode:
-            with _scratch_copy(gpg) as scratch:
-                fingerprints, counts = scratch.import_with_counts(data)
-                after_keys = {k.fingerprint: k for k in scratch.list_keys()}
-        else:
-            fingerprints, counts = gpg.import_with_counts(data)
-            after_keys = {k.fingerprint: k for k in gpg.list_keys()}
+        try:
+            if check_mode:
+                with _scratch_copy(gpg) as scratch:
+                    fingerprints, counts = scratch.import_with_counts(data)
+                    after_keys = {k.fingerprint: k for k in scratch.list_keys()}
+            else:
+                fingerprints, counts = gpg.import_with_counts(data)
+                after_keys = {k.fingerprint: k for k in gpg.list_keys()}
+        except gnupg.GpgError as exc:
+            raise ModuleFailure("nothing could be imported: %s" % _gpg_reason(exc))
+        if not counts.get("count"):
+            raise ModuleFailure("no OpenPGP key found in the data to import")
+        if not fingerprints:
+            # A bare revocation certificate names no key in IMPORT_OK; its issuer is the key.
+            details = gpg.revocation_details(data)
+            if details and details["issuer"]:
+                fingerprints = [details["issuer"]]
         changed = any(counts.get(name, 0) for name in IMPORT_CHANGE_COUNTERS)
         return {
             "changed": changed,
@@ -545,6 +549,19 @@ def import_keys(params, check_mode):
             "diff": {"before": {fpr: key_summary(before_keys[fpr]) for fpr in fingerprints if fpr in before_keys},
                      "after": {fpr: key_summary(after_keys[fpr]) for fpr in fingerprints if fpr in after_keys}},
         }
+
+
+def _gpg_reason(exc):
+    """The line of gpg's diagnostics that says why, rather than its closing statistics."""
+    for line in (exc.stderr or "").splitlines():
+        line = line.strip()
+        if line.startswith("gpg: "):
+            line = line[5:]
+        if not line or line.startswith(("Total number", "keybox ", "no ultimately trusted")) or "created" in line \
+                or line[:1] == " ":
+            continue
+        return line
+    return str(exc)
 
 
 @contextlib.contextmanager

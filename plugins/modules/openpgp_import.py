@@ -14,6 +14,8 @@ version_added: 0.1.0
 description:
   - Imports public keys, secret keys, secret subkey exports, certifications or revocations
     from a file or from O(content).
+  - A bare revocation certificate (as M(pkgsign.signer.openpgp_revocation) writes it) is
+    applied to its key, which must be in O(homedir) already; RV(fingerprints) then names that key.
   - Changed only when gpg reports something new (a key, user id, subkey, signature,
     revocation or secret key). In check mode the import is tried on a scratch copy of the
     keyring, which is overwritten and deleted afterwards.

@@ -46,6 +46,24 @@ def test_imports_secret_subkeys_from_file(run, gpg, protected_key, passphrase, t
 
 def test_garbage_and_missing_file_fail_clearly(run, homedir, tmp_path):
     garbage = run(openpgp_import, homedir=homedir, content="this is not a key")
-    assert garbage["failed"] is True and "no OpenPGP key found" in garbage["msg"]
+    assert garbage["failed"] is True and "no valid OpenPGP data" in garbage["msg"]
     missing = run(openpgp_import, homedir=homedir, src=str(tmp_path / "nope.asc"))
     assert missing["failed"] is True and "not a readable file" in missing["msg"]
+
+
+def test_bare_revocation_certificate_revokes_a_known_key(run, gpg, protected_key, passphrase, tmp_path):
+    fpr, _sub = protected_key
+    certificate = gpg.generate_revocation(fpr, reason="retired", passphrase=passphrase).decode()
+    target = str(tmp_path / "target")
+    gnupg.GnuPG(target).import_keys(gpg.export_public(fpr))
+    checked = run(openpgp_import, homedir=target, content=certificate, check_mode=True)
+    assert checked["changed"] is True and gnupg.GnuPG(target).get_key(fpr).revoked is False
+    done = run(openpgp_import, homedir=target, content=certificate, diff=True)
+    assert done["changed"] is True and done["fingerprints"] == [fpr] and done["counts"]["n_revoc"] == 1
+    assert done["diff"]["after"][fpr]["revoked"] is True
+    assert gnupg.GnuPG(target).get_key(fpr).revoked is True
+    assert run(openpgp_import, homedir=target, content=certificate)["changed"] is False
+    # Without the key it revokes, a certificate cannot be applied: a clear failure.
+    lonely = run(openpgp_import, homedir=str(tmp_path / "empty"), content=certificate)
+    assert lonely["failed"] is True and "can't apply revocation certificate" in lonely["msg"]
+    gnupg.GnuPG(target).kill_agent()
