@@ -106,3 +106,10 @@ def test_unsupported_algorithm_is_refused(run, homedir):
 def test_bad_expiry_is_refused(run, homedir):
     result = run(openpgp_key, homedir=homedir, expires="tomorrow", **BASE)
     assert result["failed"] is True and "expires" in result["msg"]
+
+
+def test_passphrase_with_newline_is_refused(run, homedir):
+    result = run(openpgp_key, homedir=homedir, passphrase="line one\nKey-Type: DSA", **BASE)
+    assert result["failed"] is True and "newlines" in result["msg"]
+    assert "Key-Type: DSA" not in result["msg"]
+    assert not os.path.exists(homedir) or gnupg.GnuPG(homedir).list_keys() == []
