@@ -2,6 +2,7 @@
 # Suite "units": pytest over
 #   - tests/unit          the Ansible modules, imported as ansible_collections.pkgsign.signer
 #                         through a symlink on PYTHONPATH (see collection-paths.sh);
+#   - tests/e2e           the issue-2 runbook played through ansible-playbook, twice;
 #   - files/pkgsign/tests the pkgsign service and client (installed editable in .venv).
 # JUnit XML goes to results/units/. A test tree with no tests yet is not a failure.
 # Usage: scripts/test-units.sh [extra pytest options, e.g. -k expire]
@@ -35,5 +36,6 @@ run_pytest() {  # NAME DIRECTORY [extra pytest options]
 }
 
 run_pytest modules tests/unit "$@"
+run_pytest e2e tests/e2e "$@"
 run_pytest service files/pkgsign/tests "$@"
 exit "$overall"
