@@ -828,12 +828,14 @@ class TemporaryGnuPG:
         return False
 
 
-def find_keys_by(gpg, selector, secret=False):
+def find_keys_by(gpg, selector, secret=False, check_secret=True):
     """Keys matching ``selector``, asking gpg for that selector only.
 
     Unlike ``GnuPG.list_keys`` this never lists the whole keyring, so its cost stays flat with
     thousands of keys (the signing service's per-project keyrings). ``secret_present`` is filled
     in; with ``secret=True`` only keys whose primary secret part is present are returned.
+    ``check_secret=False`` skips the secret listing (one gpg run instead of two;
+    ``secret_present`` stays None).
     """
     listing = ["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--with-fingerprint",
                "--with-keygrip"]
@@ -843,6 +845,8 @@ def find_keys_by(gpg, selector, secret=False):
         return parse_colons(result.stdout.decode("utf-8", "replace")) if result.returncode == 0 else []
 
     public = listed("--list-keys")
+    if not check_secret and not secret:
+        return public
     present = {}
     for key in listed("--list-secret-keys"):
         for part in [key] + key.subkeys:

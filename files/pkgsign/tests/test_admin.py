@@ -207,3 +207,50 @@ def test_maintain_prolongs_expiring_keys(tmp_path):
     response = client.post("/sign/prepare", json={"key": "never#p@copr.test"}, headers=headers)
     assert response.status_code == 409 and "revoked" in response.get_json()["error"]
     gpg.kill_agent()
+
+
+def test_key_pool_binds_pregenerated_keys_and_refills(tmp_path):
+    root = tmp_path / "pool"
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    conf = root / "pkgsign.conf"
+    conf.write_text(conf.read_text().replace("[keygen]\n", "[keygen]\npool_size = 2\npool_algorithms = ed25519, rsa2048\n"))
+    proc = run_admin("pool", "fill", "--config", str(conf))
+    assert "ed25519 2/2" in proc.stdout and "rsa2048 2/2" in proc.stdout, proc.stdout + proc.stderr
+    ready = sorted(os.listdir(str(root / "pool" / "ready")))
+    assert len(ready) == 4 and all(stat.S_IMODE(os.stat(str(root / "pool" / "ready" / n)).st_mode) & 0o077 == 0
+                                   for n in ready)
+    from pkgsign.app import create_app
+    from pkgsign.config import load_config
+
+    app = create_app(load_config(str(conf)))
+    client = app.test_client()
+    headers = {"Authorization": "Bearer " + (root / "client.token").read_text().strip()}
+    started = time.monotonic()
+    response = client.post("/gen_key", json={"name_real": "fast", "name_email": "fast#rsa@copr.test",
+                                             "key_length": 2048}, headers=headers)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 201, response.get_json()
+    info = client.get("/keys/fast%23rsa@copr.test", headers=headers).get_json()
+    assert info["algorithm"] == "rsa2048" and info["uids"] == ["fast <fast#rsa@copr.test>"]
+    gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
+    key = _gnupg.find_secret_key_by(gpg, info["fingerprint"])
+    assert "rsa2048-%s.key" % key.keygrip in ready  # the pool's material, not a fresh key
+    assert elapsed < 5
+    # the pool key signs and the signature verifies
+    prepared = client.post("/sign/prepare", json={"key": "fast#rsa@copr.test"}, headers=headers).get_json()
+    from pkgsign import wire
+
+    digest = wire.digest_bytes(b"pool", "sha256", bytes.fromhex(prepared["hashed_area"]))
+    signed = client.post("/sign", json={"key": "fast#rsa@copr.test", "hashed_area": prepared["hashed_area"],
+                                        "digests": [digest], "armor": True}, headers=headers).get_json()
+    (tmp_path / "d").write_bytes(b"pool")
+    (tmp_path / "d.asc").write_text(signed["signatures"][0]["armored"])
+    assert gpg.verify(str(tmp_path / "d.asc"), str(tmp_path / "d")) == [info["fingerprint"]]
+    # the background thread tops the pool up again
+    deadline = time.time() + 60
+    while time.time() < deadline and len(os.listdir(str(root / "pool" / "ready"))) < 4:
+        time.sleep(0.2)
+    assert len(os.listdir(str(root / "pool" / "ready"))) == 4
+    app.extensions["pkgsign"].keys.pool.stop()
+    gpg.kill_agent()
+    _gnupg.GnuPG(str(root / "pool" / "gnupg"), create=False).kill_agent()

@@ -233,6 +233,24 @@ def _refresh_metadata(store):
     return changed
 
 
+# -- key pool ----------------------------------------------------------------------------
+
+def cmd_pool(args):
+    from .keystore import KeyStore
+
+    config = load_config(args.config)
+    store = KeyStore(config)
+    if store.pool is None:
+        raise AdminError("the key pool is off ([keygen] pool_size = 0)")
+    if args.pool_command == "fill":
+        _say("filling the key pool to %d per algorithm: %s" % (config.pool_size, ", ".join(config.pool_algorithms)))
+        made = store.pool.refill(progress=lambda algo, have, want: _say("  %s %d/%d" % (algo, have, want)))
+        _say("made %d key(s)" % made)
+    for algorithm, count in sorted(store.pool.counts().items()):
+        print("%s %d/%d" % (algorithm, count, config.pool_size))
+    return 0
+
+
 # -- import-copr -------------------------------------------------------------------------
 
 def cmd_import_copr(args):
@@ -331,6 +349,13 @@ def build_parser():
     maintain.add_argument("--within-days", type=int)
     maintain.add_argument("--extend", help="new lifetime, e.g. 1825d")
     maintain.set_defaults(func=cmd_maintain)
+
+    pool = sub.add_parser("pool", help="the pool of pre-generated keys ([keygen] pool_size)")
+    pool_sub = pool.add_subparsers(dest="pool_command", required=True)
+    for name, helptext in (("status", "ready keys per algorithm"), ("fill", "generate until the pool is full")):
+        pool_cmd = pool_sub.add_parser(name, help=helptext)
+        pool_cmd.add_argument("--config", required=True)
+        pool_cmd.set_defaults(func=cmd_pool)
 
     imp = sub.add_parser("import-copr", help="import a copr-keygen keyring and its phrase files")
     imp.add_argument("--config", required=True)

@@ -55,6 +55,8 @@ class Service:
         self.limiter = RateLimiter()
         self.audit = AuditLog(config.audit_log)
         self.agent = AgentPool(self.gnupg, config.agent_connections)
+        if self.keys.pool is not None:
+            self.keys.pool.start()
         fixed = self.keys.reconcile()
         for what, email in fixed:
             log.warning("recovered an interrupted key %s for %s", what, email)

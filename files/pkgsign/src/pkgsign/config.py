@@ -66,6 +66,8 @@ class Config:
     name_email_pattern: str = DEFAULT_EMAIL_PATTERN
     max_field_length: int = 256
     keygen_open_networks: List[ipaddress._BaseNetwork] = field(default_factory=list)
+    pool_size: int = 0
+    pool_algorithms: Tuple[str, ...] = ()
     default_digest: str = "sha256"
     allowed_digests: Tuple[str, ...] = ("sha256", "sha384", "sha512")
     max_digests_per_request: int = 1000
@@ -149,6 +151,16 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         except ValueError:
             raise ConfigError("[keygen] allow_without_token_from: %r is not a network" % item) from None
 
+    pool_algorithms = []
+    for item in _split_list(get("keygen", "pool_algorithms", algorithm)):
+        item = item.lower()
+        if item not in KEYGEN_ALGORITHMS:
+            raise ConfigError("[keygen] pool_algorithms: unknown algorithm %r" % item)
+        pool_algorithms.append(item)
+    pool_size = get_int("keygen", "pool_size", 0)
+    if pool_size < 0 or pool_size > 10000:
+        raise ConfigError("[keygen] pool_size must be between 0 and 10000")
+
     allowed = []
     for item in _split_list(get("signing", "allowed_digests", "sha256, sha384, sha512")):
         item = item.lower()
@@ -193,6 +205,8 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         name_email_pattern=pattern,
         max_field_length=get_int("keygen", "max_field_length", 256),
         keygen_open_networks=networks,
+        pool_size=pool_size,
+        pool_algorithms=tuple(pool_algorithms),
         default_digest=default_digest,
         allowed_digests=tuple(allowed),
         max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", 1000)),

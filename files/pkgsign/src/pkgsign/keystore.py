@@ -92,6 +92,11 @@ class KeyStore:
         self._alias_cache_lock = threading.Lock()
         self._email_re = re.compile(config.name_email_pattern)
         _ensure_gpg_conf(config.gnupg_home)
+        self.pool = None
+        if config.pool_size > 0:
+            from .keypool import KeyPool
+
+            self.pool = KeyPool(config, self.gnupg)
 
     @property
     def pending_dir(self):
@@ -241,7 +246,10 @@ class KeyStore:
             record = self.get_metadata(name_email)
             if record is not None:
                 return False, record
-            existing = self.lookup_gpg("<%s>" % name_email)
+            # One gpg run for the common case (no such key); the secret check only when one exists.
+            existing = None
+            if _gnupg.find_keys_by(self.gnupg, "<%s>" % name_email, check_secret=False):
+                existing = self.lookup_gpg("<%s>" % name_email)
             if existing is not None:
                 # In the keyring without metadata (imported by hand): adopt it.
                 record = key_record(existing, name_email, origin="adopted")
@@ -249,16 +257,35 @@ class KeyStore:
                 return False, record
             marker = os.path.join(self.pending_dir, _file_name(name_email))
             _write_json(marker, {"name_email": name_email, "started": int(time.time())})
-            fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment or None,
-                                                  algorithm=algorithm, usage=("cert", "sign"),
-                                                  expires=expire_days or 0)
-            key = self.lookup_gpg(fingerprint)
+            fingerprint = self._from_pool(name_real, name_email, name_comment, algorithm, expire_days)
+            if fingerprint is None:
+                fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment or None,
+                                                      algorithm=algorithm, usage=("cert", "sign"),
+                                                      expires=expire_days or 0)
+            found = _gnupg.find_keys_by(self.gnupg, fingerprint, check_secret=False)
+            key = found[0] if len(found) == 1 else None
             if key is None:
                 raise KeyStoreError("gpg reported key %s but it is not in the keyring" % fingerprint)
             record = key_record(key, name_email, origin="generated", created_by=created_by)
             self.save_metadata(record)
             os.unlink(marker)
             return True, record
+
+    def _from_pool(self, name_real, name_email, name_comment, algorithm, expire_days):
+        """Bind the user id to pre-generated key material; None when the pool has none."""
+        if self.pool is None:
+            return None
+        keygrip = self.pool.claim(algorithm)
+        if keygrip is None:
+            return None
+        try:
+            return _gnupg.generate_key_from_keygrip(self.gnupg, keygrip, name_real, name_email,
+                                                    comment=name_comment or None, algorithm=algorithm,
+                                                    usage=("cert", "sign"), expires=expire_days or 0)
+        except _gnupg.GpgError as err:
+            log.error("binding pool key %s failed (%s); generating afresh", keygrip, err.message)
+            self.pool.release_unused(keygrip)
+            return None
 
     def delete(self, name_email: str) -> dict:
         name_email = name_email.lower()
