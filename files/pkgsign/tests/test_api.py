@@ -292,3 +292,20 @@ def test_pathological_input_is_400_not_500(app_client, instance):
         assert response.status_code in (400, 404), (path, response.status_code)
     huge = app_client.post("/gen_key", data=b"x" * 2_000_000, headers=headers)
     assert huge.status_code == 413
+
+
+def test_a_broken_token_entry_does_not_lock_out_others(tmp_path):
+    import json as jsonlib
+
+    from pkgsign.tokens import TokenStore, add_token
+
+    path = str(tmp_path / "tokens.json")
+    secret = add_token(path, "good", ["sign"], ["*"])
+    data = jsonlib.load(open(path))
+    data["tokens"]["bad-rate"] = {"sha256": "00" * 32, "scopes": ["sign"], "keys": ["*"], "rate": "fast"}
+    data["tokens"]["no-hash"] = {"scopes": ["sign"], "keys": ["*"]}
+    data["tokens"]["not-an-object"] = 5
+    jsonlib.dump(data, open(path, "w"))
+    store = TokenStore(path)
+    assert store.authenticate(secret).id == "good"
+    assert store.authenticate("anything else") is None

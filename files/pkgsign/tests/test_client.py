@@ -79,6 +79,11 @@ def test_clearsign_file_and_stdin(instance, verifier, tmp_path):
     verifier.run(["--output", str(out), "--decrypt", str(path)])
     # (trailing blanks are not part of a cleartext signature, RFC 4880 7.1)
     assert out.read_text() == text.replace("blanks   ", "blanks")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"caf\xe9 au lait\n")  # not UTF-8: must still verify
+    assert instance.sign("-u", ED_KEY, "-c", str(latin1)).returncode == 0
+    gpg_verify(verifier, latin1)
+    assert b"caf\xe9" in latin1.read_bytes()
     proc = instance.sign("-u", RSA_KEY, "-h", "sha512", "-c", input=b"piped text\n")
     assert proc.returncode == 0 and b"Hash: SHA512" in proc.stdout
     (tmp_path / "piped.asc").write_bytes(proc.stdout)

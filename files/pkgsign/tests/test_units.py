@@ -52,7 +52,7 @@ def test_trailer_and_text_canonicalisation():
     area = b"\x04\x00\x01\x08\x00\x00"
     assert wire.trailer(area) == b"\x04\xff" + struct.pack(">I", 6)
     assert wire.canonical_text(b"a  \nb\t\r\nc") == b"a\r\nb\r\nc"
-    assert wire.dash_escape("-x\ny\n--z") == "- -x\ny\n- --z"
+    assert wire.dash_escape(b"-x\ny\n--z") == b"- -x\ny\n- --z"
     assert wire.crc24(b"") == 0xB704CE
 
 

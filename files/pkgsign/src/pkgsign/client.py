@@ -325,9 +325,9 @@ def detached(signer, files, armored, jobs):
 
 def _clearsigned(text_bytes, packet, digest_algo):
     from . import wire
-    text = text_bytes.decode("utf-8", "replace")
-    return ("-----BEGIN PGP SIGNED MESSAGE-----\nHash: %s\n\n%s\n%s"
-            % (digest_algo.upper(), wire.dash_escape(text), wire.armor(packet))).encode("utf-8")
+    # Bytes throughout: the text is shown exactly as it was signed, whatever its encoding.
+    return (b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: " + digest_algo.upper().encode("ascii") + b"\n\n"
+            + wire.dash_escape(text_bytes) + b"\n" + wire.armor(packet).encode("ascii"))
 
 
 def _clear_text(data):

@@ -13,6 +13,7 @@ import fcntl
 import fnmatch
 import hashlib
 import json
+import logging
 import os
 import secrets
 import threading
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 
 from . import _gnupg
 from .config import parse_rate
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("sign", "keygen", "admin")
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -76,9 +79,13 @@ class TokenStore:
             by_hash = {}
             if stamp is not None:
                 for token_id, entry in read_tokens(self.path).items():
-                    if entry.get("revoked"):
+                    if not isinstance(entry, dict) or entry.get("revoked"):
                         continue
-                    by_hash[entry["sha256"]] = Token(token_id, entry, self.default_rate)
+                    try:
+                        by_hash[entry["sha256"]] = Token(token_id, entry, self.default_rate)
+                    except (KeyError, TypeError, ValueError) as err:
+                        # One bad entry (edited by hand) must not lock every other client out.
+                        log.error("ignoring token %r in %s: %s", token_id, self.path, err)
             self._by_hash = by_hash
             self._stamp = stamp
 

@@ -71,14 +71,9 @@ def canonical_text(data: bytes) -> bytes:
     return b"\r\n".join(line.rstrip(b" \t\r") for line in lines)
 
 
-def dash_escape(text: str) -> str:
+def dash_escape(text: bytes) -> bytes:
     """Dash-escape the cleartext of a clearsigned message (RFC 4880 7.1)."""
-    out = []
-    for line in text.split("\n"):
-        if line.startswith("-"):
-            line = "- " + line
-        out.append(line)
-    return "\n".join(out)
+    return b"\n".join(b"- " + line if line.startswith(b"-") else line for line in text.split(b"\n"))
 
 
 def crc24(data: bytes) -> int:
