@@ -156,6 +156,7 @@ def test_import_copr_keeps_keys_emails_and_passphrases(instance, tmp_path):
     copr.kill_agent()
     proc = run_admin("import-copr", "--config", instance.config, "--gnupghome", str(copr_home),
                      "--phrases", str(phrases))
+    copr.kill_agent()  # import-copr exported through the old home's agent
     assert "2 imported, 0 failed" in proc.stderr, proc.stderr
     target = tmp_path / "data"
     target.write_bytes(b"legacy data")
@@ -171,6 +172,7 @@ def test_import_copr_keeps_keys_emails_and_passphrases(instance, tmp_path):
     assert stat.S_IMODE(os.stat(phrase_copy).st_mode) == 0o600
     again = run_admin("import-copr", "--config", instance.config, "--gnupghome", str(copr_home),
                       "--phrases", str(phrases))
+    copr.kill_agent()
     assert "already present" in again.stderr
 
 
