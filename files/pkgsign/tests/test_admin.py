@@ -192,6 +192,7 @@ def test_maintain_prolongs_expiring_keys(tmp_path):
     assert soon.status_code == 201 and never.status_code == 201
     before = client.get("/keys/soon%23p@copr.test", headers=headers).get_json()["expires"]
     assert before and before < time.time() + 11 * 86400
+    exported_before = client.get("/pubkey/soon%23p@copr.test", headers=headers).data
     proc = run_admin("maintain", "--config", inst.config, "--within-days", "30", "--extend", "1825d")
     assert "1 key(s) expire within 30 days" in proc.stderr and "extended" in proc.stderr, proc.stderr
     after = client.get("/keys/soon%23p@copr.test", headers=headers).get_json()["expires"]
@@ -199,6 +200,13 @@ def test_maintain_prolongs_expiring_keys(tmp_path):
     gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
     assert _gnupg.find_secret_key_by(gpg, "<soon#p@copr.test>").expires == after
     assert "no-auto-check-trustdb" in (root / "gnupg" / "gpg.conf").read_text()
+    # the served public key carries the new expiry (the cached export was dropped)
+    exported_after = client.get("/pubkey/soon%23p@copr.test", headers=headers).data
+    assert exported_after != exported_before
+    check = _gnupg.GnuPG(str(tmp_path / "check"))
+    check.import_keys(exported_after)
+    assert check.list_keys()[0].expires == after
+    check.kill_agent()
     # a key revoked by hand in the keyring stops signing once maintain has run
     fpr = never.get_json()["fingerprint"]
     certificate = (root / "gnupg" / "openpgp-revocs.d" / (fpr + ".rev")).read_text()

@@ -182,19 +182,21 @@ def cmd_maintain(args):
     store = KeyStore(config)
     gnupg = store.gnupg
     by_fingerprint = {record["fingerprint"]: record for record in store.all_metadata()}
-    expiring = gnupg.keys_expiring_within(within)
+    with store.keyring_lock():
+        expiring = gnupg.keys_expiring_within(within)
     _say("%d key(s) expire within %d days; extending to %d days from now" % (len(expiring), within, extend_days))
     failures = 0
     for number, key in enumerate(expiring, 1):
         record = by_fingerprint.get(key.fingerprint)
         passphrase = store.passphrase_for(record) if record else None
         try:
-            gnupg.set_expire(key.fingerprint, "%dd" % extend_days, passphrase=passphrase)
-            subkeys = [sub.fingerprint for sub in key.subkeys if not sub.revoked and sub.expires]
-            if subkeys:
-                gnupg.set_expire(key.fingerprint, "%dd" % extend_days, subkeys=subkeys, passphrase=passphrase)
+            with store.keyring_lock(exclusive=True):  # the server may be running
+                gnupg.set_expire(key.fingerprint, "%dd" % extend_days, passphrase=passphrase)
+                subkeys = [sub.fingerprint for sub in key.subkeys if not sub.revoked and sub.expires]
+                if subkeys:
+                    gnupg.set_expire(key.fingerprint, "%dd" % extend_days, subkeys=subkeys, passphrase=passphrase)
             if record:
-                refreshed = _gnupg.find_secret_key_by(gnupg, key.fingerprint)
+                refreshed = store.lookup_gpg(key.fingerprint)
                 fields = {k: v for k, v in record.items() if k not in key_record(refreshed)}
                 store.save_metadata(key_record(refreshed, record["name_email"], record.get("origin", "generated"),
                                                **fields))
@@ -216,7 +218,8 @@ def _refresh_metadata(store):
     """Bring expiry and revocation in the metadata in line with the keyring (changed by hand)."""
     from .keystore import key_record
 
-    listed = {key.fingerprint: key for key in store.gnupg.list_keys(secret=True)}
+    with store.keyring_lock():
+        listed = {key.fingerprint: key for key in store.gnupg.list_keys(secret=True)}
     changed = 0
     for record in store.all_metadata():
         key = listed.get(record["fingerprint"])
@@ -230,6 +233,9 @@ def _refresh_metadata(store):
             if merged != record:
                 store.save_metadata(merged)
                 changed += 1
+    # Expiry and revocation live in the public key: export afresh on the next request.
+    for name in os.listdir(store.pubkey_cache_dir) if os.path.isdir(store.pubkey_cache_dir) else ():
+        os.unlink(os.path.join(store.pubkey_cache_dir, name))
     return changed
 
 
@@ -279,10 +285,11 @@ def cmd_import_copr(args):
                     continue
                 secret = source.run(["--armor", "--export-secret-keys", key.fingerprint],
                                     passphrase=passphrase if passphrase is not None else "").stdout
-                store.gnupg.import_keys(secret)
+                with store.keyring_lock(exclusive=True):
+                    store.gnupg.import_keys(secret)
                 if passphrase:
                     _gnupg.write_private_file(os.path.join(config.phrases_dir, email), (passphrase + "\n").encode())
-                mine = _gnupg.find_secret_key_by(store.gnupg, key.fingerprint)
+                mine = store.lookup_gpg(key.fingerprint)
                 if mine is None:
                     raise _gnupg.GpgError("the key did not arrive in %s" % config.gnupg_home)
                 store.save_metadata(key_record(mine, email, origin="copr-keygen", protected=bool(passphrase)))

@@ -241,7 +241,8 @@ def create_app(config=None):
         record = resolve(name)
         authorize_key(token, record, name)
         try:
-            data = service.gnupg.export_public(record["fingerprint"], armor=True)
+            with service.keys.keyring_lock():
+                data = service.keys.public_key(record)
         except _gnupg.KeyNotFound:
             raise ApiError(404, "unknown key: %s" % name)
         return Response(data, content_type="application/pgp-keys")
@@ -394,8 +395,11 @@ def _in_networks(address, networks):
 
 def _keyring_answers(service):
     try:
-        result = service.gnupg.run(["--with-colons", "--list-keys", "--", "<readiness-probe@pkgsign.invalid>"],
-                                   check=False, timeout=20)
+        with service.keys.keyring_lock(blocking=False) as locked:
+            if not locked:
+                return True  # a writer holds the keyring: it answers, and the probe must not wait
+            result = service.gnupg.run(["--with-colons", "--list-keys", "--", "<readiness-probe@pkgsign.invalid>"],
+                                       check=False, timeout=20)
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
     return result.returncode == 0 or "No public key" in result.stderr

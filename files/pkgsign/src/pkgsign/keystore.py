@@ -120,6 +120,26 @@ class KeyStore:
             finally:
                 os.close(fd)
 
+    @contextmanager
+    def keyring_lock(self, exclusive=False, blocking=True):
+        """Writers of the keyring exclusive, readers shared (flock, across threads and processes).
+
+        gpg 2.2 replaces pubring.kbx by renaming the old file away before renaming the new one
+        in: a gpg reading in between finds no keyring ("keydb_search failed: No such file or
+        directory"), and a concurrent --gen-key then fails after making its key. Yields False
+        when ``blocking`` is off and a writer holds the lock.
+        """
+        fd = os.open(os.path.join(self.config.locks_dir, "keyring.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
     # -- metadata ------------------------------------------------------------------------
 
     def metadata_path(self, name_email: str) -> str:
@@ -150,7 +170,8 @@ class KeyStore:
 
     def lookup_gpg(self, selector: str):
         """A key with secret material in the keyring, asking gpg for just that selector."""
-        return _gnupg.find_secret_key_by(self.gnupg, selector)
+        with self.keyring_lock():
+            return _gnupg.find_secret_key_by(self.gnupg, selector)
 
     def resolve(self, name: str) -> dict:
         """Metadata of the key ``name`` designates: alias, email, fingerprint or key id."""
@@ -248,7 +269,9 @@ class KeyStore:
                 return False, record
             # One gpg run for the common case (no such key); the secret check only when one exists.
             existing = None
-            if _gnupg.find_keys_by(self.gnupg, "<%s>" % name_email, check_secret=False):
+            with self.keyring_lock():
+                listed = _gnupg.find_keys_by(self.gnupg, "<%s>" % name_email, check_secret=False)
+            if listed:
                 existing = self.lookup_gpg("<%s>" % name_email)
             if existing is not None:
                 # In the keyring without metadata (imported by hand): adopt it.
@@ -259,10 +282,12 @@ class KeyStore:
             _write_json(marker, {"name_email": name_email, "started": int(time.time())})
             fingerprint = self._from_pool(name_real, name_email, name_comment, algorithm, expire_days)
             if fingerprint is None:
-                fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment or None,
-                                                      algorithm=algorithm, usage=("cert", "sign"),
-                                                      expires=expire_days or 0)
-            found = _gnupg.find_keys_by(self.gnupg, fingerprint, check_secret=False)
+                with self.keyring_lock(exclusive=True):
+                    fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment or None,
+                                                          algorithm=algorithm, usage=("cert", "sign"),
+                                                          expires=expire_days or 0)
+            with self.keyring_lock():
+                found = _gnupg.find_keys_by(self.gnupg, fingerprint, check_secret=False)
             key = found[0] if len(found) == 1 else None
             if key is None:
                 raise KeyStoreError("gpg reported key %s but it is not in the keyring" % fingerprint)
@@ -279,9 +304,10 @@ class KeyStore:
         if keygrip is None:
             return None
         try:
-            return _gnupg.generate_key_from_keygrip(self.gnupg, keygrip, name_real, name_email,
-                                                    comment=name_comment or None, algorithm=algorithm,
-                                                    usage=("cert", "sign"), expires=expire_days or 0)
+            with self.keyring_lock(exclusive=True):
+                return _gnupg.generate_key_from_keygrip(self.gnupg, keygrip, name_real, name_email,
+                                                        comment=name_comment or None, algorithm=algorithm,
+                                                        usage=("cert", "sign"), expires=expire_days or 0)
         except _gnupg.GpgError as err:
             log.error("binding pool key %s failed (%s); generating afresh", keygrip, err.message)
             self.pool.release_unused(keygrip)
@@ -296,6 +322,7 @@ class KeyStore:
             marker = os.path.join(self.pending_dir, "deleting-" + _file_name(name_email))
             os.replace(self.metadata_path(name_email), marker)
             self._delete_from_keyring(record["fingerprint"])
+            self.forget_public_key(record["fingerprint"])
             os.unlink(marker)
             phrase = os.path.join(self.config.phrases_dir, name_email)
             if os.path.exists(phrase):
@@ -304,9 +331,36 @@ class KeyStore:
 
     def _delete_from_keyring(self, fingerprint):
         try:
-            self.gnupg.delete_key(fingerprint, secret=True)
+            with self.keyring_lock(exclusive=True):
+                self.gnupg.delete_key(fingerprint, secret=True)
         except _gnupg.KeyNotFound:
             pass
+
+    # -- public keys ---------------------------------------------------------------------
+
+    @property
+    def pubkey_cache_dir(self):
+        return os.path.join(self.config.state_dir, "pubkeys")
+
+    def public_key(self, record: dict) -> bytes:
+        """Armored public key; cached per fingerprint so `sign -p` never scans a large keyring.
+
+        The cache is dropped when the key changes through the service (delete, maintain)."""
+        path = os.path.join(self.pubkey_cache_dir, record["fingerprint"] + ".asc")
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            pass
+        data = self.gnupg.export_public(record["fingerprint"], armor=True)
+        _gnupg.ensure_private_dir(self.pubkey_cache_dir)
+        _gnupg.write_private_file(path, data)
+        return data
+
+    def forget_public_key(self, fingerprint):
+        path = os.path.join(self.pubkey_cache_dir, fingerprint + ".asc")
+        if os.path.exists(path):
+            os.unlink(path)
 
     def passphrase_for(self, record: dict):
         """Passphrase of an imported protected key (copr-keygen phrase file), else None."""
@@ -350,7 +404,8 @@ class KeyStore:
 
     def _finish_generation(self, email):
         """After a crash during generation: keep a complete key, drop a public-only half."""
-        listed = _gnupg.find_keys_by(self.gnupg, "<%s>" % email, secret=False)
+        with self.keyring_lock():
+            listed = _gnupg.find_keys_by(self.gnupg, "<%s>" % email, secret=False)
         for key in listed:
             if key.secret_present:
                 self.save_metadata(key_record(key, email, origin="generated", recovered=True))
