@@ -194,7 +194,8 @@ class KeyStore:
         if "@" not in name and not re.fullmatch(r"(0[xX])?[0-9A-Fa-f]{8,40}", name):
             raise UnknownKey(original)
         try:
-            key = self.lookup_gpg(name)
+            # Most misses are unknown per-project emails (Copr's first `sign -p`): one gpg run.
+            key = self.lookup_gpg(name) if _gnupg.find_keys_by(self.gnupg, name, check_secret=False) else None
         except _gnupg.GpgError as err:
             log.info("lookup of %r failed: %s", name, err.message)
             key = None
