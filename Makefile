@@ -45,6 +45,18 @@ molecule:  ## molecule test for every scenario, or SCENARIO=name
 	SCENARIO="$(SCENARIO)" scripts/run-tests.sh molecule
 
 # ---------------------------------------------------------------------------------------------
+# Performance (never part of `make test`; docs/performance.md)
+# ---------------------------------------------------------------------------------------------
+
+# Extra options for the harness: make bench BENCH_ARGS="--quick" or "--sign-conf F --key ..."
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench:  ## benchmark: gpg floor, sign end to end, start-up, keyring scale, /gen_key (BENCH_ARGS=--quick)
+	test -x .venv/bin/python || scripts/bootstrap.sh
+	.venv/bin/python bench/run.py $(BENCH_ARGS)
+
+# ---------------------------------------------------------------------------------------------
 # Lab
 # ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,809 @@
+#!/usr/bin/env python3
+"""pkgsign benchmark: the GnuPG floor, the `sign` client end to end, client start-up, keyring
+scale and POST /gen_key latency, measured in one run on one machine (see docs/performance.md).
+
+    make bench                          # full run (about 10 minutes), or:
+    .venv/bin/python bench/run.py [--quick] [--sections floor,e2e,startup,scale,genkey]
+    .venv/bin/python bench/run.py --sign-conf /etc/sign.conf --key rsa4096=NAME --key ed25519=NAME \
+        --stack-label "httpd+mod_wsgi (lab signer)"    # e2e and start-up against any server
+
+Every measurement is repeated; the table shows the median, the spread (min..max) and, where the
+issue sets a target, the ratio to it (>= 1.00 means met, for rates and for latencies alike).
+Raw values go to results/bench/bench.json.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote, urlsplit
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+CACHE = os.path.join(HERE, ".cache")
+RESULTS = os.path.join(REPO, "results", "bench")
+BIN = os.path.dirname(os.path.abspath(sys.executable))  # .venv/bin: sign, pkgsign-admin
+ALGORITHMS = ("rsa4096", "ed25519")
+STACK_SERVE = "pkgsign-admin serve"
+
+# obs-signd on a 2-core machine (issue 7): serial detached signatures per second.
+OBS_SIGND_RATE = {"rsa4096": 10.0, "ed25519": 35.0}
+AGENT_SHARE = 0.8          # (b) and (c) against the raw agent rate
+STARTUP_MS = 50.0
+SCALE_FACTOR = 1.5         # 10,000-key latency against 10-key latency
+GENKEY_POOL_P50_MS = 100.0
+GENKEY_EMPTY_P99_MS = 2000.0
+
+# Sizes per mode: (quick, full).
+SIZES = {
+    "agent": {"rsa4096": (60, 200), "ed25519": (300, 1500)},
+    "gpg_process": {"rsa4096": (8, 20), "ed25519": (20, 60)},
+    "serial": {"rsa4096": (12, 40), "ed25519": (30, 100)},
+    "concurrent": {"rsa4096": (16, 60), "ed25519": (48, 200)},
+    "batch": {"rsa4096": (40, 150), "ed25519": (150, 600)},
+    "rpm_serial": {"rsa4096": (8, 20), "ed25519": (16, 40)},
+    "rpm_concurrent": {"rsa4096": (16, 40), "ed25519": (24, 80)},
+    "rpm_batch": {"rsa4096": (24, 80), "ed25519": (48, 200)},
+    "genkey": {"rsa4096": (3, 10), "ed25519": (6, 30)},
+    "genkey_pool": {"rsa4096": (4, 12), "ed25519": (6, 20)},
+}
+SCALE_LEVELS = (10, 1000, 10000)
+SCALE_CHUNK = 500           # keys per generation home (keybox rewrites grow with its size)
+
+
+class BenchError(Exception):
+    pass
+
+
+def say(message):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), message), file=sys.stderr, flush=True)
+
+
+def gpg_env(home=None):
+    env = dict(os.environ, LC_ALL="C", LANG="C")
+    if home:
+        env["GNUPGHOME"] = home
+    return env
+
+
+def run(argv, env=None, check=True, input=None):
+    proc = subprocess.run(argv, env=env, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if check and proc.returncode != 0:
+        raise BenchError("%s failed (%d): %s" % (" ".join(argv[:4]), proc.returncode,
+                                                 proc.stderr.decode("utf-8", "replace").strip()[-800:]))
+    return proc
+
+
+def timed(argv, env=None):
+    started = time.perf_counter()
+    run(argv, env=env)
+    return time.perf_counter() - started
+
+
+def percentile(values, pct):
+    """Nearest-rank percentile (with few samples p99 is the maximum)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+# -- results ---------------------------------------------------------------------------
+
+class Results:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, section, name, values, unit, stack="-", algo="-", target=None, higher_is_better=True,
+            target_text="", note="", n=None):
+        values = [float(v) for v in values]
+        median = statistics.median(values)
+        ratio = None
+        if target:
+            ratio = (median / target) if higher_is_better else (target / median if median else float("inf"))
+        row = {"section": section, "name": name, "stack": stack, "algo": algo, "unit": unit, "values": values,
+               "median": median, "min": min(values), "max": max(values), "n": n or len(values),
+               "target": target, "target_text": target_text, "ratio": ratio, "note": note}
+        self.rows.append(row)
+        say("%-40s %-8s %10s %s  (%s)" % (name, algo, _fmt(median), unit, _spread(row)))
+        return row
+
+    def find(self, section, name, algo):
+        for row in self.rows:
+            if row["section"] == section and row["name"] == name and row["algo"] == algo:
+                return row
+        return None
+
+    def table(self):
+        header = ("section", "measurement", "algo", "stack", "median", "unit", "spread (min..max)", "n",
+                  "target", "ratio")
+        lines = [header]
+        for row in self.rows:
+            ratio = ""
+            if row["ratio"] is not None:
+                ratio = "%.2f %s" % (row["ratio"], "ok" if row["ratio"] >= 1.0 else "MISSED")
+            lines.append((row["section"], row["name"], row["algo"], row["stack"], _fmt(row["median"]), row["unit"],
+                          _spread(row), str(row["n"]), row["target_text"], ratio))
+        widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+        out = []
+        for index, line in enumerate(lines):
+            out.append("| " + " | ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line)) + " |")
+            if index == 0:
+                out.append("| " + " | ".join("-" * widths[i] for i in range(len(header))) + " |")
+        return "\n".join(out)
+
+
+def _fmt(value):
+    if value >= 100:
+        return "%.0f" % value
+    if value >= 10:
+        return "%.1f" % value
+    return "%.2f" % value
+
+
+def _spread(row):
+    return "%s..%s" % (_fmt(row["min"]), _fmt(row["max"]))
+
+
+# -- a served instance -----------------------------------------------------------------
+
+class Instance:
+    """`pkgsign-admin init` + `serve` in a temporary directory, with an unlimited client token."""
+
+    def __init__(self, root, keygen_extra=""):
+        self.root = root
+        self.config = os.path.join(root, "pkgsign.conf")
+        run([os.path.join(BIN, "pkgsign-admin"), "init", root, "--algorithm", "ed25519"])
+        with open(self.config, encoding="utf-8") as handle:
+            text = handle.read()
+        # No rate limit (the benchmark sends thousands of requests), little logging.
+        text = text.replace("default = 600/60", "default = 0").replace("log_level = INFO", "log_level = WARNING")
+        text = text.replace("[keygen]\n", "[keygen]\n" + keygen_extra)
+        with open(self.config, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        with open(os.path.join(root, "client.token"), encoding="utf-8") as handle:
+            self.token = handle.read().strip()
+        self.gnupg_home = os.path.join(root, "gnupg")
+        self.proc = None
+        self.url = None
+        self.sign_conf = os.path.join(root, "bench-sign.conf")
+        self.label = STACK_SERVE
+
+    def start(self):
+        self.proc = subprocess.Popen([os.path.join(BIN, "pkgsign-admin"), "serve", "--config", self.config,
+                                      "--bind", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=gpg_env(), start_new_session=True)
+        line = self.proc.stdout.readline().decode("utf-8", "replace")
+        if "serving on " not in line:
+            raise BenchError("pkgsign-admin serve did not start: %r" % line)
+        self.url = line.split("serving on ", 1)[1].strip()
+        with open(self.sign_conf, "w", encoding="utf-8") as handle:
+            handle.write("server: %s\ntoken_file: %s\nhash: sha256\n" % (self.url, os.path.join(self.root, "client.token")))
+        self.api = Api(self.url, self.token)
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        for home in (self.gnupg_home, os.path.join(self.root, "pool", "gnupg")):
+            if os.path.isdir(home):
+                run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(home), check=False)
+
+    def metadata(self, email):
+        with open(os.path.join(self.root, "keys", quote(email.lower(), safe="@#+-_.") + ".json"), encoding="utf-8") as handle:
+            return json.load(handle)
+
+
+class Api:
+    """A keep-alive JSON client for the harness itself (not the code under test)."""
+
+    def __init__(self, url, token):
+        parts = urlsplit(url)
+        self.host, self.port, self.token = parts.hostname, parts.port or 80, token
+        self.conn = None
+
+    def call(self, method, path, body=None):
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+            headers = {"Authorization": "Bearer " + self.token}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                response = self.conn.getresponse()
+                payload = response.read()
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
+                continue
+            return response.status, payload
+        raise BenchError("unreachable")
+
+
+def gen_key(api, email, algorithm):
+    started = time.perf_counter()
+    status, payload = api.call("POST", "/gen_key", {"name_real": "bench " + algorithm, "name_email": email,
+                                                    "algorithm": algorithm})
+    elapsed = time.perf_counter() - started
+    if status not in (200, 201):
+        raise BenchError("POST /gen_key %s: %d %s" % (email, status, payload[:300]))
+    return elapsed, json.loads(payload)
+
+
+# -- fixtures: files, RPMs, verification -------------------------------------------------
+
+def make_files(directory, count, size=64 * 1024):
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = os.path.join(directory, "f%04d.bin" % index)
+        with open(path, "wb") as handle:
+            handle.write(os.urandom(size))
+        paths.append(path)
+    return paths
+
+
+def build_rpm():
+    """A small noarch RPM, built once with rpmbuild and cached."""
+    target = os.path.join(CACHE, "bench-1.0-1.noarch.rpm")
+    if os.path.exists(target):
+        return target
+    if not shutil.which("rpmbuild"):
+        return None
+    os.makedirs(CACHE, exist_ok=True)
+    top = tempfile.mkdtemp(prefix="bench-rpmbuild-")
+    try:
+        spec = os.path.join(top, "bench.spec")
+        with open(spec, "w", encoding="utf-8") as handle:
+            handle.write("Name: bench\nVersion: 1.0\nRelease: 1\nSummary: pkgsign benchmark package\nLicense: MIT\n"
+                         "BuildArch: noarch\n%description\nbenchmark\n%install\n"
+                         "mkdir -p %{buildroot}/usr/share/bench\n"
+                         "head -c 262144 /dev/urandom > %{buildroot}/usr/share/bench/data\n"
+                         "%files\n/usr/share/bench/data\n")
+        run(["rpmbuild", "-bb", "--define", "_topdir %s" % top, "--define", "_rpmdir %s" % top,
+             "--define", "_build_name_fmt %%{NAME}.rpm", spec])
+        shutil.copy(os.path.join(top, "bench.rpm"), target)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    return target
+
+
+def copy_rpms(source, directory, count):
+    if os.path.isdir(directory):
+        shutil.rmtree(directory)
+    os.makedirs(directory)
+    paths = []
+    for index in range(count):
+        path = os.path.join(directory, "p%04d.rpm" % index)
+        shutil.copyfile(source, path)
+        paths.append(path)
+    return paths
+
+
+class Verifier:
+    """Stock gpg and rpmkeys check that what was timed is a valid signature."""
+
+    def __init__(self, workdir, sign_env, keys):
+        self.home = os.path.join(workdir, "verify-gnupg")
+        self.rpmdb = os.path.join(workdir, "verify-rpmdb")
+        os.makedirs(self.home, mode=0o700)
+        os.makedirs(self.rpmdb)
+        for key in keys:
+            armored = run([os.path.join(BIN, "sign"), "-u", key, "-p"], env=sign_env).stdout
+            path = os.path.join(workdir, "pub-%s.asc" % key.replace("#", "_"))
+            with open(path, "wb") as handle:
+                handle.write(armored)
+            run(["gpg", "--batch", "--quiet", "--import", path], env=gpg_env(self.home))
+            if shutil.which("rpmkeys"):
+                run(["rpmkeys", "--dbpath", self.rpmdb, "--import", path])
+
+    def detached(self, data_path, signature_path):
+        run(["gpg", "--batch", "--verify", signature_path, data_path], env=gpg_env(self.home))
+
+    def rpm(self, path):
+        out = run(["rpmkeys", "--dbpath", self.rpmdb, "--checksig", "-v", path]).stdout.decode()
+        if "Signature" not in out or "NOKEY" in out or "BAD" in out:
+            raise BenchError("rpmkeys does not accept %s:\n%s" % (path, out))
+
+
+def run_signs(commands, env, workers):
+    """Run `sign` commands with ``workers`` at a time; the wall time of all."""
+    started = time.perf_counter()
+    if workers == 1:
+        for argv in commands:
+            run(argv, env=env)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda argv: run(argv, env=env), commands))
+    return time.perf_counter() - started
+
+
+# -- sections --------------------------------------------------------------------------
+
+def section_floor(results, ctx):
+    """Raw gpg-agent over one Assuan connection, and one `gpg --detach-sign` process per file."""
+    from pkgsign.agent import AgentConnection
+
+    inst = ctx.instance
+    for algo in ALGORITHMS:
+        record = inst.metadata(ctx.keys[algo])
+        socket_path = run(["gpgconf", "--list-dirs", "agent-socket"], env=gpg_env(inst.gnupg_home)).stdout.decode().strip()
+        count = ctx.size("agent", algo)
+        digests = [os.urandom(32).hex() for _ in range(count)]
+        conn = AgentConnection(socket_path)
+        try:
+            conn.pksign(record["signing_keygrip"], "sha256", digests[0])  # warm: key loaded into the agent
+            rates = []
+            for _ in range(ctx.repeats):
+                started = time.perf_counter()
+                for digest in digests:
+                    conn.pksign(record["signing_keygrip"], "sha256", digest)
+                rates.append(count / (time.perf_counter() - started))
+        finally:
+            conn.close()
+        ctx.agent_rate[algo] = statistics.median(rates)
+        results.add("floor", "gpg-agent PKSIGN, one connection", rates, "sig/s", "gpg-agent", algo, n=count)
+
+        files = make_files(os.path.join(ctx.work, "floor-" + algo), ctx.size("gpg_process", algo))
+        rates = []
+        for _ in range(ctx.repeats):
+            started = time.perf_counter()
+            for path in files:
+                run(["gpg", "--batch", "--yes", "--no-tty", "--local-user", record["fingerprint"], "--detach-sign",
+                     "--output", path + ".gpg.sig", path], env=gpg_env(inst.gnupg_home))
+            rates.append(len(files) / (time.perf_counter() - started))
+        results.add("floor", "gpg --detach-sign, one process per file", rates, "sig/s", "gpg", algo, n=len(files))
+
+
+def section_e2e(results, ctx):
+    """`sign` end to end: (a) one process per file serially, (b) 8 processes, (c) one call."""
+    sign = os.path.join(BIN, "sign")
+    env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
+    env.pop("SIGN_TOKEN_FILE", None)
+    rpm_source = build_rpm() if shutil.which("rpmsign") else None
+    for algo in ALGORITHMS:
+        key = ctx.keys[algo]
+        obs = OBS_SIGND_RATE[algo]
+        agent = ctx.agent_rate.get(algo)
+        share = ("≥ %.0f/s (0.8× agent)" % (AGENT_SHARE * agent)) if agent else ""
+
+        # Detached binary signatures (sign -D), 64 KiB files.
+        files = make_files(os.path.join(ctx.work, "e2e-" + algo), max(ctx.size("serial", algo), ctx.size("concurrent", algo),
+                                                                      ctx.size("batch", algo)))
+        for mode, workers, size_key in (("(a) one process per file, serial", 1, "serial"),
+                                        ("(b) 8 processes concurrently", 8, "concurrent")):
+            chosen = files[:ctx.size(size_key, algo)]
+            rates = [len(chosen) / run_signs([[sign, "-u", key, "-D", path] for path in chosen], env, workers)
+                     for _ in range(ctx.repeats)]
+            ctx.verifier.detached(chosen[-1], chosen[-1] + ".sig")
+            if workers == 1:
+                results.add("e2e", "sign -D " + mode, rates, "sig/s", ctx.stack, algo, target=obs,
+                            target_text="≥ %.0f/s (obs-signd)" % obs, n=len(chosen))
+            else:
+                results.add("e2e", "sign -D " + mode, rates, "sig/s", ctx.stack, algo,
+                            target=max(obs, AGENT_SHARE * agent) if agent else obs,
+                            target_text=share if agent and AGENT_SHARE * agent > obs else "≥ %.0f/s (obs-signd)" % obs,
+                            n=len(chosen))
+        chosen = files[:ctx.size("batch", algo)]
+        rates = [len(chosen) / run_signs([[sign, "-u", key, "-D"] + chosen], env, 1) for _ in range(ctx.repeats)]
+        ctx.verifier.detached(chosen[0], chosen[0] + ".sig")
+        ctx.verifier.detached(chosen[-1], chosen[-1] + ".sig")
+        results.add("e2e", "sign -D (c) one call, many files", rates, "sig/s", ctx.stack, algo,
+                    target=AGENT_SHARE * agent if agent else None, target_text=share, n=len(chosen))
+
+        if rpm_source is None:
+            say("rpmsign/rpmbuild missing: RPM measurements skipped")
+            continue
+        rpm_dir = os.path.join(ctx.work, "rpm-" + algo)
+        for mode, workers, size_key in (("(a) one process per file, serial", 1, "rpm_serial"),
+                                        ("(b) 8 processes concurrently", 8, "rpm_concurrent"),
+                                        ("(c) one call, many files", 0, "rpm_batch")):
+            count = ctx.size(size_key, algo)
+            rates = []
+            for _ in range(ctx.repeats):
+                rpms = copy_rpms(rpm_source, rpm_dir, count)
+                if workers == 0:
+                    elapsed = run_signs([[sign, "-u", key, "-r"] + rpms], env, 1)
+                else:
+                    elapsed = run_signs([[sign, "-u", key, "-r", path] for path in rpms], env, workers)
+                rates.append(count / elapsed)
+            ctx.verifier.rpm(rpms[0])
+            ctx.verifier.rpm(rpms[-1])
+            if workers == 1:
+                target, text = obs, "≥ %.0f/s (obs-signd)" % obs
+            else:
+                target = AGENT_SHARE * agent if agent else None
+                text = share
+                if workers == 8 and (not agent or AGENT_SHARE * agent < obs):
+                    target, text = obs, "≥ %.0f/s (obs-signd)" % obs
+            results.add("e2e", "sign -r " + mode, rates, "sig/s", ctx.stack, algo, target=target, target_text=text,
+                        n=count)
+
+
+def section_startup(results, ctx):
+    """`sign -t`, bare Python for comparison, and the time a one-file call takes to send its first request."""
+    sign = os.path.join(BIN, "sign")
+    env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
+    runs = 10 if ctx.quick else 30
+    timed([sign, "-t"], env)  # warm the page cache
+    values = [timed([sign, "-t"], env) * 1000 for _ in range(runs)]
+    results.add("startup", "sign -t (ping, whole process)", values, "ms", ctx.stack, target=STARTUP_MS,
+                higher_is_better=False, target_text="≤ 50 ms")
+    values = [timed([sys.executable, "-c", "pass"]) * 1000 for _ in range(runs)]
+    results.add("startup", "python3 -c pass (interpreter alone)", values, "ms", "-")
+
+    # Time from spawning `sign -D file` until its first request reaches a listening socket.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    conf = os.path.join(ctx.work, "startup-sign.conf")
+    with open(conf, "w", encoding="utf-8") as handle:
+        handle.write("server: http://127.0.0.1:%d\ntoken_file: %s\n" % (port, ctx.token_file))
+    data = make_files(os.path.join(ctx.work, "startup"), 1)[0]
+    values = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.Popen([sign, "-u", ctx.keys["ed25519"], "-D", data], env=dict(os.environ, SIGN_CONF=conf),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        values.append((time.perf_counter() - started) * 1000)
+        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        conn.close()
+        proc.wait()
+    listener.close()
+    row = results.add("startup", "sign -D: spawn to first request", values, "ms", ctx.stack)
+    serial = results.find("e2e", "sign -D (a) one process per file, serial", "ed25519")
+    if serial:
+        one_call_ms = 1000.0 / serial["median"]
+        row["note"] = "%.0f%% of a one-file ed25519 call (%.1f ms)" % (100 * row["median"] / one_call_ms, one_call_ms)
+        say("  start-up share of a one-file call: " + row["note"])
+
+
+def ensure_scale_keyring(level, progress_every=1000):
+    """A cached GnuPG home with ``level`` ed25519 per-project keys and their service metadata."""
+    target = os.path.join(CACHE, "keyring-%d" % level)
+    if os.path.exists(os.path.join(target, "complete")):
+        return target
+    chunks = ensure_key_chunks(-(-level // SCALE_CHUNK) if level > SCALE_CHUNK else 1, level)
+    say("assembling the %d-key keyring" % level)
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    home = os.path.join(target, "gnupg")
+    os.makedirs(os.path.join(home, "private-keys-v1.d"), mode=0o700)
+    os.chmod(target, 0o700)
+    with open(os.path.join(home, "gpg.conf"), "w", encoding="utf-8") as handle:
+        handle.write("no-auto-check-trustdb\n")
+    remaining = level
+    exported = []
+    for chunk in chunks:
+        take = min(remaining, chunk["count"])
+        remaining -= take
+        emails = chunk["emails"][:take]
+        exported.append(run(["gpg", "--batch", "--export"] + ["<%s>" % e for e in emails],
+                            env=gpg_env(chunk["home"])).stdout)
+        for keygrip in chunk["keygrips"][:take]:
+            shutil.copy2(os.path.join(chunk["home"], "private-keys-v1.d", keygrip + ".key"),
+                         os.path.join(home, "private-keys-v1.d", keygrip + ".key"))
+        if remaining == 0:
+            break
+    # One import of every public key: gpg copies the keybox once per key, so this is the slow step.
+    started = time.perf_counter()
+    run(["gpg", "--batch", "--quiet", "--import"], env=gpg_env(home), input=b"".join(exported))
+    say("  imported %d public keys in %.1f s" % (level, time.perf_counter() - started))
+    write_metadata(home, os.path.join(target, "keys"))
+    with open(os.path.join(target, "complete"), "w", encoding="utf-8") as handle:
+        handle.write("%d\n" % level)
+    run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(home), check=False)
+    return target
+
+
+def write_metadata(home, metadata_dir):
+    """Service metadata for every key, as /gen_key would have written it (one listing)."""
+    from pkgsign import _gnupg
+    from pkgsign.keystore import _file_name, key_record
+
+    os.makedirs(metadata_dir, mode=0o700, exist_ok=True)
+    for key in _gnupg.GnuPG(home, create=False).list_keys(secret=True):
+        record = key_record(key, key.emails[0], origin="generated")
+        with open(os.path.join(metadata_dir, _file_name(record["name_email"])), "w", encoding="utf-8") as handle:
+            json.dump(record, handle, sort_keys=True, indent=1)
+
+
+def ensure_key_chunks(count, level):
+    """Generation homes of SCALE_CHUNK keys each (two gpg batch runs at a time), cached."""
+    base = os.path.join(CACHE, "key-chunks")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    size = SCALE_CHUNK if level > SCALE_CHUNK else level
+
+    def make(index):
+        home = os.path.join(base, "chunk-%02d-%d" % (index, size))
+        info_path = os.path.join(home, "chunk.json")
+        if os.path.exists(info_path):
+            with open(info_path, encoding="utf-8") as handle:
+                return json.load(handle)
+        if os.path.exists(home):
+            shutil.rmtree(home)
+        os.makedirs(home, mode=0o700)
+        with open(os.path.join(home, "gpg.conf"), "w", encoding="utf-8") as handle:
+            handle.write("no-auto-check-trustdb\n")
+        emails = ["bench#p%05d@scale.bench" % (index * SCALE_CHUNK + n) for n in range(size)]
+        batch = []
+        for email in emails:
+            batch += ["Key-Type: eddsa", "Key-Curve: ed25519", "Key-Usage: sign,cert",
+                      "Name-Real: scale benchmark", "Name-Email: " + email, "Expire-Date: 0",
+                      "%no-protection", "%commit"]
+        started = time.perf_counter()
+        run(["gpg", "--batch", "--quiet", "--gen-key"], env=gpg_env(home), input=("\n".join(batch) + "\n").encode())
+        listing = run(["gpg", "--batch", "--with-colons", "--with-keygrip", "--list-secret-keys"],
+                      env=gpg_env(home)).stdout.decode()
+        grips, seen_sec = [], False
+        for line in listing.splitlines():
+            fields = line.split(":")
+            if fields[0] == "sec":
+                seen_sec = True
+            elif fields[0] == "grp" and seen_sec:
+                grips.append(fields[9])
+                seen_sec = False
+        run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(home), check=False)
+        info = {"home": home, "count": size, "emails": emails, "keygrips": grips}
+        if len(grips) != size:
+            raise BenchError("chunk %d: expected %d keys, gpg made %d" % (index, size, len(grips)))
+        with open(info_path, "w", encoding="utf-8") as handle:
+            json.dump(info, handle)
+        say("  key chunk %d: %d ed25519 keys in %.1f s" % (index, size, time.perf_counter() - started))
+        return info
+
+    say("generating %d ed25519 keys in %d chunk(s) (cached in bench/.cache)" % (count * size, count))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(make, range(count)))
+
+
+def section_scale(results, ctx):
+    """`sign -p` and one signature with 10, 1,000 and 10,000 per-project keys in the keyring."""
+    sign = os.path.join(BIN, "sign")
+    levels = [level for level in SCALE_LEVELS if level <= ctx.max_keys]
+    baseline = {}
+    runs = 8 if ctx.quick else 15
+    for level in levels:
+        cached = ensure_scale_keyring(level)
+        root = os.path.join(ctx.work, "scale-%d" % level)
+        inst = Instance(root)
+        shutil.rmtree(inst.gnupg_home)
+        shutil.copytree(os.path.join(cached, "gnupg"), inst.gnupg_home, symlinks=True)
+        shutil.copytree(os.path.join(cached, "keys"), os.path.join(root, "keys"), dirs_exist_ok=True)
+        inst.start()
+        try:
+            env = dict(os.environ, SIGN_CONF=inst.sign_conf)
+            key = "bench#p%05d@scale.bench" % (level - 1)  # the newest key: last in the keybox
+            data = make_files(os.path.join(root, "data"), 1)[0]
+            run([sign, "-u", key, "-D", data], env=env)  # warm: agent loads the key, caches fill
+            for what, argv in (("sign -p", [sign, "-u", key, "-p"]), ("sign -D one file", [sign, "-u", key, "-D", data])):
+                values = [timed(argv, env) * 1000 for _ in range(runs)]
+                target = text = None
+                if level == SCALE_LEVELS[-1] and what in baseline:
+                    target, text = SCALE_FACTOR * baseline[what], "≤ 1.5× 10-key (%.0f ms)" % (SCALE_FACTOR * baseline[what])
+                row = results.add("scale", "%s, %d keys" % (what, level), values, "ms", STACK_SERVE, "ed25519",
+                                  target=target, higher_is_better=False, target_text=text or "")
+                if level == levels[0]:
+                    baseline[what] = row["median"]
+        finally:
+            inst.stop()
+
+
+def pool_supported():
+    return run([os.path.join(BIN, "pkgsign-admin"), "pool", "--help"], check=False).returncode == 0
+
+
+def section_genkey(results, ctx):
+    """POST /gen_key latency: fresh generation (an empty or no pool), and from a pool of ready keys."""
+    for algo in ALGORITHMS:
+        count = ctx.size("genkey", algo)
+        values = [gen_key(ctx.instance.api, "lat-%s-%d@genkey.bench" % (algo, n), algo)[0] * 1000 for n in range(count)]
+        results.add("genkey", "POST /gen_key p50, no pool", values, "ms", STACK_SERVE, algo, n=count)
+        results.add("genkey", "POST /gen_key p99, no pool (= empty pool)", [percentile(values, 99)], "ms", STACK_SERVE,
+                    algo, target=GENKEY_EMPTY_P99_MS if algo == "rsa4096" else None, higher_is_better=False,
+                    target_text="≤ 2000 ms" if algo == "rsa4096" else "", n=count)
+    if not pool_supported():
+        say("this pkgsign has no key pool (pkgsign-admin pool): pool latency not measured")
+        return
+    sizes = {algo: ctx.size("genkey_pool", algo) for algo in ALGORITHMS}
+    root = os.path.join(ctx.work, "genkey-pool")
+    inst = Instance(root, keygen_extra="pool_size = %d\npool_algorithms = %s\n" % (max(sizes.values()), ", ".join(ALGORITHMS)))
+    started = time.perf_counter()
+    say("filling the key pool (%s)" % ", ".join("%d %s" % (sizes[a], a) for a in ALGORITHMS))
+    run([os.path.join(BIN, "pkgsign-admin"), "pool", "fill", "--config", inst.config])
+    say("  pool filled in %.1f s" % (time.perf_counter() - started))
+    inst.start()
+    try:
+        for algo in ALGORITHMS:
+            values = [gen_key(inst.api, "pool-%s-%d@genkey.bench" % (algo, n), algo)[0] * 1000
+                      for n in range(sizes[algo])]
+            results.add("genkey", "POST /gen_key p50, from the pool", values, "ms", STACK_SERVE, algo,
+                        target=GENKEY_POOL_P50_MS if algo == "rsa4096" else None, higher_is_better=False,
+                        target_text="≤ 100 ms" if algo == "rsa4096" else "")
+            results.add("genkey", "POST /gen_key p99, from the pool", [percentile(values, 99)], "ms", STACK_SERVE, algo,
+                        n=len(values))
+        # A pool key signs, and stock gpg verifies it (bound uid, self-signature).
+        email = "pool-rsa4096-0@genkey.bench"
+        env = dict(os.environ, SIGN_CONF=inst.sign_conf)
+        data = make_files(os.path.join(root, "data"), 1)[0]
+        run([os.path.join(BIN, "sign"), "-u", email, "-D", data], env=env)
+        Verifier(os.path.join(root, "verify"), env, [email]).detached(data, data + ".sig")
+    finally:
+        inst.stop()
+
+
+# -- driver ----------------------------------------------------------------------------
+
+class Context:
+    def __init__(self, args, work):
+        self.quick = args.quick
+        self.repeats = args.repeats or (2 if args.quick else 3)
+        self.work = work
+        self.agent_rate = {}
+        self.max_keys = args.max_keys or (SCALE_LEVELS[-1])
+        self.instance = None
+        self.keys = {}
+        self.sign_conf = None
+        self.token_file = None
+        self.stack = STACK_SERVE
+        self.verifier = None
+
+    def size(self, what, algo):
+        quick, full = SIZES[what][algo]
+        return quick if self.quick else full
+
+
+def machine_description():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpg = run(["gpg", "--version"], check=False).stdout.decode().splitlines()
+    rpm = run(["rpm", "--version"], check=False).stdout.decode().strip() if shutil.which("rpm") else "no rpm"
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_at_start": os.getloadavg(), "kernel": platform.release(),
+            "os": _os_release(), "python": platform.python_version(), "gpg": gpg[0] if gpg else "?",
+            "libgcrypt": next((l for l in gpg if l.startswith("libgcrypt")), "?"), "rpm": rpm,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def _os_release():
+    try:
+        with open("/etc/os-release", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts, 2 repeats, keyring up to 1,000 keys")
+    parser.add_argument("--repeats", type=int, help="repetitions of each measurement (default 3, quick 2)")
+    parser.add_argument("--sections", default="floor,e2e,startup,scale,genkey",
+                        help="comma-separated: floor, e2e, startup, scale, genkey")
+    parser.add_argument("--max-keys", type=int, help="largest keyring of the scale section (10, 1000 or 10000)")
+    parser.add_argument("--sign-conf", help="measure e2e and start-up against this sign.conf's server instead")
+    parser.add_argument("--key", action="append", default=[], metavar="ALGO=NAME",
+                        help="with --sign-conf: the key to use per algorithm (rsa4096=..., ed25519=...)")
+    parser.add_argument("--stack-label", help="with --sign-conf: what serves it, for the table")
+    parser.add_argument("--json", default=os.path.join(RESULTS, "bench.json"), help="raw results file")
+    args = parser.parse_args(argv)
+    if args.quick and not args.max_keys:
+        args.max_keys = 1000
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - {"floor", "e2e", "startup", "scale", "genkey"}
+    if unknown:
+        raise SystemExit("unknown section(s): %s" % ", ".join(sorted(unknown)))
+    machine = machine_description()
+    say("machine: %s, %s cores, load %.2f %.2f %.2f; %s; %s" % (machine["cpu"], machine["cores"],
+                                                              *machine["load_at_start"], machine["gpg"], machine["os"]))
+    work = tempfile.mkdtemp(prefix="pkgsign-bench-")
+    ctx = Context(args, work)
+    results = Results()
+    started = time.perf_counter()
+    try:
+        if args.sign_conf:
+            external(ctx, args, sections)
+        else:
+            local_instance(ctx)
+        for name in ("floor", "e2e", "startup", "scale", "genkey"):
+            if name not in sections:
+                continue
+            if args.sign_conf and name in ("floor", "scale", "genkey"):
+                say("section %s needs a local instance: skipped with --sign-conf" % name)
+                continue
+            say("== %s" % name)
+            section_started = time.perf_counter()
+            globals()["section_" + name](results, ctx)
+            say("   %s took %.0f s" % (name, time.perf_counter() - section_started))
+    finally:
+        if ctx.instance is not None:
+            ctx.instance.stop()
+        if ctx.verifier is not None:
+            run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(ctx.verifier.home), check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    machine["load_at_end"] = os.getloadavg()
+    machine["total_seconds"] = round(time.perf_counter() - started)
+    print("\nmachine: %s" % json.dumps(machine))
+    print("ratio: measured/target for rates, target/measured for latencies; >= 1.00 means the target is met\n")
+    print(results.table())
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as handle:
+        json.dump({"machine": machine, "quick": args.quick, "repeats": ctx.repeats, "rows": results.rows}, handle, indent=1)
+    say("total %d s; raw results in %s" % (machine["total_seconds"], args.json))
+    return 0
+
+
+def local_instance(ctx):
+    say("starting a pkgsign instance (pkgsign-admin serve) and generating one key per algorithm")
+    inst = Instance(os.path.join(ctx.work, "instance"))
+    ctx.instance = inst.start()
+    for algo in ALGORITHMS:
+        email = "bench-%s@keys.bench" % algo
+        elapsed, _ = gen_key(inst.api, email, algo)
+        ctx.keys[algo] = email
+        say("  %s key %s in %.1f s" % (algo, email, elapsed))
+    ctx.sign_conf = inst.sign_conf
+    ctx.token_file = os.path.join(inst.root, "client.token")
+    ctx.verifier = Verifier(os.path.join(ctx.work, "verify"), dict(os.environ, SIGN_CONF=ctx.sign_conf),
+                            list(ctx.keys.values()))
+
+
+def external(ctx, args, sections):
+    keys = dict(item.split("=", 1) for item in args.key if "=" in item)
+    missing = [algo for algo in ALGORITHMS if algo not in keys]
+    if missing:
+        raise SystemExit("--sign-conf needs --key ALGO=NAME for: %s" % ", ".join(missing))
+    ctx.keys = keys
+    ctx.sign_conf = os.path.abspath(args.sign_conf)
+    ctx.stack = args.stack_label or "server of %s" % args.sign_conf
+    conf = {}
+    with open(ctx.sign_conf, encoding="utf-8") as handle:
+        for line in handle:
+            key, sep, value = line.partition(":")
+            if sep:
+                conf[key.strip().lower()] = value.strip()
+    ctx.token_file = os.environ.get("SIGN_TOKEN_FILE") or conf.get("token_file", "")
+    ctx.verifier = Verifier(os.path.join(ctx.work, "verify"), dict(os.environ, SIGN_CONF=ctx.sign_conf),
+                            list(keys.values()))
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as err:
+        print("bench: %s" % err, file=sys.stderr)
+        sys.exit(1)
