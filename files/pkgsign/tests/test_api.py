@@ -309,3 +309,22 @@ def test_a_broken_token_entry_does_not_lock_out_others(tmp_path):
     store = TokenStore(path)
     assert store.authenticate(secret).id == "good"
     assert store.authenticate("anything else") is None
+
+
+def test_key_names_resolve_exactly_never_by_substring(app_client, instance, tmp_path):
+    """gpg matches 'bob@x' as a substring of 'alice-bob@x': the service must not."""
+    from pkgsign import _gnupg
+
+    gpg = _gnupg.GnuPG(f"{instance.root}/gnupg", create=False)
+    # a key in the keyring without service metadata (imported or made by hand)
+    gpg.generate_key("Hand Made", "release-team@example.org", algorithm="ed25519")
+    headers = bearer(instance)
+    assert app_client.get("/keys/release-team@example.org", headers=headers).status_code == 200
+    for name in ("team@example.org", "eam@example.org", "release-team@example.or", "<release-team@example.org>",
+                 "*release-team@example.org", "Hand Made", "=Hand Made <release-team@example.org>"):
+        response = app_client.get("/keys/" + name.replace("#", "%23"), headers=headers)
+        assert response.status_code in (400, 404), (name, response.get_json())
+    fpr = app_client.get("/keys/release-team@example.org", headers=headers).get_json()["fingerprint"]
+    assert app_client.get("/keys/" + fpr[-16:], headers=headers).status_code == 200
+    assert app_client.get("/keys/0x" + fpr[-8:], headers=headers).status_code == 200
+    assert app_client.get("/keys/" + fpr[-10:], headers=headers).status_code == 404

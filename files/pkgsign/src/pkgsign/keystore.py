@@ -191,11 +191,19 @@ class KeyStore:
             cached = self._alias_cache.get(name.upper())
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        if "@" not in name and not re.fullmatch(r"(0[xX])?[0-9A-Fa-f]{8,40}", name):
+        # Exact selectors only: gpg matches a bare "bob@x" as a substring (it would find
+        # "alice-bob@x"), and hex strings other than key ids and fingerprints likewise.
+        if "@" in name:
+            if any(c in name for c in "<> \t"):
+                raise UnknownKey(original)
+            selector = "<%s>" % name
+        elif re.fullmatch(r"(0[xX])?([0-9A-Fa-f]{8}|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{40})", name):
+            selector = name[2:] if name[:2] in ("0x", "0X") else name
+        else:
             raise UnknownKey(original)
         try:
             # Most misses are unknown per-project emails (Copr's first `sign -p`): one gpg run.
-            key = self.lookup_gpg(name) if _gnupg.find_keys_by(self.gnupg, name, check_secret=False) else None
+            key = self.lookup_gpg(selector) if _gnupg.find_keys_by(self.gnupg, selector, check_secret=False) else None
         except _gnupg.GpgError as err:
             log.info("lookup of %r failed: %s", name, err.message)
             key = None
