@@ -92,6 +92,11 @@ def cmd_serve(args):
 
     server = make_server(host.strip("[]"), int(port), app, threaded=True, request_handler=KeepAliveHandler)
     server.daemon_threads = True
+    import signal
+    import threading
+
+    # SIGTERM (systemd stop, kill): finish the loop cleanly instead of dying mid-write.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print("pkgsign: serving on http://%s:%d" % (host, server.server_port), flush=True)
     try:
         server.serve_forever()

@@ -396,7 +396,7 @@ def _in_networks(address, networks):
 def _keyring_answers(service):
     try:
         with service.keys.keyring_lock(blocking=False) as locked:
-            if not locked:
+            if locked is None:
                 return True  # a writer holds the keyring: it answers, and the probe must not wait
             result = service.gnupg.run(["--with-colons", "--list-keys", "--", "<readiness-probe@pkgsign.invalid>"],
                                        check=False, timeout=20)

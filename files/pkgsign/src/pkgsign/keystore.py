@@ -106,7 +106,12 @@ class KeyStore:
 
     @contextmanager
     def email_lock(self, name_email: str):
-        """Serialize work on one email: a thread lock in this process, flock across processes."""
+        """Serialize work on one email: a thread lock in this process, flock across processes.
+
+        Yields the locked descriptor: gpg children inherit it (``keep_fds``), so when the server
+        is killed mid-generation the lock stays held until its orphaned gpg has finished, and
+        ``reconcile`` after a restart never judges a key that is still being written.
+        """
         name_email = name_email.lower()
         with self._thread_locks_guard:
             lock = self._thread_locks.setdefault(name_email, threading.Lock())
@@ -116,7 +121,7 @@ class KeyStore:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
+                yield fd
             finally:
                 os.close(fd)
 
@@ -126,17 +131,17 @@ class KeyStore:
 
         gpg 2.2 replaces pubring.kbx by renaming the old file away before renaming the new one
         in: a gpg reading in between finds no keyring ("keydb_search failed: No such file or
-        directory"), and a concurrent --gen-key then fails after making its key. Yields False
-        when ``blocking`` is off and a writer holds the lock.
+        directory"), and a concurrent --gen-key then fails after making its key. Yields the
+        locked descriptor, or None when ``blocking`` is off and a writer holds the lock.
         """
         fd = os.open(os.path.join(self.config.locks_dir, "keyring.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
-                yield False
+                yield None
                 return
-            yield True
+            yield fd
         finally:
             os.close(fd)
 
@@ -272,7 +277,7 @@ class KeyStore:
                  created_by=None):
         """Create the key for ``name_email`` unless it exists; returns (created?, metadata)."""
         name_email = name_email.lower()
-        with self.email_lock(name_email):
+        with self.email_lock(name_email) as email_fd:
             record = self.get_metadata(name_email)
             if record is not None:
                 return False, record
@@ -289,12 +294,12 @@ class KeyStore:
                 return False, record
             marker = os.path.join(self.pending_dir, _file_name(name_email))
             _write_json(marker, {"name_email": name_email, "started": int(time.time())})
-            fingerprint = self._from_pool(name_real, name_email, name_comment, algorithm, expire_days)
+            fingerprint = self._from_pool(name_real, name_email, name_comment, algorithm, expire_days, email_fd)
             if fingerprint is None:
-                with self.keyring_lock(exclusive=True):
+                with self.keyring_lock(exclusive=True) as keyring_fd:
                     fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment or None,
                                                           algorithm=algorithm, usage=("cert", "sign"),
-                                                          expires=expire_days or 0)
+                                                          expires=expire_days or 0, keep_fds=(email_fd, keyring_fd))
             with self.keyring_lock():
                 found = _gnupg.find_keys_by(self.gnupg, fingerprint, check_secret=False)
             key = found[0] if len(found) == 1 else None
@@ -305,7 +310,7 @@ class KeyStore:
             os.unlink(marker)
             return True, record
 
-    def _from_pool(self, name_real, name_email, name_comment, algorithm, expire_days):
+    def _from_pool(self, name_real, name_email, name_comment, algorithm, expire_days, email_fd):
         """Bind the user id to pre-generated key material; None when the pool has none."""
         if self.pool is None:
             return None
@@ -313,10 +318,11 @@ class KeyStore:
         if keygrip is None:
             return None
         try:
-            with self.keyring_lock(exclusive=True):
+            with self.keyring_lock(exclusive=True) as keyring_fd:
                 return _gnupg.generate_key_from_keygrip(self.gnupg, keygrip, name_real, name_email,
                                                         comment=name_comment or None, algorithm=algorithm,
-                                                        usage=("cert", "sign"), expires=expire_days or 0)
+                                                        usage=("cert", "sign"), expires=expire_days or 0,
+                                                        keep_fds=(email_fd, keyring_fd))
         except _gnupg.GpgError as err:
             log.error("binding pool key %s failed (%s); generating afresh", keygrip, err.message)
             self.pool.release_unused(keygrip)
