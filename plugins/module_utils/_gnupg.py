@@ -833,7 +833,8 @@ def find_keys_by(gpg, selector, secret=False, check_secret=True):
 
     Unlike ``GnuPG.list_keys`` this never lists the whole keyring, so its cost stays flat with
     thousands of keys (the signing service's per-project keyrings). ``secret_present`` is filled
-    in; with ``secret=True`` only keys whose primary secret part is present are returned.
+    in; with ``secret=True`` only keys with secret material are returned: the primary's, or a
+    subkey's for a signing-subkey-only key (``sec#``, what the key ceremony installs on signers).
     ``check_secret=False`` skips the secret listing (one gpg run instead of two;
     ``secret_present`` stays None).
     """
@@ -855,7 +856,8 @@ def find_keys_by(gpg, selector, secret=False, check_secret=True):
         for part in [key] + key.subkeys:
             part.secret_present = present.get(part.fingerprint, False)
     if secret:
-        public = [key for key in public if key.secret_present]
+        public = [key for key in public
+                  if key.secret_present or any(sub.secret_present for sub in key.subkeys)]
     return public
 
 
