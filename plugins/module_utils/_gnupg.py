@@ -339,13 +339,15 @@ class GnuPG:
         return env
 
     def run(self, args, input=None, passphrase=None, command_input=None, check=True, timeout=None,  # pylint: disable=redefined-builtin
-            batch=True):
+            batch=True, keep_fds=()):
         """Run gpg with ``args``; status lines go to stderr and are split out.
 
         ``passphrase`` (str) is given on a pipe fd with loopback pinentry;
         ``command_input`` (list of answers) on a pipe fd as ``--command-fd``.
         ``batch=False`` only for the one command gpg refuses in batch mode (--gen-revoke):
         it still never prompts, since ``--no-tty`` plus ``--command-fd`` answer everything.
+        ``keep_fds``: descriptors gpg inherits, e.g. a lock that must stay held while gpg runs
+        even if the caller dies.
         """
         fds = []
         argv = [self.binary, "--homedir", self.homedir] + (["--batch"] if batch else []) + [
@@ -361,7 +363,7 @@ class GnuPG:
                 argv += ["--command-fd", str(fd)]
             argv += list(args)
             proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env=self.environment(), pass_fds=fds, timeout=timeout, check=False)
+                                  env=self.environment(), pass_fds=fds + list(keep_fds), timeout=timeout, check=False)
         except OSError as exc:
             raise GpgError("cannot run %s: %s" % (self.binary, exc))
         finally:
@@ -458,7 +460,7 @@ class GnuPG:
     # -- key generation ----------------------------------------------------------------
 
     def generate_key(self, name, email, comment=None, algorithm="rsa4096", usage=("cert", "sign"),
-                     expires="0", passphrase=None):
+                     expires="0", passphrase=None, keep_fds=()):
         """Create a primary key from a validated batch file; returns its fingerprint."""
         validate_uid_field(name, "name", required=True)
         validate_uid_field(email, "email", required=True)
@@ -482,7 +484,7 @@ class GnuPG:
         lines.append("%commit")
         batch = ("\n".join(lines) + "\n").encode("utf-8")
         # The batch file goes on stdin: it may carry the passphrase.
-        result = self.run(["--gen-key"], input=batch)
+        result = self.run(["--gen-key"], input=batch, keep_fds=keep_fds)
         created = [args[1] for args in result.status_lines("KEY_CREATED") if len(args) > 1]
         if not created:
             raise GpgError("gpg did not report a created key: %s" % result.stderr.strip().splitlines()[-1:])
@@ -870,7 +872,7 @@ def find_secret_key_by(gpg, selector):
 
 
 def generate_key_from_keygrip(gpg, keygrip, name, email, comment=None, algorithm="rsa4096",
-                              usage=("cert", "sign"), expires="0"):
+                              usage=("cert", "sign"), expires="0", keep_fds=()):
     """Make an OpenPGP primary key around secret key material already in the agent.
 
     ``keygrip`` names an unprotected key file in ``private-keys-v1.d`` (made ahead of time, e.g.
@@ -889,7 +891,7 @@ def generate_key_from_keygrip(gpg, keygrip, name, email, comment=None, algorithm
     if comment:
         lines.append("Name-Comment: %s" % comment)
     lines += ["Name-Email: %s" % email, "Expire-Date: %s" % parse_expires(expires), "%no-protection", "%commit"]
-    result = gpg.run(["--gen-key"], input=("\n".join(lines) + "\n").encode("utf-8"))
+    result = gpg.run(["--gen-key"], input=("\n".join(lines) + "\n").encode("utf-8"), keep_fds=keep_fds)
     created = [args[1] for args in result.status_lines("KEY_CREATED") if len(args) > 1]
     if not created:
         raise GpgError("gpg did not report a key made from keygrip %s" % keygrip)

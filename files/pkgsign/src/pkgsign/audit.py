@@ -77,6 +77,7 @@ def verify(path):
     """Check the chain; returns (number of lines, list of problems)."""
     problems = []
     prev, seq, count = GENESIS, 0, 0
+    before_last = None  # (seq, hash) of the line before the last one
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
@@ -99,16 +100,19 @@ def verify(path):
                                     % number)
                 if record.get("seq") != seq + 1:
                     problems.append("line %d: sequence number %r, expected %d" % (number, record.get("seq"), seq + 1))
+                before_last = (seq, prev)
                 prev = _line_hash(line)
                 seq = record.get("seq") if isinstance(record.get("seq"), int) else seq + 1
     try:
         with open(path + ".head", encoding="utf-8") as head_file:
             head = json.load(head_file)
-        if head.get("seq") != seq or head.get("hash") != prev:
+        # A crash between writing a line and the head leaves the head one line behind.
+        crashed_before_head = before_last is not None and (head.get("seq"), head.get("hash")) == before_last
+        if (head.get("seq") != seq or head.get("hash") != prev) and not crashed_before_head:
             problems.append("the log ends at line %d but the head file records line %s: lines were removed "
                             "or the last line was changed" % (count, head.get("seq")))
     except FileNotFoundError:
-        if count:
+        if count > 1:  # one line: a crash before the first head was written
             problems.append("head file %s.head is missing" % path)
     except ValueError:
         problems.append("head file %s.head is unreadable" % path)

@@ -1,0 +1,83 @@
+# Copyright: (c) 2026, pkgsign.signer contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Concurrency over real HTTP: many callers at once, one key per email, nothing lost."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import assert_consistent, soak_enabled
+
+
+def _together(count, call):
+    """Run ``call(i)`` for i in range(count) in ``count`` threads released at the same instant."""
+    barrier = threading.Barrier(count)
+
+    def worker(i):
+        barrier.wait()
+        return call(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(worker, range(count)))
+
+
+def test_twenty_callers_one_email_make_exactly_one_key(new_instance):
+    inst = new_instance()
+    inst.start()
+    email = "same#project@copr.test"
+    results = _together(20, lambda i: inst.request("POST", "/gen_key", {"name_real": "same", "name_email": email}))
+    statuses = sorted(status for status, _, _ in results)
+    assert set(statuses) <= {200, 201}, [body for status, _, body in results if status not in (200, 201)]
+    assert statuses.count(201) == 1, statuses
+    fingerprints = {body["fingerprint"] for _, _, body in results}
+    assert len(fingerprints) == 1
+    metadata = assert_consistent(inst)
+    assert metadata == {email: fingerprints.pop()}
+
+
+def test_distinct_emails_at_once_all_get_their_key(new_instance):
+    count = 400 if soak_enabled() else 200
+    inst = new_instance()
+    inst.start()
+    started = time.monotonic()
+    results = _together(count, lambda i: inst.request(
+        "POST", "/gen_key", {"name_real": "user%d" % i, "name_email": "user%d#p@copr.test" % i}))
+    elapsed = time.monotonic() - started
+    failures = [(status, body) for status, _, body in results if status != 201]
+    assert failures == [], failures[:5]
+    metadata = assert_consistent(inst)
+    assert len(metadata) == count
+    assert {body["fingerprint"] for _, _, body in results} == set(metadata.values())
+    print("%d concurrent /gen_key (ed25519): %.1f s, %.1f keys/s" % (count, elapsed, count / elapsed))
+
+
+def _sign_one(inst, key, digest_byte):
+    status, _, prepared = inst.request("POST", "/sign/prepare", {"key": key})
+    if status != 200:
+        return status, prepared
+    status, _, body = inst.request("POST", "/sign", {"key": key, "hashed_area": prepared["hashed_area"],
+                                                     "digests": ["%02x" % digest_byte * 32]})
+    return status, body
+
+
+def test_signing_while_keys_are_generated(new_instance):
+    inst = new_instance()
+    inst.start()
+    signing_keys = ["signer%d#p@copr.test" % i for i in range(3)]
+    for email in signing_keys:
+        status, _, body = inst.request("POST", "/gen_key", {"name_real": "signer", "name_email": email})
+        assert status == 201, body
+    generators, signers = 60, 120
+
+    def call(i):
+        if i < generators:
+            status, _, body = inst.request("POST", "/gen_key", {"name_real": "gen", "name_email": "gen%d#p@copr.test" % i})
+            return "gen_key", status, body
+        status, body = _sign_one(inst, signing_keys[i % 3], i % 256)
+        return "sign", status, body
+
+    results = _together(generators + signers, call)
+    failures = [r for r in results if r[1] not in (200, 201)]
+    assert failures == [], failures[:5]
+    assert sum(1 for r in results if r[0] == "sign" and len(r[2]["signatures"]) == 1) == signers
+    assert len(assert_consistent(inst)) == generators + 3
