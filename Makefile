@@ -32,6 +32,10 @@ test:  ## every suite: units, sanity, lint, molecule
 units:  ## pytest: tests/unit (modules) and files/pkgsign/tests (service)
 	scripts/run-tests.sh units
 
+.PHONY: soak
+soak:  ## the reliability suite's long variants (more kill -9 rounds, keys, fuzzing examples)
+	scripts/run-tests.sh soak
+
 .PHONY: sanity
 sanity:  ## ansible-test sanity (no ignore file)
 	scripts/run-tests.sh sanity

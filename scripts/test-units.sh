@@ -3,7 +3,9 @@
 #   - tests/unit          the Ansible modules, imported as ansible_collections.pkgsign.signer
 #                         through a symlink on PYTHONPATH (see collection-paths.sh);
 #   - tests/e2e           the issue-2 runbook played through ansible-playbook, twice;
-#   - files/pkgsign/tests the pkgsign service and client (installed editable in .venv).
+#   - files/pkgsign/tests the pkgsign service and client (installed editable in .venv);
+#   - tests/reliability   fuzzing, concurrency, kill -9, secrets, access control, backup/restore
+#                         (PKGSIGN_SOAK=1, set by `make soak`, runs their long variants).
 # JUnit XML goes to results/units/. A test tree with no tests yet is not a failure.
 # Usage: scripts/test-units.sh [extra pytest options, e.g. -k expire]
 set -uo pipefail
@@ -38,4 +40,5 @@ run_pytest() {  # NAME DIRECTORY [extra pytest options]
 run_pytest modules tests/unit "$@"
 run_pytest e2e tests/e2e "$@"
 run_pytest service files/pkgsign/tests "$@"
+run_pytest reliability tests/reliability "$@"
 exit "$overall"
