@@ -94,17 +94,132 @@ def parse_server(server):
     return scheme, host, int(port) if port else (443 if scheme == "https" else 80), base
 
 
+# JSON through the C accelerator module: the json package imports re and enum, which cost
+# about as much CPU as the rest of a one-file `sign` run. Falls back to json without _json.
+
+def _json_dumps(value):
+    from _json import encode_basestring_ascii as quote_string
+
+    if isinstance(value, str):
+        return quote_string(value)
+    if value is True or value is False or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_json_dumps(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(quote_string(str(k)) + ":" + _json_dumps(v) for k, v in value.items()) + "}"
+    raise TypeError("cannot send %r as JSON" % type(value).__name__)
+
+
+class _JsonContext:
+    # The attributes json.JSONDecoder hands to the C scanner.
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo = None
+
+    @staticmethod
+    def parse_constant(name):
+        raise ValueError("JSON constant %s is not accepted" % name)
+
+
+def _json_loads(text):
+    try:
+        from _json import make_scanner
+    except ImportError:  # another interpreter: the json package is fine there
+        import json
+
+        return json.loads(text)
+    blank = " \t\n\r"
+    start = len(text) - len(text.lstrip(blank))
+    try:
+        value, end = make_scanner(_JsonContext)(text, start)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if text[end:].strip(blank):
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
+def _dumps(value):
+    try:
+        return _json_dumps(value)
+    except ImportError:
+        import json
+
+        return json.dumps(value)
+
+
+class _Reader:
+    """readline/read over a raw _socket (socket.makefile would import the socket module)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buffer = b""
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def readline(self, limit=-1):
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0 or (0 <= limit <= len(self.buffer)) or not self._fill():
+                break
+        cut = len(self.buffer) if end < 0 else end + 1
+        if limit >= 0:
+            cut = min(cut, limit)
+        line, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return line
+
+    def read(self, size=-1):
+        while (size < 0 or len(self.buffer) < size) and self._fill():
+            pass
+        cut = len(self.buffer) if size < 0 else min(size, len(self.buffer))
+        data, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return data
+
+    def close(self):
+        self.buffer = b""
+
+
+def _plain_socket(host, port, timeout):
+    """A connected _socket: the socket module costs ~9 ms of start-up (enum, selectors)."""
+    import _socket
+
+    # A str host goes through the idna codec (stringprep, unicodedata); ASCII bytes do not.
+    name = host.encode("ascii") if host.isascii() else host
+    error = OSError("no address for %s" % host)
+    for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as err:
+            error = err
+            sock.close()
+    raise error
+
+
 class _Connection:
     def __init__(self, scheme, host, port, timeout):
-        import socket
-
-        sock = socket.create_connection((host, port), timeout)
         if scheme == "https":
+            import socket
             import ssl
 
+            sock = socket.create_connection((host, port), timeout)
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            self.reader = sock.makefile("rb")
+        else:
+            sock = _plain_socket(host, port, timeout)
+            self.reader = _Reader(sock)
         self.sock = sock
-        self.reader = sock.makefile("rb")
         self.open = True
 
     def close(self):
@@ -180,9 +295,7 @@ class Api:
                 "Accept: application/json", "User-Agent: pkgsign-sign"]
         data = b""
         if body is not None:
-            import json
-
-            data = json.dumps(body).encode("utf-8")
+            data = _dumps(body).encode("utf-8")
             head.append("Content-Type: application/json")
         if body is not None or method in ("POST", "PUT"):
             head.append("Content-Length: %d" % len(data))
@@ -216,9 +329,10 @@ class Api:
         status, headers, payload = self.request(method, path, body)
         if 200 <= status < 300:
             if headers.get("content-type", "").startswith("application/json"):
-                import json
-
-                return json.loads(payload.decode("utf-8"))
+                try:
+                    return _json_loads(payload.decode("utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    raise SignError("the server's answer to %s %s is not JSON" % (method, path)) from None
             return payload
         message = _error_message(payload) or "HTTP %d" % status
         if status == 404 and key is not None:
@@ -232,10 +346,8 @@ class Api:
 
 
 def _error_message(payload):
-    import json
-
     try:
-        return json.loads(payload.decode("utf-8")).get("error")
+        return _json_loads(payload.decode("utf-8")).get("error")
     except (ValueError, AttributeError, UnicodeDecodeError):
         return payload.decode("utf-8", "replace").strip()[:200]
 

@@ -1,0 +1,104 @@
+"""The `sign` client's start-up savings: JSON through _json and HTTP over a raw _socket.
+
+They must behave exactly like the json package and the socket module they replace.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from pkgsign.client import Api, SignError, _json_dumps, _json_loads
+
+VALUES = [
+    {"key": "user#project@copr.test", "digests": ["ab" * 32] * 3, "armor": False, "count": 5, "none": None},
+    {"text": "é \u2028 \U0001F600 \" \\ \n \t \x7f", "nested": [1, [2, {"a": [None, True]}]]},
+    [], {}, "", "plain", 0, -3, True, False, None,
+]
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_lean_json_round_trips_like_the_json_package(value):
+    assert json.loads(_json_dumps(value)) == value
+    assert _json_loads(json.dumps(value)) == value
+    assert _json_loads(" \n" + json.dumps(value, indent=2) + "\r\n") == value
+    assert _json_loads(json.dumps(value, ensure_ascii=False)) == value
+
+
+@pytest.mark.parametrize("text", ["", " ", "{", "[1,]", "{} x", "NaN", "Infinity", '"\x01"', "{'a': 1}", "tru"])
+def test_lean_json_refuses_what_is_not_json(text):
+    with pytest.raises(ValueError):
+        _json_loads(text)
+
+
+def test_lean_json_refuses_unsendable_values():
+    with pytest.raises(TypeError):
+        _json_dumps({"x": object()})
+
+
+def _one_shot_server(answer):
+    """A listening socket that records one request and sends ``answer`` (bytes) in small pieces."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    seen = {}
+
+    def serve():
+        conn, _ = listener.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int([line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")][0])
+        while len(body) < length:
+            body += conn.recv(4096)
+        seen["head"], seen["body"] = head, body
+        for index in range(0, len(answer), 7):  # split lines across reads
+            conn.sendall(answer[index:index + 7])
+        conn.close()
+        listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], seen, thread
+
+
+def test_raw_socket_http_exchange_with_chunked_answer():
+    body = json.dumps({"signatures": [{"digest": "00", "signature": "AAA="}]}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 10]), body[i:i + 10]) for i in range(0, len(body), 10))
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+              + chunked + b"0\r\n\r\n")
+    port, seen, thread = _one_shot_server(answer)
+    api = Api("http://127.0.0.1:%d" % port, token="t0ken")
+    result = api.call("POST", "/sign", {"key": "k", "digests": ["00"]})
+    thread.join(5)
+    assert result == json.loads(body)
+    assert json.loads(seen["body"]) == {"key": "k", "digests": ["00"]}
+    assert b"Authorization: Bearer t0ken" in seen["head"]
+
+
+def test_raw_socket_error_answer_and_unreachable_server():
+    answer = b'HTTP/1.1 403 FORBIDDEN\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{"error": "no, sorry"}'
+    port, _, thread = _one_shot_server(answer[:-1])
+    with pytest.raises(SignError, match="403.*no, sorr"):
+        Api("http://127.0.0.1:%d" % port).call("POST", "/sign", {})
+    thread.join(5)
+    with pytest.raises(SignError, match="cannot reach"):
+        Api("http://127.0.0.1:%d" % port, timeout=2).call("GET", "/ping")
+
+
+def test_client_start_up_imports_stay_lean(tmp_path):
+    """A `sign -t` run loads neither json, re, socket nor enum (each costs start-up time)."""
+    conf = tmp_path / "sign.conf"
+    conf.write_text("server: http://127.0.0.1:9\n")
+    probe = ("from pkgsign.client import main\nassert main(['-t']) == 1\n"
+             "print(' '.join(sorted(m for m in ('json', 're', 'socket', 'enum') if m in sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.path[:0] = %r\n" % sys.path + probe],
+                          env=dict(os.environ, SIGN_CONF=str(conf)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=60)
+    assert proc.stdout.strip() == "", proc.stdout + proc.stderr
