@@ -104,6 +104,19 @@ def new_instance():
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def new_instance_module():
+    """One instance for a whole test module (started by the module's own fixture)."""
+    base = tempfile.mkdtemp(prefix="pkrel-")
+    inst = make_instance(os.path.join(base, "inst"))
+    yield inst
+    inst.stop()
+    gnupg_home = os.path.join(inst.root, "gnupg")
+    if os.path.isdir(gnupg_home):
+        _gnupg.GnuPG(gnupg_home, create=False).kill_agent()
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def keyring_state(inst):
     """(fingerprints with secret material in the keyring, fingerprints named by metadata, pending markers)."""
     gpg = inst.gnupg()
