@@ -13,6 +13,8 @@ import pytest
 
 from pkgsign.client import Api, SignError, _json_dumps, _json_loads
 
+from conftest import ED_KEY, child_env
+
 VALUES = [
     {"key": "user#project@copr.test", "digests": ["ab" * 32] * 3, "armor": False, "count": 5, "none": None},
     {"text": "é \u2028 \U0001F600 \" \\ \n \t \x7f", "nested": [1, [2, {"a": [None, True]}]]},
@@ -92,13 +94,24 @@ def test_raw_socket_error_answer_and_unreachable_server():
         Api("http://127.0.0.1:%d" % port, timeout=2).call("GET", "/ping")
 
 
-def test_client_start_up_imports_stay_lean(tmp_path):
-    """A `sign -t` run loads neither json, re, socket nor enum (each costs start-up time)."""
-    conf = tmp_path / "sign.conf"
-    conf.write_text("server: http://127.0.0.1:9\n")
-    probe = ("from pkgsign.client import main\nassert main(['-t']) == 1\n"
-             "print(' '.join(sorted(m for m in ('json', 're', 'socket', 'enum') if m in sys.modules)))\n")
-    proc = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.path[:0] = %r\n" % sys.path + probe],
-                          env=dict(os.environ, SIGN_CONF=str(conf)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=60)
-    assert proc.stdout.strip() == "", proc.stdout + proc.stderr
+LEAN_PROBE = """
+import sys
+from pkgsign.client import main
+status = main(sys.argv[1:])
+heavy = ('json', 're', 'enum', 'socket', 'hashlib', 'base64', 'concurrent.futures')
+print(status, ' '.join(sorted(m for m in heavy if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("args", [["-t"], ["-u", ED_KEY, "-D", "DATA"], ["-u", ED_KEY, "-d", "DATA"]])
+def test_one_file_runs_import_nothing_heavy(instance, tmp_path, args):
+    """json, re, enum, socket, hashlib (OpenSSL) each cost start-up time in every `sign` run."""
+    data = tmp_path / "data"
+    data.write_bytes(b"lean\n" * 1000)
+    argv = [str(data) if arg == "DATA" else arg for arg in args]
+    proc = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.path[:0] = %r\n" % sys.path + LEAN_PROBE] + argv,
+                          env=child_env(SIGN_CONF=instance.sign_conf), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.stdout.strip() == "0", proc.stdout + proc.stderr
+    if "-d" in args:
+        assert (tmp_path / "data.asc").read_text().startswith("-----BEGIN PGP SIGNATURE-----")

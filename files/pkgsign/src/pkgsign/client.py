@@ -380,9 +380,9 @@ class Signer:
     def sign_digests(self, digests, hashed_area_hex):
         answer = self.api.call("POST", "/sign", {"key": self.user, "digest_algo": self.digest_algo,
                                                  "hashed_area": hashed_area_hex, "digests": digests}, key=self.user)
-        import base64
+        from binascii import a2b_base64  # the base64 module imports re
 
-        return [base64.b64decode(item["signature"]) for item in answer["signatures"]]
+        return [a2b_base64(item["signature"]) for item in answer["signatures"]]
 
     def sign_blobs(self, blobs, jobs=8, chunk=200):
         """Signature packets for a list of byte strings or file paths (str), in order."""

@@ -12,7 +12,6 @@ subpackets themselves. The server hands out the hashed area (``POST /sign/prepar
 feeds its file and that trailer into the hash and sends only the digest (``POST /sign``).
 """
 
-import hashlib
 import struct
 
 # OpenPGP hash algorithm ids (RFC 4880 9.4); libgcrypt uses the same numbers.
@@ -31,10 +30,38 @@ def trailer(hashed_area: bytes) -> bytes:
     return b"\x04\xff" + struct.pack(">I", len(hashed_area))
 
 
-def new_hash(digest_algo: str):
+# Inputs up to this size use the interpreter's built-in SHA code: loading OpenSSL through
+# hashlib costs a `sign` run more start-up time than hashing a few MiB; larger inputs (ISO
+# images) are hashed faster by OpenSSL.
+SMALL_INPUT = 4 << 20
+
+
+def new_hash(digest_algo: str, size=None):
+    """A hash object; ``size`` (bytes to come, when known) may select the built-in code."""
     if digest_algo not in HASH_IDS:
         raise ValueError("unknown digest algorithm %r" % digest_algo)
+    if size is not None and size <= SMALL_INPUT:
+        builtin = _builtin_hash(digest_algo)
+        if builtin is not None:
+            return builtin()
+    import hashlib
+
     return hashlib.new(digest_algo)
+
+
+def _builtin_hash(digest_algo):
+    """The constructor from CPython's own hash modules (_sha2 from 3.12, _sha256/_sha512 before)."""
+    modules = {"sha1": ("_sha1",), "sha224": ("_sha2", "_sha256"), "sha256": ("_sha2", "_sha256"),
+               "sha384": ("_sha2", "_sha512"), "sha512": ("_sha2", "_sha512")}[digest_algo]
+    for name in modules:
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        constructor = getattr(module, digest_algo, None)
+        if constructor is not None:
+            return constructor
+    return None
 
 
 def finish_digest(hasher, hashed_area: bytes) -> str:
@@ -45,20 +72,29 @@ def finish_digest(hasher, hashed_area: bytes) -> str:
 
 
 def digest_bytes(data: bytes, digest_algo: str, hashed_area: bytes) -> str:
-    hasher = new_hash(digest_algo)
+    hasher = new_hash(digest_algo, len(data))
     hasher.update(data)
     return finish_digest(hasher, hashed_area)
 
 
 def digest_file(path: str, digest_algo: str, hashed_area: bytes) -> str:
-    hasher = new_hash(digest_algo)
     with open(path, "rb") as handle:
+        hasher = new_hash(digest_algo, _size_of(handle))
         while True:
             block = handle.read(CHUNK)
             if not block:
                 break
             hasher.update(block)
     return finish_digest(hasher, hashed_area)
+
+
+def _size_of(handle):
+    import os
+
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except OSError:
+        return None
 
 
 def canonical_text(data: bytes) -> bytes:
@@ -89,9 +125,9 @@ def crc24(data: bytes) -> int:
 
 
 def armor(packet: bytes, kind: str = "SIGNATURE") -> str:
-    import base64
+    from binascii import b2a_base64  # the base64 module imports re
 
-    body = base64.b64encode(packet).decode("ascii")
+    body = b2a_base64(packet, newline=False).decode("ascii")
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
-    checksum = base64.b64encode(struct.pack(">I", crc24(packet))[1:]).decode("ascii")
+    checksum = b2a_base64(struct.pack(">I", crc24(packet))[1:], newline=False).decode("ascii")
     return "-----BEGIN PGP %s-----\n\n%s\n=%s\n-----END PGP %s-----\n" % (kind, "\n".join(lines), checksum, kind)
