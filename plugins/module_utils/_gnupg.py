@@ -354,6 +354,7 @@ class GnuPG:
             "--no-tty", "--status-fd", "2", "--pinentry-mode", "loopback"]
         try:
             if passphrase is not None:
+                _check_passphrase(passphrase)
                 fd = _pipe_with(passphrase.encode("utf-8") + b"\n")
                 fds.append(fd)
                 argv += ["--passphrase-fd", str(fd)]
@@ -468,8 +469,7 @@ class GnuPG:
         validate_algorithm(algorithm)
         expiry = parse_expires(expires)
         usage = _validate_usage(usage, ("cert", "sign", "auth"))
-        if passphrase is not None and ("\n" in passphrase or "\r" in passphrase):
-            raise InvalidInput("passphrase must not contain newlines")
+        _check_passphrase(passphrase)
         lines = ["%s: %s" % item for item in ALGORITHMS[algorithm]["batch"].items()]
         lines.append("Key-Usage: %s" % ",".join(usage))
         lines.append("Name-Real: %s" % name)
@@ -607,8 +607,7 @@ class GnuPG:
         Both passphrases go through the command fd: the agent asks for the old one, then the new.
         """
         for value in (old_passphrase, new_passphrase):
-            if value and ("\n" in value or "\r" in value):
-                raise InvalidInput("passphrase must not contain newlines")
+            _check_passphrase(value)
         self.forget_passphrases()
         self.run(["--change-passphrase", fingerprint], command_input=[old_passphrase or "", new_passphrase or ""])
         self.forget_passphrases()
@@ -745,6 +744,13 @@ REVOCATION_REASONS = {
 IMPORT_RES_FIELDS = ("count", "no_user_id", "imported", "imported_rsa", "unchanged", "n_uids", "n_subk", "n_sigs",
                      "n_revoc", "sec_read", "sec_imported", "sec_dups", "skipped_new_keys", "not_imported",
                      "skipped_v3_keys")
+
+
+def _check_passphrase(passphrase):
+    """gpg reads a passphrase up to a newline and as a C string: a newline or NUL would cut it
+    short, and the key would be protected by (or unlocked with) only the part before it."""
+    if passphrase is not None and any(char in passphrase for char in "\n\r\0"):
+        raise InvalidInput("passphrase must not contain newlines or NUL characters")
 
 
 def _secret_available(part):

@@ -220,8 +220,8 @@ def get_key(gpg, selector, secret_primary=False, what="key"):
 
 
 def check_passphrase(passphrase):
-    if passphrase is not None and ("\n" in passphrase or "\r" in passphrase):
-        raise ModuleFailure("passphrase must not contain newlines")
+    if passphrase is not None and any(char in passphrase for char in "\n\r\0"):
+        raise ModuleFailure("passphrase must not contain newlines or NUL characters (gpg would cut it short)")
     return passphrase
 
 
