@@ -36,11 +36,12 @@ def trailer(hashed_area: bytes) -> bytes:
 SMALL_INPUT = 4 << 20
 
 
-def new_hash(digest_algo: str, size=None):
-    """A hash object; ``size`` (bytes to come, when known) may select the built-in code."""
+def new_hash(digest_algo: str, size=None, builtin_limit=SMALL_INPUT):
+    """A hash object; ``size`` (bytes to come, when known) up to ``builtin_limit`` selects the
+    built-in code (callers hashing many inputs pass 0: OpenSSL then pays for its loading)."""
     if digest_algo not in HASH_IDS:
         raise ValueError("unknown digest algorithm %r" % digest_algo)
-    if size is not None and size <= SMALL_INPUT:
+    if size is not None and size <= builtin_limit:
         builtin = _builtin_hash(digest_algo)
         if builtin is not None:
             return builtin()
@@ -71,15 +72,15 @@ def finish_digest(hasher, hashed_area: bytes) -> str:
     return hasher.hexdigest()
 
 
-def digest_bytes(data: bytes, digest_algo: str, hashed_area: bytes) -> str:
-    hasher = new_hash(digest_algo, len(data))
+def digest_bytes(data: bytes, digest_algo: str, hashed_area: bytes, builtin_limit=SMALL_INPUT) -> str:
+    hasher = new_hash(digest_algo, len(data), builtin_limit)
     hasher.update(data)
     return finish_digest(hasher, hashed_area)
 
 
-def digest_file(path: str, digest_algo: str, hashed_area: bytes) -> str:
+def digest_file(path: str, digest_algo: str, hashed_area: bytes, builtin_limit=SMALL_INPUT) -> str:
     with open(path, "rb") as handle:
-        hasher = new_hash(digest_algo, _size_of(handle))
+        hasher = new_hash(digest_algo, _size_of(handle), builtin_limit)
         while True:
             block = handle.read(CHUNK)
             if not block:
