@@ -56,9 +56,10 @@ SIZES = {
     "rpm_concurrent": {"rsa4096": (16, 40), "ed25519": (24, 80)},
     "rpm_batch": {"rsa4096": (24, 80), "ed25519": (48, 200)},
     "genkey": {"rsa4096": (3, 10), "ed25519": (6, 30)},
-    "genkey_pool": {"rsa4096": (4, 12), "ed25519": (6, 20)},
+    "genkey_pool": {"rsa4096": (4, 10), "ed25519": (4, 10)},
 }
 SCALE_LEVELS = (10, 1000, 10000)
+SECTIONS = ("floor", "e2e", "startup", "scale", "genkey", "httpd")
 SCALE_CHUNK = 500           # keys per generation home (keybox rewrites grow with its size)
 
 
@@ -210,6 +211,101 @@ class Instance:
             return json.load(handle)
 
 
+HTTPD_BINARY = "/usr/sbin/apache2"
+HTTPD_MODULES = "/usr/lib/apache2/modules"
+HTTPD_USER = "www-data"
+HTTPD_CONF = """\
+# httpd + mod_wsgi as roles/signer deploys it (httpd-pkgsign.conf.j2: one daemon group,
+# signer_wsgi_processes x signer_wsgi_threads), in the foreground for the benchmark.
+ServerRoot {base}
+PidFile {base}/httpd.pid
+ErrorLog {base}/error.log
+LogLevel warn
+ServerName localhost
+User {user}
+Group {user}
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule wsgi_module {modules}/mod_wsgi.so
+Listen 127.0.0.1:{port}
+WSGISocketPrefix {base}/wsgi
+<VirtualHost 127.0.0.1:{port}>
+    WSGIDaemonProcess pkgsign user={user} group={user} processes=2 threads=8 python-home={venv} home={root} umask=0077 display-name=%{{GROUP}}
+    WSGIProcessGroup pkgsign
+    WSGIApplicationGroup %{{GLOBAL}}
+    WSGIPassAuthorization On
+    WSGIScriptAlias / {root}/pkgsign.wsgi
+    <Directory {root}>
+        <Files pkgsign.wsgi>
+            Require all granted
+        </Files>
+    </Directory>
+</VirtualHost>
+"""
+
+
+def httpd_available():
+    return os.path.exists(HTTPD_BINARY) and os.path.exists(os.path.join(HTTPD_MODULES, "mod_wsgi.so")) \
+        and os.geteuid() == 0 and run(["id", HTTPD_USER], check=False).returncode == 0
+
+
+class HttpdInstance(Instance):
+    """The same instance served by httpd + mod_wsgi (2 daemon processes x 8 threads, the role's
+    defaults), running as www-data like the role's service user."""
+
+    def __init__(self, base):
+        # httpd's children (www-data) must traverse to the WSGI socket and script.
+        os.makedirs(base, mode=0o755)
+        os.chmod(base, 0o755)
+        self.base = base
+        super().__init__(os.path.join(base, "instance"))
+        self.label = "httpd+mod_wsgi"
+
+    def start(self):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        wsgi = os.path.join(self.root, "pkgsign.wsgi")
+        with open(wsgi, "w", encoding="utf-8") as handle:
+            handle.write("import os\nos.environ['PKGSIGN_CONFIG'] = %r\nfrom pkgsign.wsgi import application\n"
+                         % self.config)
+        run(["chown", "-R", "%s:%s" % (HTTPD_USER, HTTPD_USER), self.root])
+        conf = os.path.join(self.base, "httpd.conf")
+        with open(conf, "w", encoding="utf-8") as handle:
+            handle.write(HTTPD_CONF.format(base=self.base, user=HTTPD_USER, modules=HTTPD_MODULES, port=port,
+                                           venv=os.path.dirname(BIN), root=self.root))
+        self.proc = subprocess.Popen([HTTPD_BINARY, "-f", conf, "-DFOREGROUND"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True, env=gpg_env())
+        self.url = "http://127.0.0.1:%d" % port
+        deadline = time.time() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise BenchError("httpd did not start; see %s/error.log" % self.base)
+                time.sleep(0.1)
+        with open(self.sign_conf, "w", encoding="utf-8") as handle:
+            handle.write("server: %s\ntoken_file: %s\nhash: sha256\n" % (self.url, os.path.join(self.root, "client.token")))
+        self.api = Api(self.url, self.token)
+        status, _ = self.api.call("GET", "/health/ready")
+        if status != 200:
+            raise BenchError("httpd+mod_wsgi instance not ready (%d); see %s/error.log" % (status, self.base))
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            self.proc = None
+        run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(self.gnupg_home), check=False)
+
+
 class Api:
     """A keep-alive JSON client for the harness itself (not the code under test)."""
 
@@ -341,104 +437,102 @@ def run_signs(commands, env, workers):
 
 # -- sections --------------------------------------------------------------------------
 
-def section_floor(results, ctx):
-    """Raw gpg-agent over one Assuan connection, and one `gpg --detach-sign` process per file."""
+def agent_rate(instance, algo, count):
+    """Signatures per second of the instance's gpg-agent over one Assuan connection (the service's
+    own agent client: RESET, SIGKEY, SETHASH, PKSIGN per digest)."""
     from pkgsign.agent import AgentConnection
 
+    keygrip = instance.metadata(instance.keys[algo])["signing_keygrip"]
+    socket_path = run(["gpgconf", "--list-dirs", "agent-socket"], env=gpg_env(instance.gnupg_home)).stdout.decode().strip()
+    digests = [os.urandom(32).hex() for _ in range(count)]
+    conn = AgentConnection(socket_path)
+    try:
+        conn.pksign(keygrip, "sha256", digests[0])  # warm: the agent loads the key
+        started = time.perf_counter()
+        for digest in digests:
+            conn.pksign(keygrip, "sha256", digest)
+        return count / (time.perf_counter() - started)
+    finally:
+        conn.close()
+
+
+def section_floor(results, ctx):
+    """Raw gpg-agent over one Assuan connection, and one `gpg --detach-sign` process per file."""
     inst = ctx.instance
     for algo in ALGORITHMS:
-        record = inst.metadata(ctx.keys[algo])
-        socket_path = run(["gpgconf", "--list-dirs", "agent-socket"], env=gpg_env(inst.gnupg_home)).stdout.decode().strip()
         count = ctx.size("agent", algo)
-        digests = [os.urandom(32).hex() for _ in range(count)]
-        conn = AgentConnection(socket_path)
-        try:
-            conn.pksign(record["signing_keygrip"], "sha256", digests[0])  # warm: key loaded into the agent
-            rates = []
-            for _ in range(ctx.repeats):
-                started = time.perf_counter()
-                for digest in digests:
-                    conn.pksign(record["signing_keygrip"], "sha256", digest)
-                rates.append(count / (time.perf_counter() - started))
-        finally:
-            conn.close()
+        rates = [agent_rate(inst, algo, count) for _ in range(ctx.repeats)]
         ctx.agent_rate[algo] = statistics.median(rates)
         results.add("floor", "gpg-agent PKSIGN, one connection", rates, "sig/s", "gpg-agent", algo, n=count)
 
+        fingerprint = inst.metadata(inst.keys[algo])["fingerprint"]
         files = make_files(os.path.join(ctx.work, "floor-" + algo), ctx.size("gpg_process", algo))
         rates = []
         for _ in range(ctx.repeats):
             started = time.perf_counter()
             for path in files:
-                run(["gpg", "--batch", "--yes", "--no-tty", "--local-user", record["fingerprint"], "--detach-sign",
+                run(["gpg", "--batch", "--yes", "--no-tty", "--local-user", fingerprint, "--detach-sign",
                      "--output", path + ".gpg.sig", path], env=gpg_env(inst.gnupg_home))
             rates.append(len(files) / (time.perf_counter() - started))
         results.add("floor", "gpg --detach-sign, one process per file", rates, "sig/s", "gpg", algo, n=len(files))
 
 
 def section_e2e(results, ctx):
-    """`sign` end to end: (a) one process per file serially, (b) 8 processes, (c) one call."""
+    """`sign` end to end: (a) one process per file serially, (b) 8 processes, (c) one call.
+
+    (b) and (c) are compared with the raw agent rate measured right before each repetition on
+    the same agent (the machine's load drifts; a floor taken minutes earlier would not compare).
+    """
     sign = os.path.join(BIN, "sign")
     env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
     env.pop("SIGN_TOKEN_FILE", None)
     rpm_source = build_rpm() if shutil.which("rpmsign") else None
+    floor = ctx.stack_instance  # None against a foreign sign.conf: no paired floor
     for algo in ALGORITHMS:
         key = ctx.keys[algo]
         obs = OBS_SIGND_RATE[algo]
-        agent = ctx.agent_rate.get(algo)
-        share = ("≥ %.0f/s (0.8× agent)" % (AGENT_SHARE * agent)) if agent else ""
-
-        # Detached binary signatures (sign -D), 64 KiB files.
-        files = make_files(os.path.join(ctx.work, "e2e-" + algo), max(ctx.size("serial", algo), ctx.size("concurrent", algo),
-                                                                      ctx.size("batch", algo)))
-        for mode, workers, size_key in (("(a) one process per file, serial", 1, "serial"),
-                                        ("(b) 8 processes concurrently", 8, "concurrent")):
-            chosen = files[:ctx.size(size_key, algo)]
-            rates = [len(chosen) / run_signs([[sign, "-u", key, "-D", path] for path in chosen], env, workers)
-                     for _ in range(ctx.repeats)]
-            ctx.verifier.detached(chosen[-1], chosen[-1] + ".sig")
-            if workers == 1:
-                results.add("e2e", "sign -D " + mode, rates, "sig/s", ctx.stack, algo, target=obs,
-                            target_text="≥ %.0f/s (obs-signd)" % obs, n=len(chosen))
-            else:
-                results.add("e2e", "sign -D " + mode, rates, "sig/s", ctx.stack, algo,
-                            target=max(obs, AGENT_SHARE * agent) if agent else obs,
-                            target_text=share if agent and AGENT_SHARE * agent > obs else "≥ %.0f/s (obs-signd)" % obs,
-                            n=len(chosen))
-        chosen = files[:ctx.size("batch", algo)]
-        rates = [len(chosen) / run_signs([[sign, "-u", key, "-D"] + chosen], env, 1) for _ in range(ctx.repeats)]
-        ctx.verifier.detached(chosen[0], chosen[0] + ".sig")
-        ctx.verifier.detached(chosen[-1], chosen[-1] + ".sig")
-        results.add("e2e", "sign -D (c) one call, many files", rates, "sig/s", ctx.stack, algo,
-                    target=AGENT_SHARE * agent if agent else None, target_text=share, n=len(chosen))
-
-        if rpm_source is None:
+        obs_text = "≥ %.0f/s (obs-signd)" % obs
+        files = make_files(os.path.join(ctx.work, "e2e-%s-%s" % (ctx.stack_tag, algo)),
+                           max(ctx.size("serial", algo), ctx.size("concurrent", algo), ctx.size("batch", algo)))
+        kinds = [("sign -D", "serial", "concurrent", "batch")]
+        if rpm_source is not None:
+            kinds.append(("sign -r", "rpm_serial", "rpm_concurrent", "rpm_batch"))
+        else:
             say("rpmsign/rpmbuild missing: RPM measurements skipped")
-            continue
-        rpm_dir = os.path.join(ctx.work, "rpm-" + algo)
-        for mode, workers, size_key in (("(a) one process per file, serial", 1, "rpm_serial"),
-                                        ("(b) 8 processes concurrently", 8, "rpm_concurrent"),
-                                        ("(c) one call, many files", 0, "rpm_batch")):
-            count = ctx.size(size_key, algo)
-            rates = []
-            for _ in range(ctx.repeats):
-                rpms = copy_rpms(rpm_source, rpm_dir, count)
-                if workers == 0:
-                    elapsed = run_signs([[sign, "-u", key, "-r"] + rpms], env, 1)
+        for command, serial_key, concurrent_key, batch_key in kinds:
+            for mode, workers, size_key in (("(a) one process per file, serial", 1, serial_key),
+                                            ("(b) 8 processes concurrently", 8, concurrent_key),
+                                            ("(c) one call, many files", 0, batch_key)):
+                count = ctx.size(size_key, algo)
+                rates, shares = [], []
+                for _ in range(ctx.repeats):
+                    if command == "sign -r":
+                        targets = copy_rpms(rpm_source, os.path.join(ctx.work, "rpm-%s-%s" % (ctx.stack_tag, algo)), count)
+                        flag, out = "-r", None
+                    else:
+                        targets, flag, out = files[:count], "-D", ".sig"
+                    if workers == 0:
+                        commands, parallel = [[sign, "-u", key, flag] + targets], 1
+                    else:
+                        commands, parallel = [[sign, "-u", key, flag, path] for path in targets], workers
+                    agent = agent_rate(floor, algo, ctx.size("agent", algo) // 2) if floor and workers != 1 else None
+                    rate = count / run_signs(commands, env, parallel)
+                    rates.append(rate)
+                    if agent:
+                        shares.append(rate / agent)
+                if out:
+                    ctx.verifier.detached(targets[0], targets[0] + out)
+                    ctx.verifier.detached(targets[-1], targets[-1] + out)
                 else:
-                    elapsed = run_signs([[sign, "-u", key, "-r", path] for path in rpms], env, workers)
-                rates.append(count / elapsed)
-            ctx.verifier.rpm(rpms[0])
-            ctx.verifier.rpm(rpms[-1])
-            if workers == 1:
-                target, text = obs, "≥ %.0f/s (obs-signd)" % obs
-            else:
-                target = AGENT_SHARE * agent if agent else None
-                text = share
-                if workers == 8 and (not agent or AGENT_SHARE * agent < obs):
-                    target, text = obs, "≥ %.0f/s (obs-signd)" % obs
-            results.add("e2e", "sign -r " + mode, rates, "sig/s", ctx.stack, algo, target=target, target_text=text,
-                        n=count)
+                    ctx.verifier.rpm(targets[0])
+                    ctx.verifier.rpm(targets[-1])
+                label = "%s %s" % (command, mode)
+                results.add("e2e", label, rates, "sig/s", ctx.stack, algo,
+                            target=obs if workers != 0 else None, target_text=obs_text if workers != 0 else "",
+                            n=count)
+                if shares:
+                    results.add("e2e", "%s %s ÷ raw agent (paired)" % (command, mode[:3]), shares, "×", ctx.stack,
+                                algo, target=AGENT_SHARE, target_text="≥ 0.80× agent", n=count)
 
 
 def section_startup(results, ctx):
@@ -691,12 +785,16 @@ class Context:
         self.work = work
         self.agent_rate = {}
         self.max_keys = args.max_keys or (SCALE_LEVELS[-1])
-        self.instance = None
+        self.instance = None        # the local `pkgsign-admin serve` instance (floor, genkey)
+        self.stack_instance = None  # the instance e2e runs against (None: a foreign sign.conf)
+        self.stack_tag = "serve"
         self.keys = {}
         self.sign_conf = None
         self.token_file = None
         self.stack = STACK_SERVE
         self.verifier = None
+        self.cleanup = []
+        self.verifiers = []
 
     def size(self, what, algo):
         quick, full = SIZES[what][algo]
@@ -733,8 +831,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, 2 repeats, keyring up to 1,000 keys")
     parser.add_argument("--repeats", type=int, help="repetitions of each measurement (default 3, quick 2)")
-    parser.add_argument("--sections", default="floor,e2e,startup,scale,genkey",
-                        help="comma-separated: floor, e2e, startup, scale, genkey")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help="comma-separated: %s (httpd: e2e against httpd+mod_wsgi when installed)" % ", ".join(SECTIONS))
     parser.add_argument("--max-keys", type=int, help="largest keyring of the scale section (10, 1000 or 10000)")
     parser.add_argument("--sign-conf", help="measure e2e and start-up against this sign.conf's server instead")
     parser.add_argument("--key", action="append", default=[], metavar="ALGO=NAME",
@@ -750,7 +848,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"floor", "e2e", "startup", "scale", "genkey"}
+    unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise SystemExit("unknown section(s): %s" % ", ".join(sorted(unknown)))
     # Installed packages carry their byte code; without it every `sign` run would compile the client.
@@ -762,29 +860,36 @@ def main(argv=None):
     say("machine: %s, %s cores, load %.2f %.2f %.2f; %s; %s" % (machine["cpu"], machine["cores"],
                                                               *machine["load_at_start"], machine["gpg"], machine["os"]))
     work = tempfile.mkdtemp(prefix="pkgsign-bench-")
+    os.chmod(work, 0o755)  # httpd's www-data children traverse it to their own 0700 instance
     ctx = Context(args, work)
     results = Results()
     started = time.perf_counter()
     try:
         if args.sign_conf:
-            external(ctx, args, sections)
+            external(ctx, args)
         else:
-            local_instance(ctx)
-        for name in ("floor", "e2e", "startup", "scale", "genkey"):
+            say("starting a pkgsign instance (pkgsign-admin serve) and generating one key per algorithm")
+            ctx.instance = Instance(os.path.join(work, "instance"))
+            ctx.cleanup.append(ctx.instance)
+            use_stack(ctx, ctx.instance.start(), STACK_SERVE, "serve")
+        for name in SECTIONS:
             if name not in sections:
                 continue
-            if args.sign_conf and name in ("floor", "scale", "genkey"):
+            if args.sign_conf and name in ("floor", "scale", "genkey", "httpd"):
                 say("section %s needs a local instance: skipped with --sign-conf" % name)
+                continue
+            if name == "httpd" and not httpd_available():
+                say("section httpd: apache2 with mod_wsgi (and root) not available: skipped")
                 continue
             say("== %s" % name)
             section_started = time.perf_counter()
             globals()["section_" + name](results, ctx)
             say("   %s took %.0f s" % (name, time.perf_counter() - section_started))
     finally:
-        if ctx.instance is not None:
-            ctx.instance.stop()
-        if ctx.verifier is not None:
-            run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(ctx.verifier.home), check=False)
+        for inst in ctx.cleanup:
+            inst.stop()
+        for verifier in ctx.verifiers:
+            run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(verifier.home), check=False)
         shutil.rmtree(work, ignore_errors=True)
     machine["load_at_end"] = os.getloadavg()
     machine["total_seconds"] = round(time.perf_counter() - started)
@@ -798,22 +903,43 @@ def main(argv=None):
     return 0
 
 
-def local_instance(ctx):
-    say("starting a pkgsign instance (pkgsign-admin serve) and generating one key per algorithm")
-    inst = Instance(os.path.join(ctx.work, "instance"))
-    ctx.instance = inst.start()
+def use_stack(ctx, inst, label, tag):
+    """Make ``inst`` (started) the server e2e and start-up measure: keys, sign.conf, verifier."""
+    inst.keys = {}
     for algo in ALGORITHMS:
         email = "bench-%s@keys.bench" % algo
         elapsed, _ = gen_key(inst.api, email, algo)
-        ctx.keys[algo] = email
-        say("  %s key %s in %.1f s" % (algo, email, elapsed))
+        inst.keys[algo] = email
+        say("  %s: %s key %s in %.1f s" % (label, algo, email, elapsed))
+    ctx.stack_instance, ctx.stack, ctx.stack_tag = inst, label, tag
+    ctx.keys = dict(inst.keys)
     ctx.sign_conf = inst.sign_conf
     ctx.token_file = os.path.join(inst.root, "client.token")
-    ctx.verifier = Verifier(os.path.join(ctx.work, "verify"), dict(os.environ, SIGN_CONF=ctx.sign_conf),
+    ctx.verifier = Verifier(os.path.join(ctx.work, "verify-" + tag), dict(os.environ, SIGN_CONF=ctx.sign_conf),
                             list(ctx.keys.values()))
+    ctx.verifiers.append(ctx.verifier)
 
 
-def external(ctx, args, sections):
+def section_httpd(results, ctx):
+    """e2e and `sign -t` again, against httpd + mod_wsgi (the application stack the roles deploy)."""
+    inst = HttpdInstance(os.path.join(ctx.work, "httpd"))
+    ctx.cleanup.append(inst)
+    inst.start()
+    saved = (ctx.stack_instance, ctx.stack, ctx.stack_tag, ctx.keys, ctx.sign_conf, ctx.token_file, ctx.verifier)
+    try:
+        use_stack(ctx, inst, "httpd+mod_wsgi", "httpd")
+        sign = os.path.join(BIN, "sign")
+        env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
+        timed([sign, "-t"], env)
+        values = [timed([sign, "-t"], env) * 1000 for _ in range(10 if ctx.quick else 30)]
+        results.add("startup", "sign -t (ping, whole process)", values, "ms", ctx.stack, target=STARTUP_MS,
+                    higher_is_better=False, target_text="≤ 50 ms")
+        section_e2e(results, ctx)
+    finally:
+        (ctx.stack_instance, ctx.stack, ctx.stack_tag, ctx.keys, ctx.sign_conf, ctx.token_file, ctx.verifier) = saved
+
+
+def external(ctx, args):
     keys = dict(item.split("=", 1) for item in args.key if "=" in item)
     missing = [algo for algo in ALGORITHMS if algo not in keys]
     if missing:
@@ -830,6 +956,7 @@ def external(ctx, args, sections):
     ctx.token_file = os.environ.get("SIGN_TOKEN_FILE") or conf.get("token_file", "")
     ctx.verifier = Verifier(os.path.join(ctx.work, "verify"), dict(os.environ, SIGN_CONF=ctx.sign_conf),
                             list(keys.values()))
+    ctx.verifiers.append(ctx.verifier)
 
 
 if __name__ == "__main__":
