@@ -80,6 +80,7 @@ def cmd_serve(args):
     if not host or not port.isdigit():
         raise AdminError("--bind must be HOST:PORT")
     config = load_config(args.config)
+    os.umask(0o077)  # as the role's WSGI daemon: whatever gpg creates (pubring.kbx ...) stays owner-only
     app = create_app(config)
 
     class KeepAliveHandler(WSGIRequestHandler):

@@ -38,6 +38,8 @@ def _configure_logging(config):
     logger = logging.getLogger("pkgsign")
     logger.setLevel(config.log_level)
     if not logger.handlers:
+        if config.log_file:  # owner-only like the rest of the state, whatever the umask
+            os.close(os.open(config.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
         handler = logging.FileHandler(config.log_file) if config.log_file else logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
