@@ -733,6 +733,28 @@ class GnuPG:
                            result.returncode, result.stderr)
         return result.stdout, valid
 
+    def encrypt(self, data, recipient_files, armor=False):
+        """Encrypt ``data`` (bytes) to the public keys in ``recipient_files`` (never imported).
+
+        Keys given by file are used as they are, without the web of trust: the operator who
+        names the file vouches for it. ``--compliance gnupg`` keeps gpg from picking a legacy
+        cipher for an old recipient key.
+        """
+        args = ["--armor"] if armor else []
+        for path in _as_list(recipient_files):
+            args += ["--recipient-file", path]
+        result = self.run(args + ["--compliance", "gnupg", "--encrypt"], input=data)
+        if not result.stdout:
+            raise GpgError("gpg produced no ciphertext")
+        return result.stdout
+
+    def decrypt(self, data, passphrase=None):
+        """Plaintext of ``data`` encrypted to a secret key in this home (passphrase on a pipe)."""
+        result = self.run(["--decrypt"], input=data, passphrase=passphrase, check=False)
+        if result.returncode != 0 or not result.status_lines("DECRYPTION_OKAY"):
+            raise self._error(result, ["--decrypt"])
+        return result.stdout
+
 
 REVOCATION_REASONS = {
     "unspecified": {"menu": "0", "code": 0},

@@ -370,6 +370,10 @@ def build_parser():
         pool_cmd.add_argument("--config", required=True)
         pool_cmd.set_defaults(func=cmd_pool)
 
+    from .backup import add_commands as add_backup_commands
+
+    add_backup_commands(sub, _say, AdminError)
+
     imp = sub.add_parser("import-copr", help="import a copr-keygen keyring and its phrase files")
     imp.add_argument("--config", required=True)
     imp.add_argument("--gnupghome", required=True)

@@ -1,0 +1,314 @@
+"""Encrypted backup and restore of a pkgsign instance (``pkgsign-admin backup|restore``).
+
+A backup is a tar archive encrypted with gpg to one or more operator public keys (given as
+files, never imported into the service keyring), so the backup host and the media it travels
+on can read nothing. It holds what a fresh signer needs to continue where this one stopped:
+
+``gnupg/``      the GnuPG home (secret keys, public keyring, trustdb, revocation certificates);
+``keys/``       per-key metadata; ``pending/`` markers of unfinished key operations;
+``phrases/``    passphrase files of imported keys; ``tokens.json`` (hashes only);
+``audit.log`` and ``audit.log.head``; ``MANIFEST.json`` (what the archive must contain).
+
+The snapshot is consistent with a running server: the GnuPG home is copied under the keyring
+lock (no key generation or deletion in between), then the pending markers, then the
+metadata. A key in the copied keyring either has its metadata in the archive or a pending
+marker that ``reconcile`` completes after the restore; the audit log and its head are copied
+under the log's own lock.
+
+Restore refuses to overwrite an instance that already holds keys (``--force`` to do it),
+validates every archive member (regular files and directories below the instance only),
+checks the manifest, then finishes interrupted operations (``reconcile``).
+"""
+
+import fcntl
+import io
+import json
+import os
+import shutil
+import socket
+import stat
+import tarfile
+import tempfile
+import time
+
+from . import _gnupg
+from .config import load_config
+
+FORMAT = 1
+ARCHIVE_PREFIX = "pkgsign-backup-"
+# Never archived: agent sockets and runtime files, lock files, temporary files.
+_SKIP_NAMES = {"S.gpg-agent", "S.gpg-agent.browser", "S.gpg-agent.extra", "S.gpg-agent.ssh", "S.scdaemon",
+               "S.dirmngr", "random_seed", ".gpg-v21-migrated"}
+
+
+class BackupError(Exception):
+    """Backup or restore cannot go on; the message says why."""
+
+
+def _skipped(name):
+    return name in _SKIP_NAMES or name.startswith(".tmp-") or name.startswith(".#lk") or name.endswith(".lock")
+
+
+def _copy_tree(source, target):
+    """Copy regular files and directories of ``source`` (0700/0600), skipping runtime files."""
+    count = 0
+    if not os.path.isdir(source):
+        return 0
+    _gnupg.ensure_private_dir(target)
+    for directory, dirs, files in os.walk(source):
+        relative = os.path.relpath(directory, source)
+        dirs[:] = [d for d in dirs if not _skipped(d)]
+        for name in dirs:
+            _gnupg.ensure_private_dir(os.path.join(target, relative, name))
+        for name in files:
+            path = os.path.join(directory, name)
+            if _skipped(name) or not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            _copy_file(path, os.path.join(target, relative, name))
+            count += 1
+    return count
+
+
+def _copy_file(source, target):
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def snapshot(config, target, say=lambda message: None):
+    """Copy the instance's state into ``target`` (a private directory); returns the manifest."""
+    from .keystore import KeyStore
+
+    store = KeyStore(config)
+    with store.keyring_lock(exclusive=True):
+        files = _copy_tree(config.gnupg_home, os.path.join(target, "gnupg"))
+        say("keyring copied (%d files)" % files)
+        _copy_tree(store.pending_dir, os.path.join(target, "pending"))
+        _copy_tree(config.metadata_dir, os.path.join(target, "keys"))
+    records = store.all_metadata()
+    _copy_tree(config.phrases_dir, os.path.join(target, "phrases"))
+    if os.path.isfile(config.tokens_file):
+        _copy_file(config.tokens_file, os.path.join(target, "tokens.json"))
+    audit_lines = 0
+    if os.path.isfile(config.audit_log):
+        fd = os.open(config.audit_log, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # AuditLog.append writes line and head under this lock
+            _copy_file(config.audit_log, os.path.join(target, "audit.log"))
+            if os.path.isfile(config.audit_log + ".head"):
+                _copy_file(config.audit_log + ".head", os.path.join(target, "audit.log.head"))
+        finally:
+            os.close(fd)
+        with open(os.path.join(target, "audit.log"), "rb") as handle:
+            audit_lines = sum(1 for _ in handle)
+    copied = set()
+    for name in os.listdir(os.path.join(target, "keys")) if os.path.isdir(os.path.join(target, "keys")) else []:
+        with open(os.path.join(target, "keys", name), encoding="utf-8") as handle:
+            copied.add(json.load(handle)["fingerprint"])
+    manifest = {"format": FORMAT, "created": int(time.time()), "host": socket.gethostname(),
+                "keys": sorted(copied), "audit_lines": audit_lines,
+                "tokens": sorted(_token_ids(os.path.join(target, "tokens.json")))}
+    _gnupg.write_private_file(os.path.join(target, "MANIFEST.json"),
+                              (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    say("snapshot: %d key(s) with metadata (%d in the live store), %d token(s), %d audit line(s)"
+        % (len(copied), len(records), len(manifest["tokens"]), audit_lines))
+    return manifest
+
+
+def _token_ids(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(json.load(handle).get("tokens", {}))
+    except (OSError, ValueError):
+        return []
+
+
+def _tar(directory):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name in sorted(os.listdir(directory)):
+            archive.add(os.path.join(directory, name), arcname=name, filter=_normalize)
+    return buffer.getvalue()
+
+
+def _normalize(info):
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o700 if info.isdir() else 0o600
+    return info
+
+
+def backup(config_path, recipient_files, output_dir, keep=0, say=lambda message: None):
+    """Write an encrypted backup into ``output_dir``; returns (path, manifest)."""
+    config = load_config(config_path)
+    for path in recipient_files:
+        if not os.path.isfile(path):
+            raise BackupError("recipient key file %s does not exist" % path)
+    _gnupg.ensure_private_dir(output_dir)
+    work = tempfile.mkdtemp(prefix="pkgsign-backup-", dir=config.state_dir)
+    try:
+        manifest = snapshot(config, os.path.join(work, "state"), say)
+        plaintext = _tar(os.path.join(work, "state"))
+        say("archive: %d bytes; encrypting to %s" % (len(plaintext), ", ".join(recipient_files)))
+        # A throw-away home: encryption needs no key of the service, and touches no keyring.
+        with _gnupg.TemporaryGnuPG(base=work) as gpg:
+            ciphertext = gpg.encrypt(plaintext, recipient_files)
+    finally:
+        _gnupg.shred_tree(work)
+    name = "%s%s.tar.gz.gpg" % (ARCHIVE_PREFIX, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    path = os.path.join(output_dir, name)
+    _gnupg.write_private_file(path, ciphertext)
+    say("wrote %s (%d bytes)" % (path, len(ciphertext)))
+    if keep > 0:
+        archives = sorted(n for n in os.listdir(output_dir) if n.startswith(ARCHIVE_PREFIX) and n.endswith(".gpg"))
+        for old in archives[:-keep]:
+            os.unlink(os.path.join(output_dir, old))
+            say("removed old backup %s" % old)
+    return path, manifest
+
+
+# -- restore ------------------------------------------------------------------------------
+
+def _safe_members(archive):
+    members = []
+    for member in archive.getmembers():
+        name = member.name
+        parts = name.split("/")
+        if name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+            raise BackupError("refusing archive member %r (only files and directories inside the archive)" % name)
+        if parts[0] not in ("gnupg", "keys", "pending", "phrases", "tokens.json", "audit.log", "audit.log.head",
+                            "MANIFEST.json"):
+            raise BackupError("unexpected archive member %r" % name)
+        members.append(member)
+    return members
+
+
+def decrypt_archive(data, gnupghome, passphrase=None):
+    """Plaintext archive of an encrypted backup, with the operator's key in ``gnupghome``."""
+    gpg = _gnupg.GnuPG(gnupghome, create=False)
+    return gpg.decrypt(data, passphrase=passphrase)
+
+
+def restore(config_path, archive_bytes, force=False, say=lambda message: None):
+    """Bring the instance of ``config_path`` to the archive's state; returns the manifest."""
+    from .keystore import KeyStore
+
+    config = load_config(config_path)
+    if archive_bytes[:2] != b"\x1f\x8b":
+        raise BackupError("not a decrypted pkgsign backup (decrypt it first, or give --gnupghome)")
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz")
+        members = _safe_members(archive)
+    except (tarfile.TarError, EOFError) as err:
+        raise BackupError("the archive is damaged: %s" % err)
+    names = {member.name for member in members}
+    if "MANIFEST.json" not in names:
+        raise BackupError("the archive has no MANIFEST.json: not a pkgsign backup")
+    manifest = json.loads(archive.extractfile("MANIFEST.json").read())
+    if manifest.get("format") != FORMAT:
+        raise BackupError("backup format %r is not supported (expected %d)" % (manifest.get("format"), FORMAT))
+    if os.path.isdir(config.metadata_dir) and any(n.endswith(".json") for n in os.listdir(config.metadata_dir)) \
+            and not force:
+        raise BackupError("%s already holds keys; restore only into a fresh instance (or --force)"
+                          % config.state_dir)
+
+    targets = {"gnupg": config.gnupg_home, "keys": config.metadata_dir,
+               "pending": os.path.join(config.state_dir, "pending"), "phrases": config.phrases_dir}
+    files = {"tokens.json": config.tokens_file, "audit.log": config.audit_log,
+             "audit.log.head": config.audit_log + ".head"}
+    _gnupg.ensure_private_dir(config.state_dir)
+    _gnupg.GnuPG(config.gnupg_home).kill_agent()  # the agent must not keep serving the old keys
+    if force:
+        for directory in targets.values():
+            shutil.rmtree(directory, ignore_errors=True)
+    restored = 0
+    for member in members:
+        top, _, rest = member.name.partition("/")
+        if top == "MANIFEST.json":
+            continue
+        if top in files:
+            destination = files[top]
+        else:
+            destination = os.path.join(targets[top], rest) if rest else targets[top]
+        if member.isdir():
+            _gnupg.ensure_private_dir(destination)
+            continue
+        _gnupg.ensure_private_dir(os.path.dirname(destination))
+        _gnupg.write_private_file(destination, archive.extractfile(member).read())
+        restored += 1
+    say("restored %d files into %s" % (restored, config.state_dir))
+
+    store = KeyStore(config)
+    for what, email in store.reconcile():
+        say("finished interrupted key %s for %s" % (what, email))
+    present = {key.fingerprint for key in store.gnupg.list_keys(secret=True)}
+    missing = [fpr for fpr in manifest.get("keys", []) if fpr not in present]
+    if missing:
+        raise BackupError("restored keyring lacks the secret part of %s" % ", ".join(missing))
+    store.gnupg.run(["--check-trustdb"], check=False)
+    say("%d key(s), %d token(s), %d audit line(s) restored from the backup of %s made %s"
+        % (len(manifest.get("keys", [])), len(manifest.get("tokens", [])), manifest.get("audit_lines", 0),
+           manifest.get("host", "?"), time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(manifest.get("created", 0)))))
+    return manifest
+
+
+# -- pkgsign-admin subcommands -------------------------------------------------------------
+
+def add_commands(sub, say, error_class):
+    """Register ``backup`` and ``restore`` on pkgsign-admin's sub-parser.
+
+    ``error_class`` is the exception pkgsign-admin turns into one line and exit status 2.
+    """
+    parser = sub.add_parser("backup", help="write an encrypted backup of keys, metadata, tokens and audit log")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--recipient-file", action="append", required=True,
+                        help="operator public key file to encrypt to (repeatable)")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--keep", type=int, default=0, help="keep only the newest N backups (0: all)")
+    parser.set_defaults(func=lambda args: _cmd_backup(args, say, error_class))
+
+    parser = sub.add_parser("restore", help="restore a backup into a fresh instance")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--archive", required=True, help="backup file ('-' for standard input)")
+    parser.add_argument("--gnupghome", help="GnuPG home with the operator's secret key, to decrypt the archive")
+    parser.add_argument("--passphrase-stdin", action="store_true",
+                        help="read the operator key's passphrase from the first line of standard input")
+    parser.add_argument("--force", action="store_true", help="overwrite an instance that already holds keys")
+    parser.set_defaults(func=lambda args: _cmd_restore(args, say, error_class))
+
+
+def _cmd_backup(args, say, error_class):
+    try:
+        path, _ = backup(args.config, args.recipient_file, args.output_dir, keep=args.keep, say=say)
+    except (BackupError, OSError) as err:
+        raise _admin_error(err, error_class)
+    print(path)
+    return 0
+
+
+def _cmd_restore(args, say, error_class):
+    import sys
+
+    if args.archive == "-" and args.passphrase_stdin:
+        raise error_class("--passphrase-stdin needs --archive FILE (standard input holds one of them)")
+    try:
+        passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
+        if args.archive == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(args.archive, "rb") as handle:
+                data = handle.read()
+        if args.gnupghome:
+            data = decrypt_archive(data, args.gnupghome, passphrase)
+        restore(args.config, data, force=args.force, say=say)
+    except (BackupError, OSError, _gnupg.GpgError) as err:
+        raise _admin_error(err, error_class)
+    return 0
+
+
+def _admin_error(err, error_class):
+    if isinstance(err, OSError):
+        return error_class("%s: %s" % (getattr(err, "filename", None) or "file", err.strerror or err))
+    if isinstance(err, _gnupg.GpgError):
+        return error_class("cannot decrypt the backup: %s" % err.message)
+    return error_class(str(err))
