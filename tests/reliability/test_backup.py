@@ -125,6 +125,15 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
                 _sign_and_verify(target, key, token, verifier, data)
     verify = run_admin("audit", "verify", "--config", target.config, check=False)
     assert verify.returncode == 0, verify.stdout
+    # The playbook's path: decrypt on the operator's machine, restore the plaintext archive.
+    plain = tmp_path / "plain.tar.gz"
+    operator_home.forget_passphrases()
+    run_admin("backup-decrypt", "--archive", archive, "--gnupghome", operator_home.homedir, "--output", str(plain),
+              "--passphrase-stdin", input=OPERATOR_PASSPHRASE + "\n")
+    assert os.stat(str(plain)).st_mode & 0o777 == 0o600
+    third = new_instance("third")
+    run_admin("restore", "--config", third.config, "--archive", str(plain))
+    assert assert_consistent(third) == metadata
     # Keys made during the backup are either in it, complete, or absent: never half.
     print("backup under load: %d keys made meanwhile, %d in the archive, %d restored"
           % (len(made), manifest_keys, len(metadata)))

@@ -276,6 +276,28 @@ def add_commands(sub, say, error_class):
     parser.add_argument("--force", action="store_true", help="overwrite an instance that already holds keys")
     parser.set_defaults(func=lambda args: _cmd_restore(args, say, error_class))
 
+    parser = sub.add_parser("backup-decrypt", help="decrypt a backup with the operator's key (on the operator's "
+                                                   "machine; needs neither Flask nor an instance)")
+    parser.add_argument("--archive", required=True)
+    parser.add_argument("--gnupghome", required=True, help="GnuPG home with the operator's secret key")
+    parser.add_argument("--output", required=True, help="decrypted archive, written 0600")
+    parser.add_argument("--passphrase-stdin", action="store_true")
+    parser.set_defaults(func=lambda args: _cmd_decrypt(args, say, error_class))
+
+
+def _cmd_decrypt(args, say, error_class):
+    import sys
+
+    try:
+        passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
+        with open(args.archive, "rb") as handle:
+            data = decrypt_archive(handle.read(), args.gnupghome, passphrase)
+        _gnupg.write_private_file(args.output, data)
+    except (OSError, _gnupg.GpgError) as err:
+        raise _admin_error(err, error_class)
+    say("decrypted %s into %s (%d bytes)" % (args.archive, args.output, len(data)))
+    return 0
+
 
 def _cmd_backup(args, say, error_class):
     try:
