@@ -766,12 +766,20 @@ def section_genkey(results, ctx):
                         target_text="≤ 100 ms" if algo == "rsa4096" else "")
             results.add("genkey", "POST /gen_key p99, from the pool", [percentile(values, 99)], "ms", STACK_SERVE, algo,
                         n=len(values))
-        # A pool key signs, and stock gpg verifies it (bound uid, self-signature).
+        # A pool-bound key signs; stock gpg and rpmkeys accept its public key and signatures.
         email = "pool-rsa4096-0@genkey.bench"
         env = dict(os.environ, SIGN_CONF=inst.sign_conf)
         data = make_files(os.path.join(root, "data"), 1)[0]
         run([os.path.join(BIN, "sign"), "-u", email, "-D", data], env=env)
-        Verifier(os.path.join(root, "verify"), env, [email]).detached(data, data + ".sig")
+        verifier = Verifier(os.path.join(root, "verify"), env, [email])
+        ctx.verifiers.append(verifier)
+        verifier.detached(data, data + ".sig")
+        rpm_source = build_rpm() if shutil.which("rpmsign") else None
+        if rpm_source:
+            package = copy_rpms(rpm_source, os.path.join(root, "rpm"), 1)[0]
+            run([os.path.join(BIN, "sign"), "-u", email, "-r", package], env=env)
+            verifier.rpm(package)
+        say("  a pool-bound RSA-4096 key verifies with stock gpg%s" % (" and rpmkeys" if rpm_source else ""))
     finally:
         inst.stop()
 
