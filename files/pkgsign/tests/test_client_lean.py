@@ -5,6 +5,7 @@ They must behave exactly like the json package and the socket module they replac
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -13,7 +14,7 @@ import pytest
 
 from pkgsign.client import Api, SignError, _json_dumps, _json_loads
 
-from conftest import ED_KEY, child_env
+from conftest import ED_KEY, child_env, rpm_checksig
 
 VALUES = [
     {"key": "user#project@copr.test", "digests": ["ab" * 32] * 3, "armor": False, "count": 5, "none": None},
@@ -98,20 +99,39 @@ LEAN_PROBE = """
 import sys
 from pkgsign.client import main
 status = main(sys.argv[1:])
-heavy = ('json', 're', 'enum', 'socket', 'hashlib', 'base64', 'concurrent.futures')
+heavy = ('json', 're', 'enum', 'socket', 'hashlib', 'base64', 'concurrent.futures', 'subprocess', 'tempfile')
 print(status, ' '.join(sorted(m for m in heavy if m in sys.modules)))
 """
 
 
-@pytest.mark.parametrize("args", [["-t"], ["-u", ED_KEY, "-D", "DATA"], ["-u", ED_KEY, "-d", "DATA"]])
-def test_one_file_runs_import_nothing_heavy(instance, tmp_path, args):
-    """json, re, enum, socket, hashlib (OpenSSL) each cost start-up time in every `sign` run."""
+@pytest.mark.parametrize("args", [["-t"], ["-u", ED_KEY, "-D", "DATA"], ["-u", ED_KEY, "-d", "DATA"],
+                                  ["-u", ED_KEY, "-r", "RPM"]])
+def test_one_file_runs_import_nothing_heavy(instance, tmp_path, request, args):
+    """json, re, enum, socket, hashlib (OpenSSL), subprocess, tempfile each cost start-up time
+    in every `sign` run."""
     data = tmp_path / "data"
     data.write_bytes(b"lean\n" * 1000)
-    argv = [str(data) if arg == "DATA" else arg for arg in args]
+    package = tmp_path / "lean.rpm"
+    if "RPM" in args:
+        shutil.copy(str(request.getfixturevalue("tiny_rpm")), str(package))
+    argv = [str(data) if arg == "DATA" else str(package) if arg == "RPM" else arg for arg in args]
     proc = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.path[:0] = %r\n" % sys.path + LEAN_PROBE] + argv,
                           env=child_env(SIGN_CONF=instance.sign_conf), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=60)
     assert proc.stdout.strip() == "0", proc.stdout + proc.stderr
     if "-d" in args:
         assert (tmp_path / "data.asc").read_text().startswith("-----BEGIN PGP SIGNATURE-----")
+    if "-r" in args:
+        rc, output = rpm_checksig(package, [], tmp_path / "rpmdb")
+        assert "Header V4 EdDSA/SHA256 Signature" in output, output
+
+
+def test_missing_rpmsign_is_one_clear_line(instance, tmp_path, tiny_rpm):
+    conf = tmp_path / "sign.conf"
+    conf.write_text(open(instance.sign_conf).read() + "rpmsign: %s\n" % (tmp_path / "no-rpmsign"))
+    package = tmp_path / "p.rpm"
+    shutil.copy(str(tiny_rpm), str(package))
+    proc = instance.sign("-u", ED_KEY, "-r", str(package), conf=str(conf))
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == "sign: cannot run %s: No such file or directory" % (tmp_path / "no-rpmsign")
+    assert not [name for name in os.listdir(str(tmp_path)) if name.startswith("p.rpm.")]

@@ -504,7 +504,7 @@ def _read_fifo(path):
         return handle.read()
 
 
-def _open_fifo_for_writing(path, proc):
+def _open_fifo_for_writing(path, finished):
     """Open the answer FIFO once the helper reads it; None if rpmsign ended meanwhile."""
     import errno
     import time
@@ -515,39 +515,61 @@ def _open_fifo_for_writing(path, proc):
         except OSError as err:
             if err.errno != errno.ENXIO:
                 raise
-        if proc.poll() is not None:
+        if finished.is_set():
             return None
         time.sleep(0.0005)
 
 
+# subprocess and tempfile each add ~13 ms of imports to a `sign -r` run (random, shutil, re,
+# selectors): the private directory and the rpmsign process are made with os directly.
+
+def _private_workdir():
+    """A new 0700 directory under $TMPDIR or /tmp."""
+    base = os.environ.get("TMPDIR") or "/tmp"
+    for _ in range(100):
+        path = os.path.join(base, "pkgsign-rpm-" + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise SignError("cannot make a private directory in %s" % base)
+
+
+def _spawn(argv, output_path):
+    """Start ``argv`` (searched in PATH) with standard input from /dev/null and standard output
+    and error into ``output_path``; returns the pid."""
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+               (os.POSIX_SPAWN_DUP2, 1, 2)]
+    return os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+
+
+def _exit_code(status):
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else 1
+
+
 def _rpmsign_group(signer, conf, area_hex, group):
     """Run one rpmsign over ``group`` and serve its signing requests; returns an error or None."""
-    import subprocess
-    import tempfile
     import threading
 
     from . import wire
 
-    workdir = tempfile.mkdtemp(prefix="pkgsign-rpm-")
+    workdir = _private_workdir()
     fifo_in, fifo_out = os.path.join(workdir, "header"), os.path.join(workdir, "signature")
-    os.mkfifo(fifo_in, 0o600)
-    os.mkfifo(fifo_out, 0o600)
+    output = os.path.join(workdir, "output")
     errors = []
     try:
-        proc = subprocess.Popen(_rpmsign_command(conf, signer.user, signer.digest_algo, fifo_in, fifo_out, group),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.mkfifo(fifo_in, 0o600)
+        os.mkfifo(fifo_out, 0o600)
+        argv = _rpmsign_command(conf, signer.user, signer.digest_algo, fifo_in, fifo_out, group)
+        try:
+            pid = _spawn(argv, output)
+        except OSError as err:
+            return "cannot run %s: %s" % (argv[0], err.strerror)
         finished = threading.Event()
-
-        def wake_reader_when_done():
-            proc.wait()
-            finished.set()
-            # The serving loop may wait in open(fifo_in): open the other end so it returns.
-            while serving.is_alive():
-                try:
-                    os.close(os.open(fifo_in, os.O_WRONLY | os.O_NONBLOCK))
-                except OSError:
-                    pass
-                serving.join(0.01)
 
         def serve():
             while not finished.is_set():
@@ -560,7 +582,7 @@ def _rpmsign_group(signer, conf, area_hex, group):
                     packet = signer.sign_digests([digest], area_hex)[0]
                 except SignError as err:
                     errors.append(str(err))
-                fd = _open_fifo_for_writing(fifo_out, proc)
+                fd = _open_fifo_for_writing(fifo_out, finished)
                 if fd is None:
                     break
                 try:
@@ -573,19 +595,27 @@ def _rpmsign_group(signer, conf, area_hex, group):
 
         serving = threading.Thread(target=serve, daemon=True)
         serving.start()
-        waker = threading.Thread(target=wake_reader_when_done, daemon=True)
-        waker.start()
-        stdout, stderr = proc.communicate()
-        waker.join()
+        _, status = os.waitpid(pid, 0)
+        finished.set()
+        # The serving loop may wait in open(fifo_in): open the other end so it returns.
+        while serving.is_alive():
+            try:
+                os.close(os.open(fifo_in, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+            serving.join(0.01)
         if errors:
             return errors[0]
-        if proc.returncode != 0:
-            lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-            return "rpmsign failed for %s: %s" % (", ".join(group), " / ".join(lines[-3:]) or "exit %d" % proc.returncode)
+        code = _exit_code(status)
+        if code != 0:
+            with open(output, "rb") as handle:
+                text = handle.read().decode("utf-8", "replace")
+            lines = [line for line in text.splitlines() if line.strip()]
+            return "rpmsign failed for %s: %s" % (", ".join(group), " / ".join(lines[-3:]) or "exit %d" % code)
         return None
     finally:
-        for path in (fifo_in, fifo_out):
-            if os.path.exists(path):
+        for path in (fifo_in, fifo_out, output):
+            if os.path.lexists(path):
                 os.unlink(path)
         os.rmdir(workdir)
 
