@@ -16,11 +16,11 @@ description:
     (C(--check-sigs)), and which of the expected O(certifiers) hold a good, exportable,
     unrevoked certification of O(uid) (or of every user id).
   - A certification counts only when the certifier's public key is in O(homedir) and the
-    signature verifies: a claimed or forged certification never counts.
+    signature verifies; a claimed or forged certification never counts.
   - Used by the switch-over of the key rotation (C(playbooks/rotate-key.yml)) to refuse a key
     that lacks the attestation quorum of the root admins.
 author:
-  - pkgsign.signer contributors
+  - pkgsign.signer contributors (!UNKNOWN)
 options:
   homedir:
     description:
