@@ -64,7 +64,7 @@ def served(new_instance_module):
     inst.start()
     fingerprints = {}
     for email in (KEY_A, KEY_B):
-        status, _, body = inst.request("POST", "/gen_key", {"name_real": "acl", "name_email": email}, token="boot")
+        status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "acl", "name_email": email}, token="boot")
         assert status == 201, body
         fingerprints[email] = body["fingerprint"]
     for token_id, (scopes, patterns) in TOKENS.items():
@@ -96,7 +96,7 @@ def test_access_matrix(served):
     inst, fingerprints = served
     prepared = {}
     for key in (KEY_A, KEY_B):
-        status, _, body = inst.request("POST", "/sign/prepare", {"key": key}, token="admin")
+        status, _ignored, body = inst.request("POST", "/sign/prepare", {"key": key}, token="admin")
         assert status == 200
         prepared[key] = body["hashed_area"]
     tokens = list(TOKENS) + ["none", "garbage", "revoked"]
@@ -118,7 +118,7 @@ def test_access_matrix(served):
     for token, key, want in (("fpr-b", fingerprints[KEY_B], 200), ("fpr-b", fingerprints[KEY_A], 403),
                              ("alias-modern", "modern", 200), ("alias-modern", fingerprints[KEY_A], 200),
                              ("alias-modern", fingerprints[KEY_B], 403), ("sign-a", "modern", 200)):
-        status, _, body = inst.request("POST", "/sign/prepare", {"key": key}, token=token)
+        status, _ignored, body = inst.request("POST", "/sign/prepare", {"key": key}, token=token)
         checked += 1
         if status != want:
             mismatches.append((token, "prepare", key, status, want, body))
@@ -127,21 +127,21 @@ def test_access_matrix(served):
 
 
 def test_delete_needs_admin_scope_and_pattern(served):
-    inst, _ = served
+    inst, _ignored = served
     for email in ("a#del@copr.test", "b#del@copr.test"):
         assert inst.request("POST", "/gen_key", {"name_real": "d", "name_email": email}, token="boot")[0] == 201
     for token, key, want in (("sign-a", "a#del@copr.test", 403), ("keygen-a", "a#del@copr.test", 403),
                              ("admin-a", "b#del@copr.test", 403), ("none", "a#del@copr.test", 401),
                              ("revoked", "a#del@copr.test", 401), ("admin-a", "a#del@copr.test", 200),
                              ("admin-a", "a#del@copr.test", 404), ("admin", "b#del@copr.test", 200)):
-        status, _, body = _call(inst, token, "delete", key)
+        status, _ignored, body = _call(inst, token, "delete", key)
         assert status == want, (token, key, status, body)
 
 
 def test_rate_limit_answers_429_with_retry_after(served):
-    inst, _ = served
+    inst, _ignored = served
     inst.add_token("slow", ["sign"], ["*"], rate="3/3600")
-    answers = [inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="slow") for _ in range(5)]
+    answers = [inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="slow") for _ignored in range(5)]
     assert [a[0] for a in answers] == [200, 200, 200, 429, 429]
     assert int(answers[3][1]["Retry-After"]) > 0
     # Another token is not affected.
@@ -149,11 +149,11 @@ def test_rate_limit_answers_429_with_retry_after(served):
 
 
 def test_revoke_and_rotate_while_running(served):
-    inst, _ = served
+    inst, _ignored = served
     inst.add_token("short-lived", ["sign"], ["*"])
     assert inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="short-lived")[0] == 200
     run_admin("token", "revoke", "--config", inst.config, "--id", "short-lived")
-    status, _, body = inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="short-lived")
+    status, _ignored, body = inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="short-lived")
     assert status == 401, body  # the very next request, no restart
     inst.add_token("rotating", ["sign"], ["*"])
     old = inst.tokens["rotating"]
@@ -166,9 +166,9 @@ def test_revoke_and_rotate_while_running(served):
 
 
 def test_audit_chain_detects_every_single_line_tampering(served, tmp_path):
-    inst, _ = served
+    inst, _ignored = served
     for number in range(3):
-        status, _, prepared = inst.request("POST", "/sign/prepare", {"key": KEY_B}, token="admin")
+        status, _ignored, prepared = inst.request("POST", "/sign/prepare", {"key": KEY_B}, token="admin")
         assert inst.request("POST", "/sign", {"key": KEY_B, "hashed_area": prepared["hashed_area"],
                                               "digests": ["%064x" % number]}, token="admin")[0] == 200
     result = run_admin("audit", "verify", "--config", inst.config, check=False)

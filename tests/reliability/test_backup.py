@@ -51,8 +51,8 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
     keys = []
     for number, algorithm in enumerate(["ed25519", "ed25519", "rsa2048"]):
         email = "proj%d#b@copr.test" % number
-        status, _, body = source.request("POST", "/gen_key", {"name_real": "b", "name_email": email,
-                                                               "algorithm": algorithm})
+        body = {"name_real": "b", "name_email": email, "algorithm": algorithm}
+        status, _ignored, body = source.request("POST", "/gen_key", body)
         assert status == 201, body
         keys.append(email)
     # A passphrase-protected copr-keygen key, so the phrase files travel too.
@@ -72,8 +72,8 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
         number = 0
         while not stop.is_set():
             number += 1
-            status, _, body = source.request("POST", "/gen_key", {"name_real": "load",
-                                                                   "name_email": "load%d#b@copr.test" % number})
+            body = {"name_real": "load", "name_email": "load%d#b@copr.test" % number}
+            status, _ignored, body = source.request("POST", "/gen_key", body)
             if status == 201:
                 made.append(body["name_email"])
 

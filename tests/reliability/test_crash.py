@@ -27,12 +27,12 @@ def _fire(inst, make_body, path, stop, answered, workers=6):
             with lock:
                 number = next(counter)
             try:
-                status, _, body = inst.request("POST", path, make_body(number))
+                status, _ignored, body = inst.request("POST", path, make_body(number))
             except OSError:
                 continue  # the connection died with the server: no answer, no promise
             answered.append((number, status, body))
 
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(workers)]
+    threads = [threading.Thread(target=loop, daemon=True) for _ignored in range(workers)]
     for thread in threads:
         thread.start()
     return threads
@@ -63,16 +63,16 @@ def test_kill9_during_key_generation(new_instance, kill):
             "name_real": "crash", "name_email": "k%d-%d#p@copr.test" % (r, n), "algorithm": "rsa2048"},
             "/gen_key", stop, answered)
         deadline = time.time() + 30
-        while sum(1 for _, status, _ in answered if status == 201) < 3 and time.time() < deadline:
+        while sum(1 for _ignored, status, _ignored in answered if status == 201) < 3 and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)  # land the kill in the middle of further generations
         inst.kill9() if kill == "server" else inst.kill9_group()
         stop.set()
         for thread in threads:
             thread.join(30)
-        errors = [(status, body) for _, status, body in answered if status not in (200, 201)]
+        errors = [(status, body) for _ignored, status, body in answered if status not in (200, 201)]
         assert errors == [], errors[:3]
-        for _, status, body in answered:
+        for _ignored, status, body in answered:
             if status == 201:
                 promised[body["name_email"]] = body["fingerprint"]
         assert promised, "no key was made before the kill"
@@ -85,7 +85,7 @@ def test_kill9_during_key_generation(new_instance, kill):
         lost = {email: fpr for email, fpr in promised.items() if metadata.get(email) != fpr}
         assert lost == {}, "answered 201 but gone after the restart: %s" % lost
     # A recovered server keeps working: a new key, and an interrupted email can be asked for again.
-    status, _, body = inst.request("POST", "/gen_key", {"name_real": "after", "name_email": "after#p@copr.test"})
+    status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "after", "name_email": "after#p@copr.test"})
     assert status == 201, body
     assert run_admin("audit", "verify", "--config", inst.config, check=False).returncode == 0
 
@@ -94,11 +94,11 @@ def test_kill9_during_signing(new_instance):
     inst = new_instance()
     inst.start()
     key = "signer#p@copr.test"
-    status, _, body = inst.request("POST", "/gen_key", {"name_real": "signer", "name_email": key})
+    status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "signer", "name_email": key})
     assert status == 201, body
-    status, _, prepared = inst.request("POST", "/sign/prepare", {"key": key})
+    status, _ignored, prepared = inst.request("POST", "/sign/prepare", {"key": key})
     assert status == 200
-    for _ in range(ROUNDS + 1):
+    for _ignored in range(ROUNDS + 1):
         stop, answered = threading.Event(), []
         threads = _fire(inst, lambda n: {"key": key, "hashed_area": prepared["hashed_area"],
                                          "digests": ["%064x" % (n * 1000 + i) for i in range(20)]},
@@ -110,12 +110,12 @@ def test_kill9_during_signing(new_instance):
         stop.set()
         for thread in threads:
             thread.join(30)
-        assert answered and all(status == 200 for _, status, _ in answered), \
+        assert answered and all(status == 200 for _ignored, status, _ignored in answered), \
             [a for a in answered if a[1] != 200][:3]
         inst.start()
         _wait_ready(inst)
         assert_consistent(inst)
         verify = run_admin("audit", "verify", "--config", inst.config, check=False)
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        status, _, prepared = inst.request("POST", "/sign/prepare", {"key": key})
+        status, _ignored, prepared = inst.request("POST", "/sign/prepare", {"key": key})
         assert status == 200

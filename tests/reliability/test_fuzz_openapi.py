@@ -35,7 +35,7 @@ def live(new_instance_module):
     inst.set_option("aliases", "modern", "fuzz#one@copr.test")
     inst.start()
     for email in ("fuzz#one@copr.test", "other#two@copr.test"):
-        status, _, body = inst.request("POST", "/gen_key", {"name_real": "fuzz", "name_email": email})
+        status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "fuzz", "name_email": email})
         assert status == 201, body
     schema = schemathesis.openapi.from_url(inst.url + "/openapi.json")
     yield inst, schema
@@ -83,7 +83,7 @@ def test_fuzz_every_operation(live, token, mode):
             assert mode == "negative"  # nothing to make invalid (no parameters, no body): GET /ping
         TRIED[(operation.label, token, mode)] = count[0]
     print("schemathesis %s cases with token %s: %d"
-          % (mode, token, sum(v for (_, t, m), v in TRIED.items() if (t, m) == (token, mode))))
+          % (mode, token, sum(v for (_ignored, t, m), v in TRIED.items() if (t, m) == (token, mode))))
 
 
 def test_fuzz_delete_with_admin_token(live):
@@ -100,5 +100,5 @@ def test_fuzz_delete_with_admin_token(live):
 
     fuzz()
     # The fuzz targets are still there unless the fuzzer named them exactly; the service answers.
-    status, _, _ = inst.request("GET", "/health/ready", token=None)
+    status, _ignored, _ignored = inst.request("GET", "/health/ready", token=None)
     assert status == 200

@@ -19,8 +19,6 @@ import sys
 import threading
 import time
 
-import pytest
-
 from conftest import CHECKOUT, SERVICE_TESTS, child_env, run_admin, soak_enabled
 from pkgsign import _gnupg
 
@@ -78,7 +76,7 @@ def _service_workload(inst, phrase, known, scratch):
     for number in range(rounds):
         for token_id, key in (("builder", "legacy#proj@copr.test"), ("releng", "new%d#proj@copr.test" % number)):
             if token_id == "releng":
-                status, _, body = inst.request("POST", "/gen_key", {"name_real": "n", "name_email": key},
+                status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "n", "name_email": key},
                                                token=token_id)
                 assert status == 201, body
             proc = inst.sign("-u", key, "-d", data, token=token_id)

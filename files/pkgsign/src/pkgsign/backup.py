@@ -100,7 +100,7 @@ def snapshot(config, target, say=lambda message: None):
         finally:
             os.close(fd)
         with open(os.path.join(target, "audit.log"), "rb") as handle:
-            audit_lines = sum(1 for _ in handle)
+            audit_lines = sum(1 for _ignored in handle)
     copied = set()
     for name in os.listdir(os.path.join(target, "keys")) if os.path.isdir(os.path.join(target, "keys")) else []:
         with open(os.path.join(target, "keys", name), encoding="utf-8") as handle:
@@ -223,7 +223,7 @@ def restore(config_path, archive_bytes, force=False, say=lambda message: None):
             shutil.rmtree(directory, ignore_errors=True)
     restored = 0
     for member in members:
-        top, _, rest = member.name.partition("/")
+        top, _ignored, rest = member.name.partition("/")
         if top == "MANIFEST.json":
             continue
         if top in files:
@@ -301,7 +301,7 @@ def _cmd_decrypt(args, say, error_class):
 
 def _cmd_backup(args, say, error_class):
     try:
-        path, _ = backup(args.config, args.recipient_file, args.output_dir, keep=args.keep, say=say)
+        path, _ignored = backup(args.config, args.recipient_file, args.output_dir, keep=args.keep, say=say)
     except (BackupError, OSError) as err:
         raise _admin_error(err, error_class)
     print(path)

@@ -55,7 +55,7 @@ class GpgSpy:
 
         def run(argv, *more, **kwargs):
             spy.calls.append(list(argv))
-            return real_run(argv, *more, **kwargs)
+            return real_run(argv, *more, **kwargs)  # pylint: disable=subprocess-run-check
 
         monkeypatch.setattr(gnupg.subprocess, "run", run)
 
