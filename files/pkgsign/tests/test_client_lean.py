@@ -14,7 +14,7 @@ import pytest
 
 from pkgsign.client import Api, SignError, _json_dumps, _json_loads
 
-from conftest import ED_KEY, child_env, rpm_checksig
+from conftest import ED_KEY, child_env, gpg_verify, rpm_checksig
 
 VALUES = [
     {"key": "user#project@copr.test", "digests": ["ab" * 32] * 3, "armor": False, "count": 5, "none": None},
@@ -135,3 +135,17 @@ def test_missing_rpmsign_is_one_clear_line(instance, tmp_path, tiny_rpm):
     assert proc.returncode == 1
     assert proc.stderr.decode().strip() == "sign: cannot run %s: No such file or directory" % (tmp_path / "no-rpmsign")
     assert not [name for name in os.listdir(str(tmp_path)) if name.startswith("p.rpm.")]
+
+
+def test_many_files_are_written_as_their_batches_come_back(instance, verifier, tmp_path):
+    """Results are delivered from worker threads: each file must get its own signature."""
+    files = []
+    for index in range(40):
+        path = tmp_path / ("f%02d" % index)
+        path.write_bytes(b"file %d\n" % index * (index + 1))
+        files.append(str(path))
+    proc = instance.sign("-u", ED_KEY, "--jobs", "4", "-D", *(files + [files[0]]))  # a name twice
+    assert proc.returncode == 0, proc.stderr
+    for path in files:
+        assert gpg_verify(verifier, path + ".sig", path)
+    assert not [name for name in os.listdir(str(tmp_path)) if ".tmp-sign-" in name]

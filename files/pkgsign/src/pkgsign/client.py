@@ -384,13 +384,16 @@ class Signer:
 
         return [a2b_base64(item["signature"]) for item in answer["signatures"]]
 
-    def sign_blobs(self, blobs, jobs=8, chunk=200):
-        """Signature packets for a list of byte strings or file paths (str), in order."""
+    def sign_blobs(self, blobs, jobs=8, chunk=200, deliver=None):
+        """Signature packets for a list of byte strings or file paths (str), in order.
+
+        ``deliver(index, packet)``, when given, is called from the worker threads as soon as a
+        batch is signed, so writing results overlaps with signing the rest.
+        """
         from . import wire
         prepared = self.prepared()
         area_hex = prepared["hashed_area"]
         area = bytes.fromhex(area_hex)
-
         # One small input: the built-in SHA code starts faster; many: OpenSSL hashes faster.
         builtin_limit = wire.SMALL_INPUT if len(blobs) == 1 else 0
 
@@ -399,21 +402,31 @@ class Signer:
                 return wire.digest_file(item, self.digest_algo, area, builtin_limit)
             return wire.digest_bytes(item, self.digest_algo, area, builtin_limit)
 
+        def sign_batch(indexes):
+            packets = self.sign_digests([digest_of(blobs[i]) for i in indexes], area_hex)
+            if deliver is not None:
+                for index, packet in zip(indexes, packets):
+                    deliver(index, packet)
+            return packets
+
         if len(blobs) == 1:
-            return self.sign_digests([digest_of(blobs[0])], area_hex)
+            return sign_batch([0])
         from concurrent.futures import ThreadPoolExecutor
 
+        # Each worker hashes a batch, has it signed and delivers it. Twice as many batches as
+        # workers: while the server signs some, the others hash and write, and every agent
+        # connection of the server stays busy.
+        size = max(1, min(chunk, -(-len(blobs) // (2 * jobs))))
+        batches = [list(range(i, min(i + size, len(blobs)))) for i in range(0, len(blobs), size)]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            digests = list(pool.map(digest_of, blobs))
-            # Several requests in flight keep every agent connection of the server busy.
-            size = max(1, min(chunk, -(-len(digests) // jobs)))
-            batches = [digests[i:i + size] for i in range(0, len(digests), size)]
-            results = list(pool.map(lambda batch: self.sign_digests(batch, area_hex), batches))
+            results = list(pool.map(sign_batch, batches))
         return [packet for batch in results for packet in batch]
 
 
 def _write_atomic(path, data, mode=None):
-    tmp = "%s.tmp-sign-%d" % (path, os.getpid())
+    from _thread import get_ident  # results are written from several threads
+
+    tmp = "%s.tmp-sign-%d-%d" % (path, os.getpid(), get_ident())
     with open(tmp, "wb") as handle:
         handle.write(data)
     if mode is not None:
@@ -430,12 +443,15 @@ def detached(signer, files, armored, jobs):
     for path in files:
         if not os.path.isfile(path):
             raise SignError("%s: no such file" % path)
-    packets = signer.sign_blobs(list(files), jobs)
-    for path, packet in zip(files, packets):
+    files = list(files)
+
+    def write(index, packet):
         if armored:
-            _write_atomic(path + ".asc", wire.armor(packet).encode("ascii"))
+            _write_atomic(files[index] + ".asc", wire.armor(packet).encode("ascii"))
         else:
-            _write_atomic(path + ".sig", packet)
+            _write_atomic(files[index] + ".sig", packet)
+
+    signer.sign_blobs(files, jobs, deliver=write)
 
 
 def _clearsigned(text_bytes, packet, digest_algo):
