@@ -25,8 +25,8 @@ venv:  ## apt packages, .venv with requirements-dev.txt, ansible-test pip stand-
 # ---------------------------------------------------------------------------------------------
 
 .PHONY: test
-test:  ## every suite: units, sanity, lint, molecule
-	scripts/run-tests.sh units sanity lint molecule
+test:  ## every suite: units, sanity, lint, molecule, soak (about 7 minutes of it)
+	scripts/run-tests.sh units sanity lint molecule soak
 
 .PHONY: units
 units:  ## pytest: tests/unit (modules) and files/pkgsign/tests (service)
