@@ -122,6 +122,14 @@ def test_access_matrix(served):
         checked += 1
         if status != want:
             mismatches.append((token, "prepare", key, status, want, body))
+    # Unknown keys: 404 only for a token that could use such a name, else 403 (no existence oracle).
+    for token, key, want in (("sign-a", "a#missing@copr.test", 404), ("sign-a", "b#missing@copr.test", 403),
+                             ("sign-a", KEY_B, 403), ("admin", "b#missing@copr.test", 404),
+                             ("fpr-b", "c#missing@copr.test", 403)):
+        status, _ignored, body = inst.request("POST", "/sign/prepare", {"key": key}, token=token)
+        checked += 1
+        if status != want:
+            mismatches.append((token, "prepare", key, status, want, body))
     print("access matrix: %d combinations checked" % checked)
     assert mismatches == []
 

@@ -162,6 +162,10 @@ def create_app(config=None):
         try:
             return service.keys.resolve(name)
         except UnknownKey:
+            token = getattr(g, "token", None)
+            if token is not None and not token.allows_key({name.lower()}):
+                # 404 would tell a token which keys exist among those it may not use.
+                raise ApiError(403, "token %s may not use key %s" % (token.id, name))
             raise ApiError(404, "unknown key: %s" % name)
 
     def digest_algo_of(body):
