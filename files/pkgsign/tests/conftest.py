@@ -1,6 +1,7 @@
 """Fixtures: one real pkgsign instance per session (GnuPG home, tokens, keys), served over real
 HTTP on 127.0.0.1 by ``pkgsign-admin serve``, plus a Flask test client on the same state."""
 
+import importlib.util
 import json
 import os
 import re
@@ -15,9 +16,7 @@ import urllib.request
 import pytest
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-try:
-    import pkgsign  # noqa: F401  (installed, editable or not)
-except ImportError:  # running from a checkout without installing
+if importlib.util.find_spec("pkgsign") is None:  # running from a checkout without installing
     sys.path.insert(0, SRC)
 
 from pkgsign import _gnupg  # noqa: E402
@@ -38,7 +37,7 @@ def child_env(**extra):
 
 def run_admin(*args, input=None, check=True):
     proc = subprocess.run([PYTHON, "-m", "pkgsign.admin"] + list(args), input=input, env=child_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300, check=False)
     if check and proc.returncode != 0:
         raise AssertionError("pkgsign-admin %s failed (%d): %s" % (" ".join(args), proc.returncode, proc.stderr))
     return proc
@@ -117,7 +116,7 @@ class Instance:
         if token:
             env["SIGN_TOKEN_FILE"] = os.path.join(self.root, token + ".token")
         return subprocess.run([PYTHON, "-m", "pkgsign.client"] + list(args), env=env, input=input, cwd=cwd,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
 
     def request(self, method, path, body=None, token="client", form=None, headers=None):
         """Real HTTP request; returns (status, headers, parsed JSON or text)."""
@@ -169,10 +168,10 @@ def instance(tmp_path_factory):
     inst.set_option("aliases", "modern", ED_KEY)
     inst.set_option("aliases", "el10-x86_64", "modern")
     inst.start()
-    status, _, body = inst.request("POST", "/gen_key", {"name_real": "alice_ed", "name_email": ED_KEY})
+    status, _headers, body = inst.request("POST", "/gen_key", {"name_real": "alice_ed", "name_email": ED_KEY})
     assert status in (200, 201), body
-    status, _, body = inst.request("POST", "/gen_key", {"name_real": "bob_rsa", "name_email": RSA_KEY,
-                                                        "key_length": 2048})
+    status, _headers, body = inst.request("POST", "/gen_key", {"name_real": "bob_rsa", "name_email": RSA_KEY,
+                                                               "key_length": 2048})
     assert status in (200, 201), body
     yield inst
     inst.stop()
@@ -200,7 +199,7 @@ def verifier(instance, tmp_path_factory):
     home = tmp_path_factory.mktemp("verify-gnupg")
     gpg = _gnupg.GnuPG(str(home))
     for key in (ED_KEY, RSA_KEY):
-        status, _, text = instance.request("GET", "/pubkey/" + key.replace("#", "%23"))
+        status, _headers, text = instance.request("GET", "/pubkey/" + key.replace("#", "%23"))
         assert status == 200
         gpg.import_keys(text.encode())
     yield gpg
@@ -224,14 +223,14 @@ def tiny_rpm(tmp_path_factory):
         "echo hello > %{buildroot}/usr/share/tiny/hello\n%files\n/usr/share/tiny/hello\n")
     proc = subprocess.run(["rpmbuild", "-bb", "--define", "_topdir %s" % top, "--define", "_rpmdir %s" % top,
                            "--define", "_build_name_fmt %%{NAME}.rpm", str(spec)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:]
     return top / "tiny.rpm"
 
 
 def payload_digest(path):
     out = subprocess.run(["rpm", "-qp", "--qf", "%{PAYLOADDIGEST}", str(path)], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout
+                         stderr=subprocess.DEVNULL, text=True, check=False).stdout
     return out
 
 
@@ -241,7 +240,7 @@ def rpm_checksig(path, pubkeys, dbpath):
     for key in pubkeys:
         subprocess.run(["rpmkeys", "--dbpath", str(dbpath), "--import", str(key)], check=True)
     proc = subprocess.run(["rpmkeys", "--dbpath", str(dbpath), "--checksig", "-v", str(path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     return proc.returncode, proc.stdout
 
 

@@ -83,16 +83,16 @@ def test_gen_key_is_one_key_per_email_under_concurrency(instance):
     results = []
 
     def call():
-        status, _, body = instance.request("POST", "/gen_key", {"name_real": "race", "name_email": email})
+        status, _headers, body = instance.request("POST", "/gen_key", {"name_real": "race", "name_email": email})
         results.append((status, body.get("fingerprint")))
 
-    threads = [threading.Thread(target=call) for _ in range(12)]
+    threads = [threading.Thread(target=call) for _index in range(12)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(status for status, _ in results) == [200] * 11 + [201]
-    assert len({fpr for _, fpr in results}) == 1
+    assert sorted(status for status, _fpr in results) == [200] * 11 + [201]
+    assert len({fpr for _status, fpr in results}) == 1
     gpg = _gnupg.GnuPG(os.path.join(instance.root, "gnupg"), create=False)
     assert len(_gnupg.find_keys_by(gpg, "<%s>" % email)) == 1
 
@@ -109,7 +109,7 @@ def test_kill_9_during_keygen_leaves_no_half_made_key(tmp_path):
     def call(number):
         email = "crash#p%d@copr.test" % number
         try:
-            status, _, _ = inst.request("POST", "/gen_key", {"name_real": "crash", "name_email": email})
+            status, _headers, _body = inst.request("POST", "/gen_key", {"name_real": "crash", "name_email": email})
             answered[email] = status
         except OSError:
             pass
@@ -124,7 +124,7 @@ def test_kill_9_during_keygen_leaves_no_half_made_key(tmp_path):
         thread.join()
     time.sleep(1.5)  # let orphaned gpg children finish or die
     inst.start()
-    status, _, body = inst.request("GET", "/health/ready", token=None)
+    status, _headers, body = inst.request("GET", "/health/ready", token=None)
     assert status == 200, body
     gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
     keyring = {email.lower(): key for key in gpg.list_keys() for email in key.emails}

@@ -16,7 +16,7 @@ def test_ping_and_health(app_client, instance):
     assert app_client.get("/health/live").get_json()["status"] == "live"
     ready = app_client.get("/health/ready")
     assert ready.status_code == 200 and ready.get_json()["ready"] is True
-    status, _, body = instance.request("GET", "/health/ready", token=None)
+    status, _headers, body = instance.request("GET", "/health/ready", token=None)
     assert status == 200 and body["checks"] == {"keyring": True, "agent": True, "state_dir": True}
 
 
@@ -41,8 +41,8 @@ def test_gen_key_created_then_exists_json_and_form(app_client, instance):
 
 
 def test_gen_key_over_http_with_rsa_length(instance):
-    status, _, body = instance.request("POST", "/gen_key", {"name_real": "bob_rsa", "name_email": RSA_KEY,
-                                                            "key_length": 2048})
+    status, _headers, body = instance.request("POST", "/gen_key", {"name_real": "bob_rsa", "name_email": RSA_KEY,
+                                                                   "key_length": 2048})
     assert status == 200 and body["algorithm"] == "rsa2048"
 
 
@@ -231,8 +231,8 @@ def test_403_outside_scope_or_keys(app_client, instance):
 def test_429_with_retry_after(instance):
     # 'slow' allows 3 requests per hour in each server process
     statuses = []
-    for _ in range(5):
-        status, headers, _ = instance.request("GET", "/keys/modern", token="slow")
+    for _index in range(5):
+        status, headers, _body = instance.request("GET", "/keys/modern", token="slow")
         statuses.append(status)
         if status == 429:
             assert int(headers["Retry-After"]) > 0

@@ -52,7 +52,7 @@ def test_detached_armored_and_binary_many_files(instance, verifier, tmp_path, ke
         gpg_verify(verifier, path.with_name(path.name + ".sig"), path)
     # the hash algorithm asked for is the one in the signature
     listing = subprocess.run(["gpg", "--list-packets", str(files[0]) + ".sig"], stdout=subprocess.PIPE,
-                             text=True, env={"LC_ALL": "C", "GNUPGHOME": verifier.homedir, "PATH": os.environ["PATH"]})
+                             text=True, env={"LC_ALL": "C", "GNUPGHOME": verifier.homedir, "PATH": os.environ["PATH"]}, check=False)
     assert "digest algo %d" % {"sha256": 8, "sha512": 10}[digest_algo] in listing.stdout
 
 
@@ -133,10 +133,10 @@ def test_rpm_unsign(instance, tiny_rpm, tmp_path):
     shutil.copy(str(tiny_rpm), str(rpm))
     assert instance.sign("-u", ED_KEY, "-r", str(rpm)).returncode == 0
     query = ["rpm", "-qp", "--qf", "%{RSAHEADER:pgpsig}|%{DSAHEADER:pgpsig}", str(rpm)]
-    assert "Key ID" in subprocess.run(query, stdout=subprocess.PIPE, text=True).stdout
+    assert "Key ID" in subprocess.run(query, stdout=subprocess.PIPE, text=True, check=False).stdout
     proc = instance.sign("--unsign", str(rpm))
     assert proc.returncode == 0, proc.stderr
-    assert subprocess.run(query, stdout=subprocess.PIPE, text=True).stdout == "(none)|(none)"
+    assert subprocess.run(query, stdout=subprocess.PIPE, text=True, check=False).stdout == "(none)|(none)"
 
 
 def test_copr_call_sequence(instance, tiny_rpm, tmp_path):
@@ -144,8 +144,8 @@ def test_copr_call_sequence(instance, tiny_rpm, tmp_path):
     email = "copruser#coprproject@copr.test"
     proc = instance.sign("-u", email, "-p")
     assert proc.returncode != 0 and "unknown key:" in proc.stderr.decode()
-    status, _, body = instance.request("POST", "/gen_key", form={"name_real": "copruser_coprproject",
-                                                                 "name_email": email})
+    status, _headers, body = instance.request("POST", "/gen_key", form={"name_real": "copruser_coprproject",
+                                                                        "name_email": email})
     assert status == 201, body
     pubkey = tmp_path / "pubkey.gpg"
     proc = instance.sign("-u", email, "-p")
@@ -178,7 +178,7 @@ def test_client_auth_errors(instance, tmp_path):
     bad.write_text("not-a-valid-token-at-all\n")
     env_conf = _conf(instance, "server: %s\n" % instance.url)
     proc = subprocess.run(instance_cmd(), env=_env(instance, env_conf, SIGN_TOKEN_FILE=str(bad)),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     assert proc.returncode == 1 and b"authentication failed" in proc.stderr
     proc = instance.sign("-u", RSA_KEY, "-d", str(target), token="limited")
     assert proc.returncode == 1 and b"may not use key" in proc.stderr
@@ -200,7 +200,7 @@ def _env(instance, conf, **extra):
 
 def test_client_rate_limited(instance, tmp_path):
     instance.add_token("tiny-rate", ["sign"], ["*"], rate="2/3600")
-    results = [instance.sign("-u", ED_KEY, "-p", token="tiny-rate") for _ in range(3)]
+    results = [instance.sign("-u", ED_KEY, "-p", token="tiny-rate") for _index in range(3)]
     assert [r.returncode for r in results] == [0, 0, 1]
     assert b"rate limited" in results[2].stderr and b"Retry-After" in results[2].stderr
 
@@ -239,7 +239,7 @@ def test_rpm_errors_are_reported_and_other_packages_still_signed(instance, tiny_
     proc = instance.sign("-u", ED_KEY, "-r", str(junk), str(good))  # separate rpmsign runs
     assert proc.returncode == 1 and b"rpmsign failed for %s" % str(junk).encode() in proc.stderr
     query = ["rpm", "-qp", "--qf", "%{DSAHEADER:pgpsig}", str(good)]
-    assert "Key ID" in subprocess.run(query, stdout=subprocess.PIPE, text=True).stdout
+    assert "Key ID" in subprocess.run(query, stdout=subprocess.PIPE, text=True, check=False).stdout
     missing = instance.sign("-u", ED_KEY, "-r", str(tmp_path / "absent.rpm"))
     assert missing.returncode == 1 and b"no such file" in missing.stderr
     assert not [name for name in os.listdir(tempfile_dir()) if name.startswith("pkgsign-rpm-")]

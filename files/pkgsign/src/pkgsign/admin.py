@@ -76,7 +76,7 @@ def cmd_serve(args):
 
     from .app import create_app
 
-    host, _, port = args.bind.rpartition(":")
+    host, _colon, port = args.bind.rpartition(":")
     if not host or not port.isdigit():
         raise AdminError("--bind must be HOST:PORT")
     config = load_config(args.config)
@@ -157,8 +157,8 @@ def cmd_token_list(args):
     print("%-24s %-20s %-30s %-10s %s" % ("ID", "SCOPES", "KEYS", "RATE", "STATE"))
     for token_id, entry in sorted(tokens.items()):
         print("%-24s %-20s %-30s %-10s %s" % (token_id, ",".join(entry.get("scopes", [])),
-                                               ",".join(entry.get("keys", [])), entry.get("rate", "default"),
-                                               "revoked" if entry.get("revoked") else "active"))
+                                              ",".join(entry.get("keys", [])), entry.get("rate", "default"),
+                                              "revoked" if entry.get("revoked") else "active"))
 
 
 # -- audit -------------------------------------------------------------------------------
@@ -234,8 +234,8 @@ def _refresh_metadata(store):
         with store.email_lock(record["name_email"]):
             fresh = key_record(key, record["name_email"], record.get("origin", "generated"))
             merged = dict(record, **{k: fresh[k] for k in ("expires", "revoked", "signing_fingerprint",
-                                                            "signing_key_id", "signing_keygrip", "pubkey_algo",
-                                                            "signing_algorithm", "uids")})
+                                                           "signing_key_id", "signing_keygrip", "pubkey_algo",
+                                                           "signing_algorithm", "uids")})
             if merged != record:
                 store.save_metadata(merged)
                 changed += 1

@@ -109,7 +109,7 @@ class AgentPool:
         except (FileNotFoundError, ConnectionRefusedError):
             # The agent is not running (first use, or it was restarted): start it once.
             self.gnupg.launch_agent()
-            for _ in range(50):
+            for _attempt in range(50):
                 try:
                     return AgentConnection(self.socket_path())
                 except (FileNotFoundError, ConnectionRefusedError):

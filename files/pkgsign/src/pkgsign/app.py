@@ -119,7 +119,7 @@ def create_app(config=None):
                     raise ApiError(429, "rate limit exceeded; retry in %d s" % wait, {"Retry-After": str(wait)})
                 return None
             raise ApiError(401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="pkgsign"'})
-        scheme, _, secret = header.partition(" ")
+        scheme, _sep, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise ApiError(401, "use 'Authorization: Bearer <token>'", {"WWW-Authenticate": 'Bearer realm="pkgsign"'})
         try:

@@ -42,7 +42,7 @@ def read_conf(path=None):
                 line = line.strip()
                 if not line or line.startswith("#") or ":" not in line:
                     continue
-                key, _, value = line.partition(":")
+                key, _sep, value = line.partition(":")
                 conf[key.strip().lower()] = value.strip()
     except FileNotFoundError:
         raise SignError("no configuration: %s does not exist (set SIGN_CONF)" % path) from None
@@ -85,10 +85,10 @@ def parse_server(server):
     hostport, slash, path = rest.partition("/")
     base = ("/" + path).rstrip("/") if slash else ""
     if hostport.startswith("["):
-        host, _, port = hostport[1:].partition("]")
+        host, _bracket, port = hostport[1:].partition("]")
         port = port[1:] if port.startswith(":") else ""
     else:
-        host, _, port = hostport.partition(":")
+        host, _colon, port = hostport.partition(":")
     if scheme not in ("http", "https") or not host or (port and not port.isdigit()):
         raise SignError("server %r is not an http(s) URL" % server)
     return scheme, host, int(port) if port else (443 if scheme == "https" else 80), base
@@ -195,7 +195,7 @@ def _plain_socket(host, port, timeout):
     # A str host goes through the idna codec (stringprep, unicodedata); ASCII bytes do not.
     name = host.encode("ascii") if host.isascii() else host
     error = OSError("no address for %s" % host)
-    for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
+    for family, kind, proto, _canonname, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
         sock = _socket.socket(family, kind, proto)
         try:
             sock.settimeout(timeout)
@@ -244,7 +244,7 @@ class _Connection:
             line = self.reader.readline(65537)
             if line in (b"\r\n", b"\n", b""):
                 break
-            name, _, value = line.decode("latin-1").partition(":")
+            name, _sep, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             body = b""
@@ -542,7 +542,7 @@ def _open_fifo_for_writing(path, finished):
 def _private_workdir():
     """A new 0700 directory under $TMPDIR or /tmp."""
     base = os.environ.get("TMPDIR") or "/tmp"
-    for _ in range(100):
+    for _attempt in range(100):
         path = os.path.join(base, "pkgsign-rpm-" + os.urandom(6).hex())
         try:
             os.mkdir(path, 0o700)
@@ -611,7 +611,7 @@ def _rpmsign_group(signer, conf, area_hex, group):
 
         serving = threading.Thread(target=serve, daemon=True)
         serving.start()
-        _, status = os.waitpid(pid, 0)
+        _pid, status = os.waitpid(pid, 0)
         finished.set()
         # The serving loop may wait in open(fifo_in): open the other end so it returns.
         while serving.is_alive():
@@ -658,7 +658,7 @@ def unsign_rpms(conf, files):
     import subprocess
 
     proc = subprocess.run([conf.get("rpmsign", "rpmsign"), "--delsign", "--"] + list(files),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         raise SignError("rpmsign --delsign failed: %s" % proc.stderr.decode("utf-8", "replace").strip())
 
@@ -773,7 +773,7 @@ def _main(argv):
         raise SignError("timeout must be a number of seconds") from None
     api = Api(conf["server"], read_token(conf), timeout=timeout)
     if mode == "test":
-        status, _, payload = api.request("GET", "/ping")
+        status, _headers, payload = api.request("GET", "/ping")
         if status != 200:
             raise SignError("server answered %d to /ping" % status)
         return 0

@@ -181,7 +181,7 @@ class KeyStore:
     def resolve(self, name: str) -> dict:
         """Metadata of the key ``name`` designates: alias, email, fingerprint or key id."""
         original = name
-        for _ in range(6):
+        for _attempt in range(6):
             if name.lower() in self.config.aliases:
                 name = self.config.aliases[name.lower()]
                 continue

@@ -133,7 +133,7 @@ def parse_sexp(data: bytes):
                 raise ValueError("truncated S-expression atom")
             items.append(data[start:start + size])
             pos = start + size
-    value, _ = parse(0)
+    value, _end = parse(0)
     return value
 
 
