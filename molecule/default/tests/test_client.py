@@ -1,6 +1,5 @@
 """End to end from the build client: it signs through the signer and holds no private key."""
 
-import json
 import uuid
 
 import pytest

@@ -30,7 +30,7 @@ def http_get(host, url, source=None):
         "sys.stdout.write(resp.read().decode())\n"
     )
     result = run_ok(host, "python3 -c %s %s %s", script, url, source or "")
-    status, _, body = result.stdout.partition("\n")
+    status, _newline, body = result.stdout.partition("\n")
     return int(status), body
 
 
@@ -132,7 +132,7 @@ def test_service_runs_as_the_signer_user(host):
 def test_only_allowed_networks_reach_the_service(host):
     own_address = run_ok(host, "hostname -I").stdout.split()[0]
     # The signer's own network address is not in signer_allowed_networks (only the client is) ...
-    status, _ = http_get(host, "/openapi.json", source=own_address)
+    status, _body = http_get(host, "/openapi.json", source=own_address)
     assert status == 403
     # ... yet the health endpoints answer everybody, and loopback is allowed.
     assert http_get(host, "/ping", source=own_address)[0] == 200
