@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """pkgsign benchmark: the GnuPG floor, the `sign` client end to end, client start-up, keyring
 scale and POST /gen_key latency, measured in one run on one machine (see docs/performance.md).
 
@@ -24,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlsplit
@@ -79,7 +77,7 @@ def gpg_env(home=None):
 
 
 def run(argv, env=None, check=True, input=None):
-    proc = subprocess.run(argv, env=env, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(argv, env=env, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if check and proc.returncode != 0:
         raise BenchError("%s failed (%d): %s" % (" ".join(argv[:4]), proc.returncode,
                                                  proc.stderr.decode("utf-8", "replace").strip()[-800:]))
@@ -289,7 +287,7 @@ class HttpdInstance(Instance):
         with open(self.sign_conf, "w", encoding="utf-8") as handle:
             handle.write("server: %s\ntoken_file: %s\nhash: sha256\n" % (self.url, os.path.join(self.root, "client.token")))
         self.api = Api(self.url, self.token)
-        status, _ = self.api.call("GET", "/health/ready")
+        status, _body = self.api.call("GET", "/health/ready")
         if status != 200:
             raise BenchError("httpd+mod_wsgi instance not ready (%d); see %s/error.log" % (status, self.base))
         return self
@@ -444,7 +442,7 @@ def agent_rate(instance, algo, count):
 
     keygrip = instance.metadata(instance.keys[algo])["signing_keygrip"]
     socket_path = run(["gpgconf", "--list-dirs", "agent-socket"], env=gpg_env(instance.gnupg_home)).stdout.decode().strip()
-    digests = [os.urandom(32).hex() for _ in range(count)]
+    digests = [os.urandom(32).hex() for _digest in range(count)]
     conn = AgentConnection(socket_path)
     try:
         conn.pksign(keygrip, "sha256", digests[0])  # warm: the agent loads the key
@@ -461,14 +459,14 @@ def section_floor(results, ctx):
     inst = ctx.instance
     for algo in ALGORITHMS:
         count = ctx.size("agent", algo)
-        rates = [agent_rate(inst, algo, count) for _ in range(ctx.repeats)]
+        rates = [agent_rate(inst, algo, count) for _repeat in range(ctx.repeats)]
         ctx.agent_rate[algo] = statistics.median(rates)
         results.add("floor", "gpg-agent PKSIGN, one connection", rates, "sig/s", "gpg-agent", algo, n=count)
 
         fingerprint = inst.metadata(inst.keys[algo])["fingerprint"]
         files = make_files(os.path.join(ctx.work, "floor-" + algo), ctx.size("gpg_process", algo))
         rates = []
-        for _ in range(ctx.repeats):
+        for _repeat in range(ctx.repeats):
             started = time.perf_counter()
             for path in files:
                 run(["gpg", "--batch", "--yes", "--no-tty", "--local-user", fingerprint, "--detach-sign",
@@ -505,7 +503,7 @@ def section_e2e(results, ctx):
                                             ("(c) one call, many files", 0, batch_key)):
                 count = ctx.size(size_key, algo)
                 rates, shares = [], []
-                for _ in range(ctx.repeats):
+                for _repeat in range(ctx.repeats):
                     if command == "sign -r":
                         targets = copy_rpms(rpm_source, os.path.join(ctx.work, "rpm-%s-%s" % (ctx.stack_tag, algo)), count)
                         flag, out = "-r", None
@@ -541,10 +539,10 @@ def section_startup(results, ctx):
     env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
     runs = 10 if ctx.quick else 30
     timed([sign, "-t"], env)  # warm the page cache
-    values = [timed([sign, "-t"], env) * 1000 for _ in range(runs)]
+    values = [timed([sign, "-t"], env) * 1000 for _run in range(runs)]
     results.add("startup", "sign -t (ping, whole process)", values, "ms", ctx.stack, target=STARTUP_MS,
                 higher_is_better=False, target_text="≤ 50 ms")
-    values = [timed([sys.executable, "-c", "pass"]) * 1000 for _ in range(runs)]
+    values = [timed([sys.executable, "-c", "pass"]) * 1000 for _run in range(runs)]
     results.add("startup", "python3 -c pass (interpreter alone)", values, "ms", "-")
 
     # Time from spawning `sign -D file` until its first request reaches a listening socket.
@@ -557,11 +555,11 @@ def section_startup(results, ctx):
         handle.write("server: http://127.0.0.1:%d\ntoken_file: %s\n" % (port, ctx.token_file))
     data = make_files(os.path.join(ctx.work, "startup"), 1)[0]
     values = []
-    for _ in range(runs):
+    for _run in range(runs):
         started = time.perf_counter()
         proc = subprocess.Popen([sign, "-u", ctx.keys["ed25519"], "-D", data], env=dict(os.environ, SIGN_CONF=conf),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        conn, _ = listener.accept()
+        conn, _client_address = listener.accept()
         conn.recv(65536)
         values.append((time.perf_counter() - started) * 1000)
         conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -716,7 +714,7 @@ def section_scale(results, ctx):
             data = make_files(os.path.join(inst.root, "data"), 1)[0]
             run([sign, "-u", key, "-D", data], env=env)  # warm: the agent loads the key
             commands[level] = (env, (("sign -p", [sign, "-u", key, "-p"]), ("sign -D one file", [sign, "-u", key, "-D", data])))
-        for _ in range(runs):
+        for _run in range(runs):
             for level, (env, measured) in commands.items():
                 for what, argv in measured:
                     samples.setdefault((what, level), []).append(timed(argv, env) * 1000)
@@ -836,7 +834,7 @@ def _os_release():
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, 2 repeats, keyring up to 1,000 keys")
     parser.add_argument("--repeats", type=int, help="repetitions of each measurement (default 3, quick 2)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
@@ -865,8 +863,8 @@ def main(argv=None):
 
     run([sys.executable, "-m", "compileall", "-q", os.path.dirname(os.path.abspath(pkgsign.__file__))])
     machine = machine_description()
-    say("machine: %s, %s cores, load %.2f %.2f %.2f; %s; %s" % (machine["cpu"], machine["cores"],
-                                                              *machine["load_at_start"], machine["gpg"], machine["os"]))
+    say("machine: %s, %s cores, load %.2f %.2f %.2f; %s; %s"
+        % (machine["cpu"], machine["cores"], *machine["load_at_start"], machine["gpg"], machine["os"]))
     work = tempfile.mkdtemp(prefix="pkgsign-bench-")
     os.chmod(work, 0o755)  # httpd's www-data children traverse it to their own 0700 instance
     ctx = Context(args, work)
@@ -916,7 +914,7 @@ def use_stack(ctx, inst, label, tag):
     inst.keys = {}
     for algo in ALGORITHMS:
         email = "bench-%s@keys.bench" % algo
-        elapsed, _ = gen_key(inst.api, email, algo)
+        elapsed, _created = gen_key(inst.api, email, algo)
         inst.keys[algo] = email
         say("  %s: %s key %s in %.1f s" % (label, algo, email, elapsed))
     ctx.stack_instance, ctx.stack, ctx.stack_tag = inst, label, tag
@@ -939,7 +937,7 @@ def section_httpd(results, ctx):
         sign = os.path.join(BIN, "sign")
         env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
         timed([sign, "-t"], env)
-        values = [timed([sign, "-t"], env) * 1000 for _ in range(10 if ctx.quick else 30)]
+        values = [timed([sign, "-t"], env) * 1000 for _run in range(10 if ctx.quick else 30)]
         results.add("startup", "sign -t (ping, whole process)", values, "ms", ctx.stack, target=STARTUP_MS,
                     higher_is_better=False, target_text="≤ 50 ms")
         section_e2e(results, ctx)
