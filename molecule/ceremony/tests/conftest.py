@@ -46,6 +46,37 @@ def recap_changes(output):
             re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)}
 
 
+# Tasks a re-run may legitimately change while the checkout itself changes under it (the
+# signer role reinstalls the service when files/pkgsign differs from what is deployed).
+SOURCE_DRIFT_TASKS = ("Copy the pkgsign source archive", "Install pkgsign into the virtualenv", "Restart")
+
+
+def changed_tasks(output):
+    """{host: [names of tasks and handlers that reported changed]} from ansible-playbook output."""
+    found, task = {}, None
+    for line in output.splitlines():
+        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\] \*+$", line)
+        if header:
+            task = header.group(1)
+            continue
+        result = re.match(r"^changed: \[([^\]]+?)(?: -> [^\]]+)?\]", line)
+        if result and task is not None:
+            found.setdefault(result.group(1), []).append(task)
+    return found
+
+
+def assert_nothing_changed(output):
+    """changed=0 everywhere, except a service reinstall caused by a changed checkout."""
+    changes = changed_tasks(output)
+    for host, tasks in changes.items():
+        drift = any(SOURCE_DRIFT_TASKS[0] in task for task in tasks)
+        unexpected = [task for task in tasks
+                      if not (drift and any(allowed in task for allowed in SOURCE_DRIFT_TASKS))]
+        assert not unexpected, "%s changed on re-run: %s" % (host, unexpected)
+    if not any(SOURCE_DRIFT_TASKS[0] in task for tasks in changes.values() for task in tasks):
+        assert set(recap_changes(output).values()) == {0}, recap_changes(output)
+
+
 class LocalGpg:
     """A gpg home on the controller (the admins' machines, and verification)."""
 
