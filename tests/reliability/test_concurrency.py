@@ -55,8 +55,8 @@ def _sign_one(inst, key, digest_byte):
     status, _ignored, prepared = inst.request("POST", "/sign/prepare", {"key": key})
     if status != 200:
         return status, prepared
-    status, _ignored, body = inst.request("POST", "/sign", {"key": key, "hashed_area": prepared["hashed_area"],
-                                                     "digests": ["%02x" % digest_byte * 32]})
+    body = {"key": key, "hashed_area": prepared["hashed_area"], "digests": ["%02x" % digest_byte * 32]}
+    status, _ignored, body = inst.request("POST", "/sign", body)
     return status, body
 
 

@@ -76,8 +76,8 @@ def _service_workload(inst, phrase, known, scratch):
     for number in range(rounds):
         for token_id, key in (("builder", "legacy#proj@copr.test"), ("releng", "new%d#proj@copr.test" % number)):
             if token_id == "releng":
-                status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "n", "name_email": key},
-                                               token=token_id)
+                body = {"name_real": "n", "name_email": key}
+                status, _ignored, body = inst.request("POST", "/gen_key", body, token=token_id)
                 assert status == 201, body
             proc = inst.sign("-u", key, "-d", data, token=token_id)
             assert proc.returncode == 0, proc.stderr
