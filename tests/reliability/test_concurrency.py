@@ -63,17 +63,20 @@ def _sign_one(inst, key, digest_byte):
 def test_signing_while_keys_are_generated(new_instance):
     inst = new_instance()
     inst.start()
-    signing_keys = ["signer%d#p@copr.test" % i for i in range(3)]
-    for email in signing_keys:
+    emails = ["signer%d#p@copr.test" % i for i in range(3)]
+    signing_keys = list(emails)
+    for email in emails:
         status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "signer", "name_email": email})
         assert status == 201, body
+        # Also by fingerprint and key id: those names are looked up in the keyring, not the metadata.
+        signing_keys += [body["fingerprint"], body["fingerprint"][-16:]]
     generators, signers = 60, 120
 
     def call(i):
         if i < generators:
             status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "gen", "name_email": "gen%d#p@copr.test" % i})
             return "gen_key", status, body
-        status, body = _sign_one(inst, signing_keys[i % 3], i % 256)
+        status, body = _sign_one(inst, signing_keys[i % len(signing_keys)], i % 256)
         return "sign", status, body
 
     results = _together(generators + signers, call)

@@ -208,7 +208,9 @@ class KeyStore:
             raise UnknownKey(original)
         try:
             # Most misses are unknown per-project emails (Copr's first `sign -p`): one gpg run.
-            key = self.lookup_gpg(selector) if _gnupg.find_keys_by(self.gnupg, selector, check_secret=False) else None
+            with self.keyring_lock():  # a read racing a key generation would see no keyring at all
+                listed = _gnupg.find_keys_by(self.gnupg, selector, check_secret=False)
+            key = self.lookup_gpg(selector) if listed else None
         except _gnupg.GpgError as err:
             log.info("lookup of %r failed: %s", name, err.message)
             key = None
@@ -367,7 +369,7 @@ class KeyStore:
                 return handle.read()
         except FileNotFoundError:
             pass
-        data = self.gnupg.export_public(record["fingerprint"], armor=True)
+        data = self.gnupg.export_public(record["fingerprint"], armor=True)  # callers hold keyring_lock()
         _gnupg.ensure_private_dir(self.pubkey_cache_dir)
         _gnupg.write_private_file(path, data)
         return data
