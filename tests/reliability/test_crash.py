@@ -4,6 +4,7 @@
 nothing half-made is visible, readiness comes back, nothing answered 201 is lost, the audit
 chain still verifies."""
 
+import http.client
 import json
 import os
 import threading
@@ -28,8 +29,8 @@ def _fire(inst, make_body, path, stop, answered, workers=6):
                 number = next(counter)
             try:
                 status, _ignored, body = inst.request("POST", path, make_body(number))
-            except OSError:
-                continue  # the connection died with the server: no answer, no promise
+            except (OSError, http.client.HTTPException):
+                continue  # the connection died with the server (even mid-answer): no promise
             answered.append((number, status, body))
 
     threads = [threading.Thread(target=loop, daemon=True) for _ignored in range(workers)]
