@@ -190,7 +190,7 @@ def test_cycle2_attest_and_switch_over(ceremony, signer, facts):
         handle.write(facts["artifact-c1"])
     with open(local1 + ".txt.asc", "w") as handle:
         handle.write(facts["artifact-c1.asc"])
-    old_subkey, _old_primary = _signing_subkey(gpg, facts["c1"])
+    old_subkey, _old_key_id = _signing_subkey(gpg, facts["c1"])
     assert gpg.verified_by(local1 + ".txt.asc", local1 + ".txt") == [old_subkey]
     gpg.stop()
 
