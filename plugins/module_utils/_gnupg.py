@@ -516,6 +516,12 @@ class GnuPG:
         key = self.get_key(fingerprint)
         if secret and any(part.secret_present is not False for part in [key] + key.subkeys) \
                 and fingerprint in [k.fingerprint for k in self.list_keys(secret=True)]:
+            # gpg 2.2 leaves a subkey's secret behind when the primary is only a stub (sec#):
+            # delete each present secret subkey explicitly first.
+            if not key.secret_present:
+                for sub in key.subkeys:
+                    if sub.secret_present:
+                        self.run(["--yes", "--delete-secret-keys", sub.fingerprint + "!"])
             self.run(["--yes", "--delete-secret-and-public-key", key.fingerprint])
         else:
             self.run(["--yes", "--delete-keys", key.fingerprint])
