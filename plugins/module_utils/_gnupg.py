@@ -549,16 +549,7 @@ class GnuPG:
 
     def import_keys(self, data):
         """Import key material; returns the fingerprints gpg reports as imported or unchanged."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        result = self.run(["--import"], input=data, check=False)
-        fingerprints = []
-        for args in result.status_lines("IMPORT_OK"):
-            if len(args) > 1 and args[1] not in fingerprints:
-                fingerprints.append(args[1])
-        if result.returncode != 0 and not fingerprints:
-            raise self._error(result, ["--import"])
-        return fingerprints
+        return self.import_with_counts(data)[0]
 
     # -- signing -------------------------------------------------------------------------
 
