@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# `make demo`: a signer and a build client in local podman containers, deployed with
-# playbooks/deploy-signer.yml; an RPM and a tarball signed remotely (the client never holds a
-# private key) and verified on this machine with stock rpmkeys and gpg.
-# Second runs reuse the image, the containers and the keys.   `make demo-clean` removes the lab.
+# `make demo`: a signer, a build client and a bastion in local podman containers. The signer
+# and the client are deployed with playbooks/deploy-signer.yml; the release key comes from the
+# key ceremony (docs/runbook.md): generated on the bastion (rotate-key.yml), attested by a lab
+# root admin on this machine (attest-key.yml), installed on the signer by the switch-over
+# (rotate-key.yml --tags switch-over, quorum 1). An RPM and a tarball are then signed remotely
+# (the client never holds a private key) and verified on this machine with stock rpmkeys and
+# gpg, the tarball against the ceremony's published public key.
+# Second runs reuse the image, the containers and the keys (the ceremony is idempotent: no
+# second key).   `make demo-clean` removes the lab.
 # Usage: scripts/demo.sh            (scripts/demo.sh clean  == make demo-clean)
 set -euo pipefail
 # shellcheck source=/dev/null
@@ -14,13 +19,31 @@ NETWORK=pkgsign-lab
 SUBNET=10.90.78.0/24          # keep in sync with inventories/lab/group_vars/signers.yml
 IMAGE=localhost/debian12-systemd
 CONTAINERS=(pkgsign-signer pkgsign-client pkgsign-bastion)
-STEPS=7
+INVENTORY=inventories/lab/hosts.yml
+CEREMONY_DIR="$LAB_DIR/ceremony"   # lab_ceremony_dir in inventories/lab/group_vars/all.yml
+CYCLE=lab-1
+ALIAS=release                      # lab_release_alias, the name the switch-over gives the key
+STEPS=9
 START=$(date +%s)
 
 step() { printf '\n\033[1m[demo %s/%s] %s\033[0m  (%ss)\n' "$1" "$STEPS" "$2" "$(($(date +%s) - START))"; }
 say() { printf '  %s\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 in_client() { podman exec pkgsign-client "$@"; }
+random_secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+admin_gpg() { LC_ALL=C gpg --batch --quiet --homedir "$ADMIN_HOME" "$@" 2>/dev/null; }
+# run_playbook NAME INVENTORY ARGS...: full output in lab/NAME.log, task names as progress.
+run_playbook() {
+    local name="$1" inventory="$2" status
+    shift 2
+    set +e
+    ansible-playbook ${inventory:+-i "$inventory"} "$@" 2>&1 | tee "$LAB_DIR/$name.log" |
+        grep --line-buffered -E '^(PLAY |TASK |fatal|failed)' | sed -u -e 's/ \**$//' -e 's/^/  /'
+    status=${PIPESTATUS[0]}
+    set -e
+    [ "$status" -eq 0 ] || die "$name failed (full output: lab/$name.log)"
+    sed -n -E 's/^(\S+)\s+: ok=([0-9]+)\s+changed=([0-9]+).*/    \1: ok=\2 changed=\3/p' "$LAB_DIR/$name.log"
+}
 
 clean() {
     # shellcheck source=/dev/null
@@ -28,6 +51,7 @@ clean() {
     echo "demo-clean: removing the lab containers, network and lab/ (the image stays; podman rmi $IMAGE removes it)"
     podman rm -f --time 5 "${CONTAINERS[@]}" >/dev/null 2>&1 || true
     podman network rm "$NETWORK" >/dev/null 2>&1 || true
+    [ -d "$LAB_DIR/admin.gnupg" ] && gpgconf --homedir "$LAB_DIR/admin.gnupg" --kill gpg-agent 2>/dev/null
     rm -rf "$LAB_DIR"
     echo "demo-clean: done"
 }
@@ -67,25 +91,71 @@ for name in "${CONTAINERS[@]}"; do
     fi
 done
 
-step 4 "Release key: certify-only primary on the controller, signing-subkey-only export for the signer"
+step 4 "deploy-signer: signer + build client (ansible-playbook playbooks/deploy-signer.yml -i inventories/lab)"
 mkdir -p "$LAB_DIR/secrets" && chmod 0700 "$LAB_DIR" "$LAB_DIR/secrets"
-ansible-playbook scripts/lab-release-key.yml -e "lab_key_dir=$LAB_DIR/release-key" 2>&1 |
-    grep --line-buffered -E '^(TASK|changed|ok|fatal|failed)' | sed -u -e 's/ \**$//' -e 's/^/  /'
-[ "${PIPESTATUS[0]}" -eq 0 ] || die "release key creation failed"
-FPR="$(cat "$LAB_DIR/release-key/fingerprint")"
-say "release key $FPR"
+run_playbook deploy-signer "$INVENTORY" playbooks/deploy-signer.yml
 
-step 5 "deploy-signer: signer + build client (ansible-playbook playbooks/deploy-signer.yml -i inventories/lab)"
-deploy_log="$LAB_DIR/deploy-signer.log"
-set +e
-ansible-playbook -i inventories/lab/hosts.yml playbooks/deploy-signer.yml 2>&1 | tee "$deploy_log" |
-    grep --line-buffered -E '^(PLAY |TASK |fatal|failed)' | sed -u -e 's/ \**$//' -e 's/^/  /'
-status=${PIPESTATUS[0]}
-set -e
-[ "$status" -eq 0 ] || die "deploy-signer failed (full output: $deploy_log)"
-grep -A3 '^PLAY RECAP' "$deploy_log" | sed -u 's/^/  /'
+step 5 "Key ceremony, generate phase on pkgsign-bastion: master key, revocation certificate, signing subkey (cycle $CYCLE)"
+ADMIN_HOME="$LAB_DIR/admin.gnupg"
+admin_vars="$LAB_DIR/secrets/admin-passphrase.yml"
+# The root admin's personal key exists before the ceremony (the bastion lists it as an attester).
+if [ ! -s "$LAB_DIR/admin.fingerprint" ]; then
+    rm -rf "$ADMIN_HOME" && mkdir -p "$ADMIN_HOME" && chmod 0700 "$ADMIN_HOME"
+    admin_passphrase="$(random_secret)"
+    (umask 077 && printf 'attest_admin_passphrase: "%s"\n' "$admin_passphrase" >"$admin_vars")
+    # The passphrase goes to gpg on stdin, never in argv.
+    printf '%s\n' "$admin_passphrase" | admin_gpg --pinentry-mode loopback --passphrase-fd 0 \
+        --quick-gen-key "Lab Root Admin <root-admin@lab.example.org>" ed25519 cert,sign 1y 2>/dev/null
+    unset admin_passphrase
+    admin_gpg --with-colons --list-secret-keys | awk -F: '$1 == "fpr" { print $10; exit }' \
+        >"$LAB_DIR/admin.fingerprint"
+    admin_gpg --armor --export "$(cat "$LAB_DIR/admin.fingerprint")" >"$LAB_DIR/admin.pub.asc"
+    say "lab root admin key made: $(cat "$LAB_DIR/admin.fingerprint") (passphrase in lab/secrets/admin-passphrase.yml, 0600)"
+else
+    say "lab root admin key $(cat "$LAB_DIR/admin.fingerprint") (reused)"
+fi
+# The master key passphrase: random, made once, 0600, read by ansible-playbook from a file.
+master_vars="$LAB_DIR/secrets/master-passphrase.yml"
+if [ ! -s "$master_vars" ]; then
+    (umask 077 && printf 'bastion_master_passphrase: "%s"\n' "$(random_secret)" >"$master_vars")
+    say "master key passphrase made: lab/secrets/master-passphrase.yml (0600)"
+fi
+run_playbook rotate-key "$INVENTORY" -e "@$master_vars" -e "bastion_cycle=$CYCLE" playbooks/rotate-key.yml
+# What the root admins read on the bastion's screen before attesting.
+bastion_keys="$(podman exec -e LC_ALL=C pkgsign-bastion gpg --batch --homedir /root/signing.gnupg \
+    --with-colons --list-keys)"
+FPR="$(printf '%s\n' "$bastion_keys" | awk -F: -v cycle="($CYCLE)" '
+    $1 == "pub" { fpr = ""; want = 1 } $1 == "fpr" && fpr == "" { fpr = $10 }
+    $1 == "uid" && index($10, cycle) && want { print fpr; want = 0 }')"
+[ "$(printf '%s\n' "$FPR" | grep -c .)" -eq 1 ] || die "expected one master key for cycle $CYCLE on the bastion, found: ${FPR:-none}"
+SUBKEY_ID="$(printf '%s\n' "$bastion_keys" | awk -F: -v fpr="$FPR" '
+    $1 == "pub" { inside = 0 } $1 == "fpr" && $10 == fpr { inside = 1 }
+    $1 == "sub" && inside && $12 ~ /s/ { print $5; exit }')"
+PUBLISHED="$CEREMONY_DIR/$CYCLE/publication/0x${FPR,,}.txt"
+[ -s "$PUBLISHED" ] || die "the ceremony did not publish $PUBLISHED"
+say "master key $FPR (certify only, stays on the bastion); signing subkey $SUBKEY_ID"
+say "published: ${PUBLISHED#"$COLLECTION_ROOT/"}"
 
-step 6 "Remote signing from pkgsign-client: an RPM (per-project key, Copr style) and a tarball (release key)"
+step 6 "Attestation by the lab root admin on this machine (playbooks/attest-key.yml, own key in lab/admin.gnupg)"
+say "fingerprint read on the bastion: $(printf '%s\n' "$FPR" | sed -e 's/.\{4\}/& /g' -e 's/ $//')"
+run_playbook attest-key "" -e "attest_cycle=$CYCLE" -e "attest_fingerprint=$FPR" \
+    -e "attest_admin_key=$(cat "$LAB_DIR/admin.fingerprint")" -e "attest_gnupg_home=$ADMIN_HOME" \
+    -e "attest_controller_dir=$CEREMONY_DIR" -e "@$admin_vars" playbooks/attest-key.yml
+gpgconf --homedir "$ADMIN_HOME" --kill gpg-agent 2>/dev/null || true
+say "certification: ${CEREMONY_DIR#"$COLLECTION_ROOT/"}/$CYCLE/attestations/$(cat "$LAB_DIR/admin.fingerprint").asc"
+
+step 7 "Switch-over: quorum 1 of 1 checked on the bastion, signing subkey installed on pkgsign-signer"
+in_service="$(podman exec pkgsign-signer sudo -u pkgsign sign -u "$ALIAS" -k 2>/dev/null || true)"
+if [ "$(cat "$LAB_DIR/release.fingerprint" 2>/dev/null)" = "$FPR" ] && [ "${in_service^^}" = "$SUBKEY_ID" ]; then
+    say "alias $ALIAS -> $FPR already in service on pkgsign-signer (subkey $SUBKEY_ID): nothing to switch (reused)"
+else
+    run_playbook switch-over "$INVENTORY" -e "@$master_vars" -e "bastion_cycle=$CYCLE" --tags switch-over \
+        playbooks/rotate-key.yml
+    grep -E 'Attested by|sec# 0x' "$LAB_DIR/switch-over.log" | sed -e 's/^ *"msg": //' -e 's/^/  /' | sort -u
+    printf '%s\n' "$FPR" >"$LAB_DIR/release.fingerprint"
+fi
+
+step 8 "Remote signing from pkgsign-client: an RPM (per-project key, Copr style) and a tarball (the ceremony's key)"
 out="$LAB_DIR/out"
 rm -rf "$out" && mkdir -p "$out"
 in_client sh -c 'rm -rf /root/demo && mkdir -p /root/demo/rpmbuild/SPECS'
@@ -127,39 +197,46 @@ case "$status" in 200|201) say "POST /gen_key $project: $status" ;; *) die "POST
 in_client sign -u "$project" -4 -h sha256 -r "$rpm_path"
 say "sign -u $project -4 -h sha256 -r $(basename "$rpm_path"): done"
 in_client sign -u "$project" -p > "$out/project-public.asc"
-# The release flow: the operator-installed release key (signing subkey only on the signer).
-in_client sign -u release -d /root/demo/hello-1.0.tar.gz
-say "sign -u release -d hello-1.0.tar.gz: hello-1.0.tar.gz.asc written"
-in_client sign -u release -p > "$out/release-public.asc"
+# The release flow: the ceremony's key, under the alias the switch-over set (subkey only on the signer).
+in_client sign -u "$ALIAS" -d /root/demo/hello-1.0.tar.gz
+say "sign -u $ALIAS -d hello-1.0.tar.gz: hello-1.0.tar.gz.asc written"
 for file in "$rpm_path" /root/demo/hello-1.0.tar.gz /root/demo/hello-1.0.tar.gz.asc; do
     podman cp "pkgsign-client:$file" "$out/"
 done
 secret_files="$(in_client sh -c 'find / -xdev -path "*/private-keys-v1.d/*" -type f 2>/dev/null | wc -l')"
 
-step 7 "Verification on this machine with stock tools"
+step 9 "Verification on this machine with stock tools"
 rpm_file="$out/$(basename "$rpm_path")"
 rm -rf "$out/rpmdb" "$out/gnupg" && mkdir -p "$out/rpmdb" "$out/gnupg" && chmod 0700 "$out/gnupg"
 rpmkeys --dbpath "$out/rpmdb" --import "$out/project-public.asc"
 rpm_check="$(rpmkeys --dbpath "$out/rpmdb" --checksig "$rpm_file")"
 say "rpmkeys --checksig: $rpm_check"
 case "$rpm_check" in *"digests signatures OK"*) ;; *) die "RPM signature did not verify" ;; esac
-LC_ALL=C gpg --batch --quiet --homedir "$out/gnupg" --import "$out/release-public.asc" 2>/dev/null
+# Against the ceremony's published minimal public key, not against what the signer says.
+LC_ALL=C gpg --batch --quiet --homedir "$out/gnupg" --import "$PUBLISHED" 2>/dev/null
 gpg_status="$(LC_ALL=C gpg --batch --homedir "$out/gnupg" --status-fd 1 \
     --verify "$out/hello-1.0.tar.gz.asc" "$out/hello-1.0.tar.gz" 2>/dev/null)" || die "tarball signature did not verify"
 signer_fpr="$(printf '%s\n' "$gpg_status" | awk '$2 == "VALIDSIG" { print $3 }')"
-say "gpg --verify: good signature by subkey $signer_fpr (primary $FPR)"
+primary_fpr="$(printf '%s\n' "$gpg_status" | awk '$2 == "VALIDSIG" { print $NF }')"
+[ "$primary_fpr" = "$FPR" ] || die "tarball signed by $signer_fpr of ${primary_fpr:-no key}, not by the ceremony's key $FPR"
+gpgconf --homedir "$out/gnupg" --kill gpg-agent 2>/dev/null || true
+say "gpg --verify with ${PUBLISHED#"$COLLECTION_ROOT/"}: good signature by subkey $signer_fpr (primary $FPR)"
 
 cat <<SUMMARY
 
 ==================================================================== pkgsign demo summary
   signer        pkgsign-signer  httpd + mod_wsgi on :5003, keys in /var/lib/pkgsign (0700)
   build client  pkgsign-client  sign client only; private key files found: $secret_files
-  keys          release $FPR (signing subkey only on the signer)
+  ceremony      cycle $CYCLE on pkgsign-bastion: master key $FPR
+                (certify only, stays on the bastion; attested by the lab root admin, quorum 1)
+                published   ${PUBLISHED#"$COLLECTION_ROOT/"}
+                revocation  lab/ceremony/$CYCLE/revocation/ (keep offline)
+  keys          $ALIAS -> $FPR (signing subkey only on the signer)
                 project $project (made by POST /gen_key)
   signed        $(basename "$rpm_path") with the project key: rpmkeys digests signatures OK
-                hello-1.0.tar.gz with the release subkey: gpg good signature
-  outputs       lab/out/ (signed files, public key); deploy log lab/deploy-signer.log
-  try           podman exec -it pkgsign-client sign -u release -p
+                hello-1.0.tar.gz with the ceremony's signing subkey: gpg good signature
+  outputs       lab/out/ (signed files); playbook logs lab/*.log
+  try           podman exec -it pkgsign-client sign -u $ALIAS -p
   clean up      make demo-clean
   took          $(($(date +%s) - START)) s
 =========================================================================================
