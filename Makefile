@@ -65,7 +65,7 @@ bench:  ## benchmark: gpg floor, sign end to end, start-up, keyring scale, /gen_
 # ---------------------------------------------------------------------------------------------
 
 .PHONY: demo
-demo:  ## lab in podman: deploy signer + build client, sign an RPM and a tarball remotely, verify
+demo:  ## lab in podman: deploy signer + client, key ceremony, sign an RPM and a tarball remotely, verify
 	scripts/demo.sh
 
 .PHONY: demo-clean
