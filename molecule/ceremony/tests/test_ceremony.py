@@ -220,7 +220,7 @@ def test_revoke_with_master_key_available(ceremony, signer, facts):
     gpg = LocalGpg(os.path.join(ceremony.workdir, "verify-revoked"))
     gpg.import_file(os.path.join(ceremony.publication(ceremony.cycle(2)), "0x%s.txt" % revoked.lower()))
     assert re.search(r"^pub:r:", gpg.run("--with-colons", "-k", revoked).stdout.decode(), re.MULTILINE)
-    assert "[revoked]" in gpg.run("-k", revoked).stdout.decode()
+    assert "[revoked: " in gpg.run("-k", revoked).stdout.decode()
     gpg.stop()
     # The previous key is back in service.
     verify = LocalGpg(os.path.join(ceremony.workdir, "verify-c1"))
@@ -249,7 +249,7 @@ def test_revoke_with_master_key_lost(ceremony, bastion, facts):
     assert re.search(r"^pub:r:", listing, re.MULTILINE), listing
     gpg = LocalGpg(os.path.join(ceremony.workdir, "verify-lost"))
     gpg.import_file(os.path.join(ceremony.publication(cycle), "0x%s.txt" % lost.lower()))
-    assert "[revoked]" in gpg.run("-k", lost).stdout.decode()
+    assert "[revoked: " in gpg.run("-k", lost).stdout.decode()
     gpg.stop()
 
 
