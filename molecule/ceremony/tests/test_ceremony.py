@@ -88,8 +88,14 @@ def test_cycle1_switch_over_refused_without_quorum(ceremony, signer, facts):
     assert facts["c1"] not in listing
 
 
+def _controller_handoffs():
+    return {name for name in os.listdir("/tmp") if name.startswith("pkgsign-handoff-")}
+
+
 def test_cycle1_attest_and_switch_over(ceremony, signer, facts):
     cycle, fingerprint = ceremony.cycle(1), facts["c1"]
+    # Hand-off directories of other runs on this controller (a demo, another scenario) are not ours.
+    handoffs_before = _controller_handoffs()
     _rc, output = ceremony.attest("alice", cycle, fingerprint)
     assert "The fingerprint matches" in output
     # One attestation of the two needed: still refused, naming who is missing.
@@ -120,7 +126,7 @@ def test_cycle1_attest_and_switch_over(ceremony, signer, facts):
     facts["artifact-c1"] = signer.file("/tmp/artifact-c1.txt").content_string
     facts["artifact-c1.asc"] = signature
     # The controller copy of the hand-off export was shredded.
-    assert not [name for name in os.listdir("/tmp") if name.startswith("pkgsign-handoff-")]
+    assert _controller_handoffs() <= handoffs_before
 
 
 # -- cycle 2 --------------------------------------------------------------------------------
