@@ -404,14 +404,7 @@ class GnuPG:
                    "--with-keygrip"]
         public = parse_colons(self.run(listing + ["--list-keys"]).stdout.decode("utf-8", "replace"))
         secrets = parse_colons(self.run(listing + ["--list-secret-keys"]).stdout.decode("utf-8", "replace"))
-        # A '#' token field means only a stub (gpg shows it as sec# / ssb#).
-        present = {}
-        for key in secrets:
-            for part in [key] + key.subkeys:
-                present[part.fingerprint] = _secret_available(part)
-        for key in public:
-            for part in [key] + key.subkeys:
-                part.secret_present = present.get(part.fingerprint, False)
+        present = _mark_secret_presence(public, secrets)
         if secret:
             public = [key for key in public if key.fingerprint in present]
         if selector is not None:
@@ -772,6 +765,22 @@ def _check_passphrase(passphrase):
         raise InvalidInput("passphrase must not contain newlines or NUL characters")
 
 
+def _mark_secret_presence(public, secrets):
+    """Fill ``secret_present`` of every part of ``public`` from a secret listing.
+
+    Returns {fingerprint: available} for every part the secret listing names (stubs included,
+    as False: a '#' token field is gpg's sec# / ssb#).
+    """
+    present = {}
+    for key in secrets:
+        for part in [key] + key.subkeys:
+            present[part.fingerprint] = _secret_available(part)
+    for key in public:
+        for part in [key] + key.subkeys:
+            part.secret_present = present.get(part.fingerprint, False)
+    return present
+
+
 def _secret_available(part):
     # Field 15 of a sec/ssb record: '#' = stub (no secret), '+' or a card serial = present.
     return part.token != "#"
@@ -875,13 +884,7 @@ def find_keys_by(gpg, selector, secret=False, check_secret=True):
     public = listed("--list-keys")
     if not check_secret and not secret:
         return public
-    present = {}
-    for key in listed("--list-secret-keys"):
-        for part in [key] + key.subkeys:
-            present[part.fingerprint] = _secret_available(part)
-    for key in public:
-        for part in [key] + key.subkeys:
-            part.secret_present = present.get(part.fingerprint, False)
+    _mark_secret_presence(public, listed("--list-secret-keys"))
     if secret:
         public = [key for key in public
                   if key.secret_present or any(sub.secret_present for sub in key.subkeys)]
