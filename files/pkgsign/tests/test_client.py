@@ -105,9 +105,20 @@ def test_repomd_xml_signed_as_repository_metadata(instance, verifier, tmp_path):
         gpg_verify(verifier, repodata / "repomd.xml.asc", repomd)
 
 
+def conf_with(instance, tmp_path, **settings):
+    """A copy of the instance's sign.conf with extra ``key: value`` lines."""
+    path = tmp_path / "sign.conf"
+    with open(instance.sign_conf) as handle:
+        text = handle.read()
+    path.write_text(text + "".join("%s: %s\n" % item for item in settings.items()))
+    return str(path)
+
+
 @pytest.mark.parametrize("key", [ED_KEY, RSA_KEY])
 @pytest.mark.parametrize("digest_algo", ["sha256", "sha512"])
-def test_rpm_signed_verified_by_rpmkeys(instance, tiny_rpm, tmp_path, key, digest_algo):
+@pytest.mark.parametrize("method", ["native", "rpmsign"])
+def test_rpm_signed_verified_by_rpmkeys(instance, tiny_rpm, tmp_path, key, digest_algo, method):
+    conf = conf_with(instance, tmp_path, rpm_signing=method)
     pubkey = tmp_path / "key.asc"
     pubkey.write_bytes(instance.sign("-u", key, "-p").stdout)
     rpms = []
@@ -116,7 +127,7 @@ def test_rpm_signed_verified_by_rpmkeys(instance, tiny_rpm, tmp_path, key, diges
         shutil.copy(str(tiny_rpm), str(rpm))
         rpms.append(rpm)
     before = payload_digest(tiny_rpm)
-    proc = instance.sign("-4", "-h", digest_algo, "-u", key, "-r", *map(str, rpms))
+    proc = instance.sign("-4", "-h", digest_algo, "-u", key, "-r", *map(str, rpms), conf=conf)
     assert proc.returncode == 0, proc.stderr
     for rpm in rpms:
         rc, out = rpm_checksig(rpm, [pubkey], tmp_path / "rpmdb")
@@ -126,6 +137,22 @@ def test_rpm_signed_verified_by_rpmkeys(instance, tiny_rpm, tmp_path, key, diges
     # without the key imported, rpm does not accept it as signed-and-trusted
     rc, out = rpm_checksig(rpms[0], [], tmp_path / "emptydb")
     assert "NOKEY" in out
+
+
+def test_rpm_resigned_with_another_key(instance, tiny_rpm, tmp_path):
+    """A signed package goes through rpmsign, which replaces the old header signature."""
+    rsa_pubkey = tmp_path / "rsa.asc"
+    rsa_pubkey.write_bytes(instance.sign("-u", RSA_KEY, "-p").stdout)
+    rpm = tmp_path / "again.rpm"
+    shutil.copy(str(tiny_rpm), str(rpm))
+    assert instance.sign("-u", ED_KEY, "-r", str(rpm)).returncode == 0
+    proc = instance.sign("-u", RSA_KEY, "-r", str(rpm))
+    assert proc.returncode == 0, proc.stderr
+    query = ["rpm", "-qp", "--qf", "%{RSAHEADER:pgpsig}|%{DSAHEADER:pgpsig}", str(rpm)]
+    rsa, ed = subprocess.run(query, stdout=subprocess.PIPE, text=True, check=False).stdout.split("|")
+    assert "RSA" in rsa and ed == "(none)", (rsa, ed)
+    rc, out = rpm_checksig(rpm, [rsa_pubkey], tmp_path / "rpmdb")
+    assert rc == 0 and "Header V4 RSA/SHA256 Signature" in out and "NOKEY" not in out, out
 
 
 def test_rpm_unsign(instance, tiny_rpm, tmp_path):
@@ -235,8 +262,11 @@ def test_rpm_errors_are_reported_and_other_packages_still_signed(instance, tiny_
     good = tmp_path / "good.rpm"
     shutil.copy(str(tiny_rpm), str(good))
     proc = instance.sign("-u", ED_KEY, "--jobs", "1", "-r", str(junk), str(good))
-    assert proc.returncode == 1 and b"junk.rpm" in proc.stderr, proc.stderr
-    proc = instance.sign("-u", ED_KEY, "-r", str(junk), str(good))  # separate rpmsign runs
+    assert proc.returncode == 1 and b"junk.rpm: not an RPM package" in proc.stderr, proc.stderr
+    assert b"good.rpm" not in proc.stderr
+    shutil.copy(str(tiny_rpm), str(good))
+    through_rpmsign = conf_with(instance, tmp_path, rpm_signing="rpmsign")
+    proc = instance.sign("-u", ED_KEY, "-r", str(junk), str(good), conf=through_rpmsign)  # separate rpmsign runs
     assert proc.returncode == 1 and b"rpmsign failed for %s" % str(junk).encode() in proc.stderr
     query = ["rpm", "-qp", "--qf", "%{DSAHEADER:pgpsig}", str(good)]
     assert "Key ID" in subprocess.run(query, stdout=subprocess.PIPE, text=True, check=False).stdout

@@ -14,7 +14,7 @@ import pytest
 
 from pkgsign.client import Api, SignError, _json_dumps, _json_loads
 
-from conftest import ED_KEY, child_env, gpg_verify, rpm_checksig
+from conftest import ED_KEY, RSA_KEY, child_env, gpg_verify, rpm_checksig
 
 VALUES = [
     {"key": "user#project@copr.test", "digests": ["ab" * 32] * 3, "armor": False, "count": 5, "none": None},
@@ -131,7 +131,11 @@ def test_missing_rpmsign_is_one_clear_line(instance, tmp_path, tiny_rpm):
     conf.write_text(open(instance.sign_conf).read() + "rpmsign: %s\n" % (tmp_path / "no-rpmsign"))
     package = tmp_path / "p.rpm"
     shutil.copy(str(tiny_rpm), str(package))
+    # A package with reserved space is signed in place: rpmsign is not needed for it.
     proc = instance.sign("-u", ED_KEY, "-r", str(package), conf=str(conf))
+    assert proc.returncode == 0, proc.stderr
+    # Signing it again with another key replaces a signature: that is rpmsign's job.
+    proc = instance.sign("-u", RSA_KEY, "-r", str(package), conf=str(conf))
     assert proc.returncode == 1
     assert proc.stderr.decode().strip() == "sign: cannot run %s: No such file or directory" % (tmp_path / "no-rpmsign")
     assert not [name for name in os.listdir(str(tmp_path)) if name.startswith("p.rpm.")]

@@ -636,19 +636,74 @@ def _rpmsign_group(signer, conf, area_hex, group):
         os.rmdir(workdir)
 
 
+def _sign_rpms_with_rpmsign(signer, conf, area_hex, files, jobs):
+    """Errors of running rpmsign over ``files`` in up to ``jobs`` groups at once."""
+    groups = [files[i::jobs] for i in range(min(jobs, len(files)))]
+    if len(groups) == 1:
+        return [_rpmsign_group(signer, conf, area_hex, groups[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        return list(pool.map(lambda group: _rpmsign_group(signer, conf, area_hex, group), groups))
+
+
+def _sign_rpms_in_place(signer, packages, jobs):
+    """Sign the main headers of parsed packages in shared /sign requests; returns errors."""
+    from . import rpmheader
+
+    sigtag = rpmheader.sigtag_for(bytes.fromhex(signer.prepared()["hashed_area"]))
+    errors = []
+
+    def write(index, packet):
+        package = packages[index]
+        try:
+            package.write_signature(sigtag, packet)
+        except rpmheader.NotAnRpm as err:
+            errors.append("%s: %s" % (package.path, err))
+        except OSError as err:
+            errors.append("%s: %s" % (package.path, err.strerror))
+
+    signer.sign_blobs([package.header for package in packages], jobs, deliver=write)
+    return errors
+
+
 def sign_rpms(signer, conf, files, jobs):
+    """Sign RPMs in place: packages rpm 4.x laid out with reserved space get their header
+    signature written directly (what rpmsign would write, byte for byte); the rest (already
+    signed, old layouts) and everything when sign.conf says ``rpm_signing: rpmsign`` go
+    through rpmsign."""
     for path in files:
         if not os.path.isfile(path):
             raise SignError("%s: no such file" % path)
     area_hex = signer.prepared()["hashed_area"]  # an unknown key fails here: "unknown key: USER"
-    groups = [files[i::jobs] for i in range(min(jobs, len(files)))]
-    if len(groups) == 1:
-        errors = [_rpmsign_group(signer, conf, area_hex, groups[0])]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+    method = conf.get("rpm_signing", "native").lower()
+    if method not in ("native", "rpmsign"):
+        raise SignError("rpm_signing must be native or rpmsign, not %r" % method)
+    packages, through_rpmsign, errors = [], list(files), []
+    if method == "native":
+        from . import rpmheader
 
-        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-            errors = list(pool.map(lambda group: _rpmsign_group(signer, conf, area_hex, group), groups))
+        try:
+            sigtag = rpmheader.sigtag_for(bytes.fromhex(area_hex))
+        except rpmheader.Unsupported:
+            sigtag = None
+        if sigtag is not None:
+            through_rpmsign = []
+            for path in files:
+                try:
+                    package = rpmheader.load(path)
+                    package.check_signable(sigtag)
+                    packages.append(package)
+                except rpmheader.Unsupported:
+                    through_rpmsign.append(path)
+                except rpmheader.NotAnRpm as err:  # reported; the other packages are still signed
+                    errors.append("%s: %s" % (path, err))
+                except OSError as err:
+                    errors.append("%s: %s" % (path, err.strerror))
+    if packages:
+        errors += _sign_rpms_in_place(signer, packages, jobs)
+    if through_rpmsign:
+        errors += _sign_rpms_with_rpmsign(signer, conf, area_hex, through_rpmsign, jobs)
     errors = [e for e in errors if e]
     if errors:
         raise SignError("; ".join(errors))
