@@ -32,6 +32,12 @@ REPO = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, ".cache")
 RESULTS = os.path.join(REPO, "results", "bench")
 BIN = os.path.dirname(os.path.abspath(sys.executable))  # .venv/bin: sign, pkgsign-admin
+LAUNCHER = []  # the `sign` launcher the roles install (python -I -S), written into the work directory
+
+
+def sign_path():
+    """The `sign` command measured: the launcher as deployed, or the console script before main() made it."""
+    return LAUNCHER[0] if LAUNCHER else os.path.join(BIN, "sign")
 ALGORITHMS = ("rsa4096", "ed25519")
 STACK_SERVE = "pkgsign-admin serve"
 
@@ -404,7 +410,7 @@ class Verifier:
         os.makedirs(self.home, mode=0o700)
         os.makedirs(self.rpmdb)
         for key in keys:
-            armored = run([os.path.join(BIN, "sign"), "-u", key, "-p"], env=sign_env).stdout
+            armored = run([sign_path(), "-u", key, "-p"], env=sign_env).stdout
             path = os.path.join(workdir, "pub-%s.asc" % key.replace("#", "_"))
             with open(path, "wb") as handle:
                 handle.write(armored)
@@ -481,7 +487,7 @@ def section_e2e(results, ctx):
     (b) and (c) are compared with the raw agent rate measured right before each repetition on
     the same agent (the machine's load drifts; a floor taken minutes earlier would not compare).
     """
-    sign = os.path.join(BIN, "sign")
+    sign = sign_path()
     env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
     env.pop("SIGN_TOKEN_FILE", None)
     rpm_source = build_rpm() if shutil.which("rpmsign") else None
@@ -500,7 +506,8 @@ def section_e2e(results, ctx):
         for command, serial_key, concurrent_key, batch_key in kinds:
             for mode, workers, size_key in (("(a) one process per file, serial", 1, serial_key),
                                             ("(b) 8 processes concurrently", 8, concurrent_key),
-                                            ("(c) one call, many files", 0, batch_key)):
+                                            ("(c) one call, many files", 0, batch_key),
+                                            ("(d) 8 calls at once, many files each", -8, batch_key)):
                 count = ctx.size(size_key, algo)
                 rates, shares = [], []
                 for _repeat in range(ctx.repeats):
@@ -511,6 +518,8 @@ def section_e2e(results, ctx):
                         targets, flag, out = files[:count], "-D", ".sig"
                     if workers == 0:
                         commands, parallel = [[sign, "-u", key, flag] + targets], 1
+                    elif workers < 0:  # concurrent clients, each with its share of the files
+                        commands, parallel = [[sign, "-u", key, flag] + targets[i::-workers] for i in range(-workers)], -workers
                     else:
                         commands, parallel = [[sign, "-u", key, flag, path] for path in targets], workers
                     agent = agent_rate(floor, algo, ctx.size("agent", algo) // 2) if floor and workers != 1 else None
@@ -525,8 +534,9 @@ def section_e2e(results, ctx):
                     ctx.verifier.rpm(targets[0])
                     ctx.verifier.rpm(targets[-1])
                 label = "%s %s" % (command, mode)
+                per_process = workers > 0  # (a) and (b): one process per file, compared with obs-signd
                 results.add("e2e", label, rates, "sig/s", ctx.stack, algo,
-                            target=obs if workers != 0 else None, target_text=obs_text if workers != 0 else "",
+                            target=obs if per_process else None, target_text=obs_text if per_process else "",
                             n=count)
                 if shares:
                     results.add("e2e", "%s %s ÷ raw agent (paired)" % (command, mode[:3]), shares, "×", ctx.stack,
@@ -535,7 +545,7 @@ def section_e2e(results, ctx):
 
 def section_startup(results, ctx):
     """`sign -t`, bare Python for comparison, and the time a one-file call takes to send its first request."""
-    sign = os.path.join(BIN, "sign")
+    sign = sign_path()
     env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
     runs = 10 if ctx.quick else 30
     timed([sign, "-t"], env)  # warm the page cache
@@ -693,7 +703,7 @@ def section_scale(results, ctx):
     One server per keyring size runs at the same time and the sizes take turns, so a change in
     the machine's load hits every size alike.
     """
-    sign = os.path.join(BIN, "sign")
+    sign = sign_path()
     levels = [level for level in SCALE_LEVELS if level <= ctx.max_keys]
     runs = 8 if ctx.quick else 15
     instances = {}
@@ -768,14 +778,14 @@ def section_genkey(results, ctx):
         email = "pool-rsa4096-0@genkey.bench"
         env = dict(os.environ, SIGN_CONF=inst.sign_conf)
         data = make_files(os.path.join(root, "data"), 1)[0]
-        run([os.path.join(BIN, "sign"), "-u", email, "-D", data], env=env)
+        run([sign_path(), "-u", email, "-D", data], env=env)
         verifier = Verifier(os.path.join(root, "verify"), env, [email])
         ctx.verifiers.append(verifier)
         verifier.detached(data, data + ".sig")
         rpm_source = build_rpm() if shutil.which("rpmsign") else None
         if rpm_source:
             package = copy_rpms(rpm_source, os.path.join(root, "rpm"), 1)[0]
-            run([os.path.join(BIN, "sign"), "-u", email, "-r", package], env=env)
+            run([sign_path(), "-u", email, "-r", package], env=env)
             verifier.rpm(package)
         say("  a pool-bound RSA-4096 key verifies with stock gpg%s" % (" and rpmkeys" if rpm_source else ""))
     finally:
@@ -868,6 +878,9 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="pkgsign-bench-")
     os.chmod(work, 0o755)  # httpd's www-data children traverse it to their own 0700 instance
     ctx = Context(args, work)
+    os.makedirs(os.path.join(work, "bin"))
+    run([sys.executable, "-m", "pkgsign.launcher", os.path.join(work, "bin", "sign")])
+    LAUNCHER.append(os.path.join(work, "bin", "sign"))
     results = Results()
     started = time.perf_counter()
     try:
@@ -934,7 +947,7 @@ def section_httpd(results, ctx):
     saved = (ctx.stack_instance, ctx.stack, ctx.stack_tag, ctx.keys, ctx.sign_conf, ctx.token_file, ctx.verifier)
     try:
         use_stack(ctx, inst, "httpd+mod_wsgi", "httpd")
-        sign = os.path.join(BIN, "sign")
+        sign = sign_path()
         env = dict(os.environ, SIGN_CONF=ctx.sign_conf)
         timed([sign, "-t"], env)
         values = [timed([sign, "-t"], env) * 1000 for _run in range(10 if ctx.quick else 30)]

@@ -153,3 +153,30 @@ def test_many_files_are_written_as_their_batches_come_back(instance, verifier, t
     for path in files:
         assert gpg_verify(verifier, path + ".sig", path)
     assert not [name for name in os.listdir(str(tmp_path)) if ".tmp-sign-" in name]
+
+
+def test_launcher_starts_the_client_isolated(instance, tmp_path):
+    """The `sign` launcher the roles install: -I -S, idempotent, and it really runs the client."""
+    from pkgsign import launcher
+
+    dest = tmp_path / "sign"
+    dest.symlink_to("/nonexistent/console-script")  # an older deployment linked the console script
+    assert launcher.write_launcher(str(dest), launcher.launcher_text()) is True
+    assert not dest.is_symlink() and os.stat(str(dest)).st_mode & 0o777 == 0o755
+    assert launcher.write_launcher(str(dest), launcher.launcher_text()) is False
+    assert dest.read_text().startswith("#!%s -IS\n" % sys.executable)
+    # PYTHONPATH pointing at a poisoned `pkgsign` must not be used (-I ignores PYTHON* variables).
+    poisoned = tmp_path / "poison" / "pkgsign"
+    poisoned.mkdir(parents=True)
+    (poisoned / "__init__.py").write_text("raise SystemExit('poisoned')\n")
+    env = child_env(SIGN_CONF=instance.sign_conf, PYTHONPATH=str(poisoned.parent))
+    proc = subprocess.run([str(dest), "-t"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([str(dest), "-u", ED_KEY, "-k"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and len(proc.stdout.strip()) == 16, proc.stderr
+    # The module's command line, as the role runs it: changed once, then unchanged.
+    by_role = tmp_path / "sign-by-role"
+    outputs = [subprocess.run([sys.executable, "-m", "pkgsign.launcher", str(by_role)], env=child_env(),
+                              stdout=subprocess.PIPE, text=True, check=True).stdout.strip() for _run in range(2)]
+    assert outputs == ["changed", "unchanged"]

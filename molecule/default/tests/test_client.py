@@ -62,7 +62,8 @@ def test_sign_conf_and_token_file(host):
     assert conf.contains("^server: http://signer:5003$")
     token = host.file("/etc/pkgsign/sign.token")
     assert token.mode == 0o600 and token.user == "root"
-    assert host.file("/usr/local/bin/sign").is_symlink
+    launcher = host.file("/usr/local/bin/sign")
+    assert launcher.mode == 0o755 and launcher.content_string.startswith("#!/opt/pkgsign/venv/bin/python3 -IS\n")
 
 
 def test_sign_connection(host):
