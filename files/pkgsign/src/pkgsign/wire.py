@@ -50,8 +50,17 @@ def new_hash(digest_algo: str, size=None, builtin_limit=SMALL_INPUT):
     return hashlib.new(digest_algo)
 
 
+_BUILTIN_HASHES = {}  # Python does not remember failed imports: each would scan sys.path again
+
+
 def _builtin_hash(digest_algo):
     """The constructor from CPython's own hash modules (_sha2 from 3.12, _sha256/_sha512 before)."""
+    if digest_algo not in _BUILTIN_HASHES:
+        _BUILTIN_HASHES[digest_algo] = _find_builtin_hash(digest_algo)
+    return _BUILTIN_HASHES[digest_algo]
+
+
+def _find_builtin_hash(digest_algo):
     modules = {"sha1": ("_sha1",), "sha224": ("_sha2", "_sha256"), "sha256": ("_sha2", "_sha256"),
                "sha384": ("_sha2", "_sha512"), "sha512": ("_sha2", "_sha512")}[digest_algo]
     for name in modules:
