@@ -38,6 +38,8 @@ LAUNCHER = []  # the `sign` launcher the roles install (python -I -S), written i
 def sign_path():
     """The `sign` command measured: the launcher as deployed, or the console script before main() made it."""
     return LAUNCHER[0] if LAUNCHER else os.path.join(BIN, "sign")
+
+
 ALGORITHMS = ("rsa4096", "ed25519")
 STACK_SERVE = "pkgsign-admin serve"
 
