@@ -900,12 +900,14 @@ def find_secret_key_by(gpg, selector):
 
 
 def generate_key_from_keygrip(gpg, keygrip, name, email, comment=None, algorithm="rsa4096",
-                              usage=("cert", "sign"), expires="0", keep_fds=()):
+                              usage=("cert", "sign"), expires="0", keep_fds=(), created=None):
     """Make an OpenPGP primary key around secret key material already in the agent.
 
     ``keygrip`` names an unprotected key file in ``private-keys-v1.d`` (made ahead of time, e.g.
     by a pool of pre-generated keys); gpg only binds the user id and self-signs, which takes
     milliseconds instead of the seconds RSA-4096 generation needs. Returns the fingerprint.
+    ``created`` (epoch seconds, default now) fixes the creation time, so that a caller knows
+    every listed field of the new key without listing it.
     """
     validate_uid_field(name, "name", required=True)
     validate_uid_field(email, "email", required=True)
@@ -918,9 +920,92 @@ def generate_key_from_keygrip(gpg, keygrip, name, email, comment=None, algorithm
              "Key-Usage: %s" % ",".join(usage), "Name-Real: %s" % name]
     if comment:
         lines.append("Name-Comment: %s" % comment)
-    lines += ["Name-Email: %s" % email, "Expire-Date: %s" % parse_expires(expires), "%no-protection", "%commit"]
+    lines += ["Name-Email: %s" % email, "Expire-Date: %s" % parse_expires(expires)]
+    if created is not None:
+        lines.append("Creation-Date: seconds=%d" % int(created))
+    lines += ["%no-protection", "%commit"]
     result = gpg.run(["--gen-key"], input=("\n".join(lines) + "\n").encode("utf-8"), keep_fds=keep_fds)
     created = [args[1] for args in result.status_lines("KEY_CREATED") if len(args) > 1]
     if not created:
         raise GpgError("gpg did not report a key made from keygrip %s" % keygrip)
     return created[0]
+
+
+# The KEYPARAM gpg itself sends gpg-agent's GENKEY for each algorithm.
+AGENT_KEY_PARAMETERS = {
+    "rsa2048": "(genkey(rsa(nbits 4:2048)))",
+    "rsa3072": "(genkey(rsa(nbits 4:3072)))",
+    "rsa4096": "(genkey(rsa(nbits 4:4096)))",
+    "ed25519": "(genkey(ecc(curve 7:Ed25519)(flags eddsa comp)))",
+}
+
+
+def agent_binary_for(gpg_binary):
+    """The gpg-agent that belongs to ``gpg_binary`` (its sibling when given as a path)."""
+    if os.path.dirname(gpg_binary):
+        sibling = os.path.join(os.path.dirname(gpg_binary), "gpg-agent")
+        if os.path.exists(sibling):
+            return sibling
+    return "gpg-agent"
+
+
+class KeyMaterialGeneration:
+    """One unprotected secret key made by a gpg-agent of our own, with no OpenPGP key around it.
+
+    The agent runs in server mode (the Assuan protocol on its stdin and stdout, no socket) as
+    our child in ``homedir`` (private, fresh): the key lands in ``homedir/private-keys-v1.d`` as
+    ``<keygrip>.key``, ready for generate_key_from_keygrip. Being our child, the agent inherits
+    the caller's CPU priority, and ``cancel()`` stops it at once, even in the middle of an RSA
+    prime search (an agent behind a socket answers nothing until such a search ends). gpg's
+    --gen-key would also self-sign and write a keyring and a revocation certificate: wasted
+    work for material that is bound to its user id later. ``keep_fds`` stay open in the agent
+    until it exits (a lock telling others that the home is still being written).
+    """
+
+    def __init__(self, homedir, algorithm, agent_binary="gpg-agent", keep_fds=()):
+        validate_algorithm(algorithm)
+        self.homedir = ensure_private_dir(os.path.abspath(homedir))
+        env = dict(os.environ, LC_ALL="C", LANG="C", GNUPGHOME=self.homedir)
+        env.pop("GPG_AGENT_INFO", None)
+        # The inquired KEYPARAM is answered ahead: the agent reads it when it asks.
+        self._commands = ("GENKEY --no-protection\nD %s\nEND\nBYE\n" % AGENT_KEY_PARAMETERS[algorithm]).encode("ascii")
+        self.cancelled = False
+        try:
+            self.proc = subprocess.Popen([agent_binary, "--homedir", self.homedir, "--server"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, pass_fds=list(keep_fds))
+        except OSError as exc:
+            raise GpgError("cannot run %s: %s" % (agent_binary, exc))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def wait(self, timeout=None):
+        """The keygrip of the new key; GpgError when the agent failed or was cancelled."""
+        try:
+            out, err = self.proc.communicate(self._commands, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            self.proc.communicate()
+            raise GpgError("gpg-agent did not generate a key within %s s" % timeout)
+        if self.cancelled:
+            raise GpgError("key generation cancelled")
+        replies = out.decode("utf-8", "replace").splitlines()
+        failures = [line[4:] for line in replies if line.startswith("ERR ")]
+        if failures or self.proc.returncode != 0 or "OK" not in replies:
+            detail = failures[-1] if failures else (err.decode("utf-8", "replace").strip().splitlines() or [
+                "exit status %s" % self.proc.returncode])[-1]
+            raise GpgError("gpg-agent GENKEY failed: %s" % detail, self.proc.returncode, err.decode("utf-8", "replace"))
+        directory = os.path.join(self.homedir, "private-keys-v1.d")
+        made = [name for name in os.listdir(directory) if re.match(r"^[0-9A-F]{40}\.key$", name)]
+        if len(made) != 1:
+            raise GpgError("gpg-agent left %d key files in %s, expected one" % (len(made), directory))
+        return made[0][:-len(".key")]
+
+    def cancel(self):
+        self.cancelled = True
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass

@@ -263,4 +263,6 @@ def test_key_pool_binds_pregenerated_keys_and_refills(tmp_path):
     assert len(os.listdir(str(root / "pool" / "ready"))) == 4
     app.extensions["pkgsign"].keys.pool.stop()
     gpg.kill_agent()
-    _gnupg.GnuPG(str(root / "pool" / "gnupg"), create=False).kill_agent()
+    # pool keys are made by agents that were our children: no agent or scratch home is left
+    assert not (root / "pool" / "gnupg").exists()
+    assert [name for name in os.listdir(str(root / "keygen")) if not name.startswith(".")] == []

@@ -44,6 +44,15 @@ def parse_rate(text: str) -> Optional[Tuple[int, int]]:
     return count, window
 
 
+def default_generation_race() -> int:
+    """[keygen] generation_race = auto: one RSA generation per core, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
 def _split_list(text: str) -> List[str]:
     return [item.strip() for item in (text or "").replace("\n", ",").split(",") if item.strip()]
 
@@ -68,6 +77,7 @@ class Config:
     keygen_open_networks: List[ipaddress._BaseNetwork] = field(default_factory=list)
     pool_size: int = 0
     pool_algorithms: Tuple[str, ...] = ()
+    generation_race: int = 1
     default_digest: str = "sha256"
     allowed_digests: Tuple[str, ...] = ("sha256", "sha384", "sha512")
     max_digests_per_request: int = 1000
@@ -160,6 +170,13 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
     pool_size = get_int("keygen", "pool_size", 0)
     if pool_size < 0 or pool_size > 10000:
         raise ConfigError("[keygen] pool_size must be between 0 and 10000")
+    race = get("keygen", "generation_race", "auto").lower()
+    if race == "auto":
+        generation_race = default_generation_race()
+    else:
+        generation_race = get_int("keygen", "generation_race", 1)
+        if generation_race < 1 or generation_race > 64:
+            raise ConfigError("[keygen] generation_race must be auto or between 1 and 64")
 
     allowed = []
     for item in _split_list(get("signing", "allowed_digests", "sha256, sha384, sha512")):
@@ -207,6 +224,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         keygen_open_networks=networks,
         pool_size=pool_size,
         pool_algorithms=tuple(pool_algorithms),
+        generation_race=generation_race,
         default_digest=default_digest,
         allowed_digests=tuple(allowed),
         max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", 1000)),

@@ -1,31 +1,255 @@
-"""A pool of pre-generated key material, so POST /gen_key does not wait for RSA generation.
+"""Key material for POST /gen_key: made in scratch homes, raced when the pool is empty, pooled ahead.
 
-Pool keys are made in a separate GnuPG home (``state_dir/pool/gnupg``); their unprotected
-private key files (``private-keys-v1.d/<keygrip>.key``) are moved to ``state_dir/pool/ready``
-as ``<algorithm>-<keygrip>.key`` and the throw-away OpenPGP key around them is deleted. A
-request claims one by renaming it into the service's ``private-keys-v1.d`` (atomic: two
-processes never get the same file) and gpg binds the user id to it (``Key-Grip:``), which takes
-milliseconds. The ready directory is inside the 0700 state directory: protected like any key.
+Key material is an unprotected gpg-agent key file (``private-keys-v1.d/<keygrip>.key``) with no
+OpenPGP key around it: gpg binds the requested user id to it later (``Key-Grip:``), which takes
+milliseconds. It is made by a gpg-agent that runs as our child in a scratch home
+(``state_dir/keygen/<random>``, 0700, locked while in use), never by the service's own agent:
+RSA prime search keeps an agent busy for seconds, and several scratch agents run on several
+cores while the service's agent keeps signing.
 
-One refill thread per process; an flock makes only one process refill at a time.
+``KeyMaker.make`` can race several generations for one key (RSA generation time varies by a
+factor of 3-10 from key to key): the first to finish is used, the others go into the pool when it
+has room for them, otherwise they are stopped and their homes shredded.
+
+The pool keeps ready key files in ``state_dir/pool/ready`` as ``<algorithm>-<keygrip>.key`` (0700
+inside the 0700 state directory, files 0600: protected like any key). A request claims one by
+renaming it into the service's ``private-keys-v1.d`` (atomic: two processes never get the same
+file). One refill thread per process, at a lower CPU priority; an flock makes only one process
+refill at a time.
 """
 
 import errno
 import fcntl
 import logging
 import os
+import queue
+import tempfile
 import threading
+import time
 
 from . import _gnupg
 
 log = logging.getLogger(__name__)
 
-POOL_UID_NAME = "pkgsign pool"
-POOL_UID_EMAIL = "pool@pkgsign.invalid"
+SCRATCH_PREFIX = "gen-"
+LOCK_NAME = "lock"
+# A scratch home without its lock file is being set up, unless it is this old.
+UNLOCKED_SCRATCH_GRACE = 600
+# Racing pays off where generation time is long and random (prime search).
+RACED_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096")
+SPARE_NICENESS = 10
+
+
+def shred_file(path):
+    """Overwrite a key file with zeros, then remove it (best effort, see _gnupg.shred_tree)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "r+b") as handle:
+            handle.write(b"\0" * size)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        pass
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def move_private_file(source, target):
+    """Rename ``source`` to ``target``; across file systems copy it (0600) and shred the source."""
+    try:
+        os.rename(source, target)
+        return
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+    with open(source, "rb") as handle:
+        _gnupg.write_private_file(target, handle.read())
+    shred_file(source)
+
+
+class Candidate:
+    """One key generation in its own scratch home."""
+
+    def __init__(self, maker, algorithm, finished):
+        self.maker = maker
+        self.algorithm = algorithm
+        self._finished = finished
+        self.home = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=maker.scratch_root)
+        self.keygrip = None
+        self.error = None
+        self.done = threading.Event()
+        self._lock_fd = os.open(os.path.join(self.home, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            # The agent inherits the lock: if we die, the home stays "in use" until it exits.
+            self.generation = _gnupg.KeyMaterialGeneration(os.path.join(self.home, "gnupg"), algorithm,
+                                                           agent_binary=maker.agent_binary, keep_fds=(self._lock_fd,))
+        except BaseException:
+            self.discard()
+            raise
+        self.started = time.monotonic()
+        self.seconds = None
+
+    def run(self):
+        """Wait for the agent (in a thread of its own); sets keygrip or error, then done."""
+        try:
+            self.keygrip = self.generation.wait()
+        except _gnupg.GpgError as err:
+            self.error = err
+        finally:
+            self.seconds = time.monotonic() - self.started
+            self.maker.generation_ended()
+            self.done.set()
+            self._finished.put(self)
+
+    @property
+    def key_file(self):
+        return os.path.join(self.generation.homedir, "private-keys-v1.d", self.keygrip + ".key")
+
+    def lower_priority(self):
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.generation.pid, SPARE_NICENESS)
+        except (AttributeError, OSError):
+            pass
+
+    def cancel(self):
+        self.generation.cancel()
+
+    def move_key(self, target):
+        move_private_file(self.key_file, target)
+
+    def discard(self):
+        """Shred the scratch home (key material included, if still there) and release it."""
+        _gnupg.shred_tree(self.home)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+class KeyMaker:
+    """Makes key material in scratch homes; several at once for one key when cores are idle."""
+
+    def __init__(self, config, gpg_binary="gpg"):
+        self.scratch_root = _gnupg.ensure_private_dir(os.path.join(config.state_dir, "keygen"))
+        self.agent_binary = _gnupg.agent_binary_for(gpg_binary)
+        self.race_width = max(1, config.generation_race)
+        self._active = 0
+        self._active_lock = threading.Lock()
+
+    def generation_ended(self):
+        with self._active_lock:
+            self._active -= 1
+
+    def _start(self, algorithm, finished):
+        with self._active_lock:
+            self._active += 1
+        try:
+            candidate = Candidate(self, algorithm, finished)
+        except BaseException:
+            with self._active_lock:
+                self._active -= 1
+            raise
+        threading.Thread(target=candidate.run, name="pkgsign-keygen", daemon=True).start()
+        return candidate
+
+    def width_for(self, algorithm):
+        """How many generations to race now: extra ones only on cores no other generation uses."""
+        if algorithm not in RACED_ALGORITHMS:
+            return 1
+        with self._active_lock:
+            idle = self.race_width - self._active
+        return max(1, min(self.race_width, idle))
+
+    def make(self, algorithm, width=1, spare=None):
+        """A finished Candidate (call ``discard()`` once its key file is moved away).
+
+        With ``width`` > 1 that many generations race; the first to finish wins. Each other one
+        goes to ``spare(candidate)`` when that returns True for its algorithm (called once it has
+        finished; ``spare.accepts(algorithm)`` is asked at once), otherwise it is stopped.
+        """
+        self.sweep()
+        candidates, finished = [], queue.Queue()
+        try:
+            for _index in range(max(1, width)):
+                candidates.append(self._start(algorithm, finished))
+        except (_gnupg.GpgError, OSError) as err:
+            if not candidates:
+                raise
+            log.warning("could only start %d of %d key generations: %s", len(candidates), width,
+                        getattr(err, "message", err))
+        winner = None
+        for _index in range(len(candidates)):
+            candidate = finished.get()
+            if candidate.keygrip:
+                winner = candidate
+                break
+        for candidate in candidates:
+            if candidate is not winner:
+                self._dispose(candidate, spare)
+        if winner is None:
+            errors = [candidate.error for candidate in candidates if candidate.error is not None]
+            raise errors[0] if errors else _gnupg.GpgError("key generation failed")
+        if len(candidates) > 1:
+            log.info("raced %d %s generations; the first took %.2f s", len(candidates), algorithm, winner.seconds)
+        return winner
+
+    def _dispose(self, candidate, spare):
+        """A generation that lost the race: into the pool if it takes it, else stopped and shredded."""
+        if spare is not None and spare.accepts(candidate.algorithm):
+            candidate.lower_priority()
+
+            def hand_over():
+                candidate.done.wait()
+                try:
+                    if not (candidate.keygrip and spare(candidate)):
+                        log.info("a spare %s generation was discarded (%s)", candidate.algorithm,
+                                 "failed: %s" % candidate.error.message if candidate.error else "pool full")
+                finally:
+                    candidate.discard()
+
+            threading.Thread(target=hand_over, name="pkgsign-keygen-spare", daemon=True).start()
+            return
+        candidate.cancel()
+        candidate.done.wait()
+        candidate.discard()
+        log.info("stopped a %s generation that lost the race after %.2f s (no pool to keep it)",
+                 candidate.algorithm, candidate.seconds or 0.0)
+
+    def sweep(self):
+        """Shred scratch homes nobody holds any more (left by a killed process); returns how many."""
+        removed = 0
+        for name in os.listdir(self.scratch_root):
+            home = os.path.join(self.scratch_root, name)
+            if not name.startswith(SCRATCH_PREFIX) or not os.path.isdir(home):
+                continue
+            try:
+                fd = os.open(os.path.join(home, LOCK_NAME), os.O_RDWR)
+            except FileNotFoundError:
+                try:
+                    stale = time.time() - os.stat(home).st_mtime > UNLOCKED_SCRATCH_GRACE
+                except FileNotFoundError:
+                    continue
+                if stale:
+                    _gnupg.shred_tree(home)
+                    removed += 1
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # a generation (maybe an orphaned agent) still works there
+            try:
+                _gnupg.shred_tree(home)
+                removed += 1
+            finally:
+                os.close(fd)
+        return removed
 
 
 class KeyPool:
-    def __init__(self, config, main_gnupg):
+    def __init__(self, config, main_gnupg, maker=None):
         self.config = config
         self.sizes = {algorithm: config.pool_size for algorithm in config.pool_algorithms}
         self.root = os.path.join(config.state_dir, "pool")
@@ -33,20 +257,18 @@ class KeyPool:
         for directory in (self.root, self.ready_dir):
             _gnupg.ensure_private_dir(directory)
         self.target_dir = _gnupg.ensure_private_dir(os.path.join(main_gnupg.homedir, "private-keys-v1.d"))
-        self._gnupg = None
+        self.maker = maker or KeyMaker(config, main_gnupg.binary)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = None
+        self._retire_old_home()
 
-    @property
-    def gnupg(self):
-        if self._gnupg is None:
-            home = os.path.join(self.root, "gnupg")
-            self._gnupg = _gnupg.GnuPG(home)
-            from .keystore import _ensure_gpg_conf
-
-            _ensure_gpg_conf(home)
-        return self._gnupg
+    def _retire_old_home(self):
+        """Earlier versions generated pool keys in ``pool/gnupg`` with gpg --gen-key."""
+        home = os.path.join(self.root, "gnupg")
+        if os.path.isdir(home):
+            _gnupg.GnuPG(home, create=False).kill_agent()
+            _gnupg.shred_tree(home)
 
     def available(self, algorithm):
         prefix = algorithm + "-"
@@ -55,13 +277,18 @@ class KeyPool:
     def counts(self):
         return {algorithm: len(self.available(algorithm)) for algorithm in self.sizes}
 
-    def claim(self, algorithm):
-        """Move one ready key file into the service's keyring; its keygrip, or None if empty."""
+    def claim(self, algorithm, before_take=None):
+        """Move one ready key file into the service's keyring; its keygrip, or None if empty.
+
+        ``before_take(keygrip)`` runs before the file moves (to record which key is in flight).
+        """
         if algorithm not in self.sizes:
             return None
         try:
             for name in self.available(algorithm):
                 keygrip = name[len(algorithm) + 1:-len(".key")]
+                if before_take is not None:
+                    before_take(keygrip)
                 try:
                     os.rename(os.path.join(self.ready_dir, name), os.path.join(self.target_dir, keygrip + ".key"))
                 except FileNotFoundError:
@@ -80,24 +307,35 @@ class KeyPool:
 
     def release_unused(self, keygrip):
         """Remove a claimed key file that could not be bound (never reuse it elsewhere)."""
-        path = os.path.join(self.target_dir, keygrip + ".key")
-        if os.path.exists(path):
-            os.unlink(path)
+        shred_file(os.path.join(self.target_dir, keygrip + ".key"))
+
+    # -- spares: generations that lost a race --------------------------------------------
+
+    def accepts(self, algorithm):
+        return algorithm in self.sizes and len(self.available(algorithm)) < self.sizes[algorithm]
+
+    def __call__(self, candidate):
+        """Keep a finished spare generation; False when the pool has no room for it."""
+        if not self.accepts(candidate.algorithm):
+            return False
+        self._store(candidate)
+        log.info("a spare %s generation went into the key pool (%s ready)", candidate.algorithm,
+                 len(self.available(candidate.algorithm)))
+        return True
+
+    def _store(self, candidate):
+        name = "%s-%s.key" % (candidate.algorithm, candidate.keygrip)
+        candidate.move_key(os.path.join(self.ready_dir, name))
+
+    # -- refill --------------------------------------------------------------------------
 
     def make_one(self, algorithm):
-        gpg = self.gnupg
-        fingerprint = gpg.generate_key(POOL_UID_NAME, POOL_UID_EMAIL, algorithm=algorithm)
-        key = _gnupg.find_secret_key_by(gpg, fingerprint)
-        if key is None or not key.keygrip:
-            raise _gnupg.GpgError("pool key %s vanished" % fingerprint)
-        source = os.path.join(gpg.homedir, "private-keys-v1.d", key.keygrip + ".key")
-        os.rename(source, os.path.join(self.ready_dir, "%s-%s.key" % (algorithm, key.keygrip)))
-        # Without its secret part the throw-away OpenPGP key can go.
-        gpg.run(["--yes", "--delete-keys", fingerprint], check=False)
-        revocation = os.path.join(gpg.homedir, "openpgp-revocs.d", fingerprint + ".rev")
-        if os.path.exists(revocation):
-            os.unlink(revocation)
-        return key.keygrip
+        candidate = self.maker.make(algorithm)
+        try:
+            self._store(candidate)
+            return candidate.keygrip
+        finally:
+            candidate.discard()
 
     def refill(self, progress=None):
         """Top every algorithm up to its size; returns the number made (0 if another process refills)."""
@@ -129,9 +367,9 @@ class KeyPool:
 
     def _run(self):
         try:
-            # Linux nice values are per thread and inherited by children: the pool's gpg and the
-            # gpg-agent it starts (which does the generation) yield the CPU to requests.
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            # Linux nice values are per thread and inherited by children: the scratch agents
+            # this thread starts (which do the generation) yield the CPU to requests.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SPARE_NICENESS)
         except (AttributeError, OSError):
             pass
         while not self._stop.is_set():

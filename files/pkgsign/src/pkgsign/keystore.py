@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from . import _gnupg
 from .config import KEYGEN_ALGORITHMS
+from .keypool import KeyMaker, KeyPool, shred_file
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,37 @@ def key_record(key, email=None, origin="generated", **extra) -> dict:
     return record
 
 
+def bound_key_record(fingerprint, keygrip, algorithm, uid, created, expire_days, email, origin="generated", **extra):
+    """Metadata of a primary-only key just bound from key material (generate_key_from_keygrip with
+    ``created``): every field is known, so no listing is needed. test_keystore checks it against
+    key_record of gpg's own listing."""
+    pubkey_algo = 22 if algorithm == "ed25519" else 1  # EdDSA, RSA (RFC 4880 9.1, RFC 4880bis)
+    key_id = fingerprint[-16:]
+    record = {
+        "name_email": email.lower(),
+        "uids": [uid],
+        "fingerprint": fingerprint,
+        "key_id": key_id,
+        "algorithm": algorithm,
+        "created": int(created),
+        "expires": int(created) + expire_days * 86400 if expire_days else None,
+        "signing_fingerprint": fingerprint,
+        "signing_key_id": key_id,
+        "signing_keygrip": keygrip.upper(),
+        "pubkey_algo": pubkey_algo,
+        "signing_algorithm": algorithm,
+        "origin": origin,
+        "revoked": False,
+    }
+    record.update(extra)
+    return record
+
+
+def user_id(name, comment, email):
+    """The user id gpg makes of Name-Real, Name-Comment and Name-Email."""
+    return "%s%s <%s>" % (name, " (%s)" % comment if comment else "", email)
+
+
 def _signing_part(key):
     """The (sub)key gpg would sign with: the newest usable signing subkey, else the primary."""
     subkeys = [sub for sub in key.subkeys if "sign" in sub.usage and sub.usable and sub.secret_present is not False]
@@ -92,11 +124,11 @@ class KeyStore:
         self._alias_cache_lock = threading.Lock()
         self._email_re = re.compile(config.name_email_pattern)
         _ensure_gpg_conf(config.gnupg_home)
+        self.maker = KeyMaker(config, self.gnupg.binary)
+        self.private_keys_dir = _gnupg.ensure_private_dir(os.path.join(self.gnupg.homedir, "private-keys-v1.d"))
         self.pool = None
         if config.pool_size > 0:
-            from .keypool import KeyPool
-
-            self.pool = KeyPool(config, self.gnupg)
+            self.pool = KeyPool(config, self.gnupg, self.maker)
 
     @property
     def pending_dir(self):
@@ -277,7 +309,12 @@ class KeyStore:
 
     def generate(self, name_real, name_email, name_comment=None, algorithm="rsa4096", expire_days=0,
                  created_by=None):
-        """Create the key for ``name_email`` unless it exists; returns (created?, metadata)."""
+        """Create the key for ``name_email`` unless it exists; returns (created?, metadata).
+
+        Key material comes from the pool, else from generations in scratch homes (raced for RSA
+        when cores are idle); only binding the user id to it takes the keyring lock, so keys for
+        different emails are generated in parallel. The email lock makes one key per email.
+        """
         name_email = name_email.lower()
         with self.email_lock(name_email) as email_fd:
             record = self.get_metadata(name_email)
@@ -295,40 +332,55 @@ class KeyStore:
                 self.save_metadata(record)
                 return False, record
             marker = os.path.join(self.pending_dir, _file_name(name_email))
-            _write_json(marker, {"name_email": name_email, "started": int(time.time())})
-            fingerprint = self._from_pool(name_real, name_email, name_comment, algorithm, expire_days, email_fd)
+            started = int(time.time())
+            _write_json(marker, {"name_email": name_email, "started": started})
+
+            def in_flight(keygrip):
+                # reconcile() shreds this key file if the server dies before it is bound
+                _write_json(marker, {"name_email": name_email, "started": started, "keygrip": keygrip})
+
+            bind = {"name_real": name_real, "name_email": name_email, "name_comment": name_comment or None,
+                    "algorithm": algorithm, "expire_days": expire_days or 0, "email_fd": email_fd}
+            keygrip = self.pool.claim(algorithm, in_flight) if self.pool is not None else None
+            fingerprint = created = None
+            if keygrip is not None:
+                try:
+                    fingerprint, created = self._bind(keygrip, **bind)
+                except _gnupg.GpgError as err:
+                    log.error("binding pool key %s failed (%s); generating afresh", keygrip, err.message)
+                    self.pool.release_unused(keygrip)
             if fingerprint is None:
-                with self.keyring_lock(exclusive=True) as keyring_fd:
-                    fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment or None,
-                                                          algorithm=algorithm, usage=("cert", "sign"),
-                                                          expires=expire_days or 0, keep_fds=(email_fd, keyring_fd))
-            with self.keyring_lock():
-                found = _gnupg.find_keys_by(self.gnupg, fingerprint, check_secret=False)
-            key = found[0] if len(found) == 1 else None
-            if key is None:
-                raise KeyStoreError("gpg reported key %s but it is not in the keyring" % fingerprint)
-            record = key_record(key, name_email, origin="generated", created_by=created_by)
+                keygrip = self._new_material(algorithm, in_flight)
+                try:
+                    fingerprint, created = self._bind(keygrip, **bind)
+                except _gnupg.GpgError:
+                    shred_file(os.path.join(self.private_keys_dir, keygrip + ".key"))
+                    raise
+            record = bound_key_record(fingerprint, keygrip, algorithm, user_id(name_real, name_comment, name_email),
+                                      created, expire_days or 0, name_email, created_by=created_by)
             self.save_metadata(record)
             os.unlink(marker)
             return True, record
 
-    def _from_pool(self, name_real, name_email, name_comment, algorithm, expire_days, email_fd):
-        """Bind the user id to pre-generated key material; None when the pool has none."""
-        if self.pool is None:
-            return None
-        keygrip = self.pool.claim(algorithm)
-        if keygrip is None:
-            return None
+    def _new_material(self, algorithm, in_flight):
+        """Generate key material (racing when cores are idle) into the service's key files."""
+        winner = self.maker.make(algorithm, width=self.maker.width_for(algorithm), spare=self.pool)
         try:
-            with self.keyring_lock(exclusive=True) as keyring_fd:
-                return _gnupg.generate_key_from_keygrip(self.gnupg, keygrip, name_real, name_email,
-                                                        comment=name_comment or None, algorithm=algorithm,
-                                                        usage=("cert", "sign"), expires=expire_days or 0,
-                                                        keep_fds=(email_fd, keyring_fd))
-        except _gnupg.GpgError as err:
-            log.error("binding pool key %s failed (%s); generating afresh", keygrip, err.message)
-            self.pool.release_unused(keygrip)
-            return None
+            in_flight(winner.keygrip)
+            winner.move_key(os.path.join(self.private_keys_dir, winner.keygrip + ".key"))
+        finally:
+            winner.discard()
+        return winner.keygrip
+
+    def _bind(self, keygrip, name_real, name_email, name_comment, algorithm, expire_days, email_fd):
+        """Bind the user id to the key material ``keygrip``; (fingerprint, creation time)."""
+        created = int(time.time())
+        with self.keyring_lock(exclusive=True) as keyring_fd:
+            fingerprint = _gnupg.generate_key_from_keygrip(self.gnupg, keygrip, name_real, name_email,
+                                                           comment=name_comment, algorithm=algorithm,
+                                                           usage=("cert", "sign"), expires=expire_days,
+                                                           keep_fds=(email_fd, keyring_fd), created=created)
+        return fingerprint, created
 
     def delete(self, name_email: str) -> dict:
         name_email = name_email.lower()
@@ -392,6 +444,7 @@ class KeyStore:
     def reconcile(self):
         """Finish or undo key operations a crash interrupted (see the module docstring)."""
         fixed = []
+        self.maker.sweep()
         for name in sorted(os.listdir(self.pending_dir)):
             path = os.path.join(self.pending_dir, name)
             if name.startswith(".tmp-"):
@@ -411,7 +464,7 @@ class KeyStore:
                     self._delete_from_keyring(record["fingerprint"])
                     fixed.append(("deleted", email))
                 elif self.get_metadata(email) is None:
-                    self._finish_generation(email)
+                    self._finish_generation(email, record.get("keygrip"))
                     fixed.append(("generation", email))
                 os.unlink(path)
         for name in os.listdir(self.config.metadata_dir):
@@ -419,16 +472,20 @@ class KeyStore:
                 os.unlink(os.path.join(self.config.metadata_dir, name))
         return fixed
 
-    def _finish_generation(self, email):
-        """After a crash during generation: keep a complete key, drop a public-only half."""
+    def _finish_generation(self, email, keygrip=None):
+        """After a crash during generation: keep a complete key, drop a public-only half, and
+        shred key material that was claimed or generated but never bound."""
         with self.keyring_lock():
             listed = _gnupg.find_keys_by(self.gnupg, "<%s>" % email, secret=False)
-        for key in listed:
-            if key.secret_present:
-                self.save_metadata(key_record(key, email, origin="generated", recovered=True))
-                return
-        for key in listed:
-            self._delete_from_keyring(key.fingerprint)
+        kept = [key for key in listed if key.secret_present]
+        if kept:
+            self.save_metadata(key_record(kept[0], email, origin="generated", recovered=True))
+        else:
+            for key in listed:
+                self._delete_from_keyring(key.fingerprint)
+        if keygrip and re.fullmatch(r"[0-9A-Fa-f]{40}", keygrip) and keygrip.upper() not in {
+                part.keygrip.upper() for key in kept for part in [key] + key.subkeys}:
+            shred_file(os.path.join(self.private_keys_dir, keygrip.upper() + ".key"))
 
 
 GPG_CONF_LINES = (
