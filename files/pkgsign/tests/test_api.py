@@ -229,7 +229,7 @@ def test_403_outside_scope_or_keys(app_client, instance):
 
 
 def test_429_with_retry_after(instance):
-    # 'slow' allows 3 requests per hour in each server process
+    # 'slow' allows 3 requests per hour: a burst of 3, then one every 20 minutes
     statuses = []
     for _index in range(5):
         status, headers, _body = instance.request("GET", "/keys/modern", token="slow")

@@ -7,7 +7,7 @@ import sys
 
 from . import _gnupg
 from .config import ConfigError, load_config, parse_duration
-from .tokens import SCOPES, TokenFileError, add_token, read_tokens, revoke_token
+from .tokens import SCOPES, TokenFileError, add_token, read_tokens, remove_idle_rate_limit_files, revoke_token
 
 DEFAULT_BIND = "127.0.0.1:5003"
 
@@ -217,6 +217,8 @@ def cmd_maintain(args):
     fixed = store.reconcile()
     for what, email in fixed:
         _say("recovered interrupted key %s for %s" % (what, email))
+    removed, kept = remove_idle_rate_limit_files(config.state_dir)
+    _say("rate-limit state: %d idle key file(s) removed, %d in use" % (removed, kept))
     return 1 if failures else 0
 
 

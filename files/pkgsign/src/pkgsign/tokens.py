@@ -16,9 +16,9 @@ import json
 import logging
 import os
 import secrets
+import struct
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 
 from . import _gnupg
@@ -95,27 +95,131 @@ class TokenStore:
         return self._by_hash.get(hash_secret(secret))
 
 
-class RateLimiter:
-    """Sliding-window request counter per key (token id or client address), per process."""
+RATE_LIMIT_SUBDIR = "ratelimit"
+_NS = 1000000000
+_TAT = struct.Struct("<q")  # a key file holds one signed 64-bit wall-clock time in nanoseconds
 
-    def __init__(self):
+
+def rate_limit_dir(state_dir):
+    """Where the shared rate-limit state of the instance with this state_dir lives."""
+    return os.path.join(state_dir, RATE_LIMIT_SUBDIR)
+
+
+def _gcra(stored_tat, now, rate):
+    """One GCRA step: (new theoretical arrival time, None) to admit, or (None, seconds to wait).
+
+    N requests per W seconds with a burst of N: each admitted request moves the key's
+    theoretical arrival time (TAT) on by W/N; a request is refused while that would put the
+    TAT more than N intervals ahead of now. Integer nanoseconds, so a burst is exactly N.
+    """
+    limit, window = rate
+    interval = max(1, window * _NS // limit)
+    tolerance = interval * limit
+    # max(): an idle key starts from a full burst; min(): a wall clock set back leaves no key
+    # refused for longer than one window.
+    tat = min(max(stored_tat, now), now + tolerance) + interval
+    if tat - now > tolerance:
+        return None, max(1, -(-(tat - tolerance - now) // _NS))
+    return tat, None
+
+
+class RateLimiter:
+    """Request limit per key (token id or client address): N requests per W seconds, burst N.
+
+    With a state_dir, the one number each key needs lives in ``<state_dir>/ratelimit/<sha256 of
+    the key>`` (0600 in a 0700 directory), read and rewritten under flock, so every process of
+    the instance (mod_wsgi runs several) counts against the same limit. Without one (tests,
+    tools) the state is this process's. A key file whose time is past carries nothing a missing
+    file would not; ``remove_idle_rate_limit_files`` (pkgsign-admin maintain) deletes those.
+    """
+
+    _MEMORY_PRUNE_AT = 4096
+
+    def __init__(self, state_dir=None):
+        self.directory = None if state_dir is None else rate_limit_dir(state_dir)
         self._lock = threading.Lock()
-        self._events = {}
+        self._memory = {}
+        self._file_error_logged = None
+        if self.directory is not None:
+            try:
+                _gnupg.ensure_private_dir(self.directory)
+            except OSError as err:  # serve anyway; check() falls back to a per-process limit and says so
+                log.error("cannot create rate-limit state directory %s: %s", self.directory, err)
 
     def check(self, key, rate):
         """None if the request may proceed, else the seconds to wait (Retry-After)."""
         if rate is None:
             return None
-        limit, window = rate
-        now = time.monotonic()
+        if self.directory is not None:
+            try:
+                return self._check_file(key, rate)
+            except OSError as err:
+                # Broken state directory (full, permissions): keep limiting, per process, and say so.
+                now = time.monotonic()
+                if self._file_error_logged is None or now - self._file_error_logged > 60:
+                    self._file_error_logged = now
+                    log.error("shared rate-limit state in %s unusable (%s); limiting per process", self.directory, err)
+        return self._check_memory(key, rate)
+
+    def _check_memory(self, key, rate):
         with self._lock:
-            events = self._events.setdefault(key, deque())
-            while events and events[0] <= now - window:
-                events.popleft()
-            if len(events) >= limit:
-                return max(1, int(events[0] + window - now + 0.999))
-            events.append(now)
-            return None
+            now = time.time_ns()
+            tat, wait = _gcra(self._memory.get(key, 0), now, rate)
+            if tat is not None:
+                if len(self._memory) >= self._MEMORY_PRUNE_AT:
+                    self._memory = {k: v for k, v in self._memory.items() if v > now}
+                self._memory[key] = tat
+            return wait
+
+    def _check_file(self, key, rate):
+        path = os.path.join(self.directory, hashlib.sha256(key.encode("utf-8")).hexdigest())
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink == 0:
+                    continue  # removed as idle while we waited for the lock: use the new file
+                raw = os.pread(fd, _TAT.size, 0)
+                tat, wait = _gcra(_TAT.unpack(raw)[0] if len(raw) == _TAT.size else 0, time.time_ns(), rate)
+                if tat is not None:
+                    os.pwrite(fd, _TAT.pack(tat), 0)
+                return wait
+            finally:
+                os.close(fd)  # also releases the lock
+
+
+def remove_idle_rate_limit_files(state_dir):
+    """Delete key files whose time is past (their keys are back at a full burst): (removed, kept)."""
+    directory = rate_limit_dir(state_dir)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0, 0
+    removed = kept = 0
+    for name in names:
+        if len(name) != 64 or not set(name) <= set("0123456789abcdef"):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                kept += 1  # in use right now, so not idle
+                continue
+            raw = os.pread(fd, _TAT.size, 0)
+            if len(raw) == _TAT.size and _TAT.unpack(raw)[0] > time.time_ns():
+                kept += 1
+                continue
+            # Unlinked under the lock: a request waiting on this file sees st_nlink 0 and reopens.
+            os.unlink(path)
+            removed += 1
+        finally:
+            os.close(fd)
+    return removed, kept
 
 
 # -- the file, as pkgsign-admin edits it ----------------------------------------------------
