@@ -1,12 +1,12 @@
 """The HTTP API (Flask). The wire format is documented in README.md and openapi.json."""
 
-import base64
 import ipaddress
 import logging
 import os
 import re
 import tempfile
 import time
+from binascii import b2a_base64
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -16,7 +16,7 @@ from .agent import AgentError, AgentPool
 from .audit import AuditLog
 from .config import load_config
 from .keystore import KeyStore, KeyStoreError, UnknownKey
-from .openpgp import HashedAreaError, build_hashed_area, signature_packet, validate_hashed_area
+from .openpgp import HashedAreaError, build_hashed_area, signature_packets, validate_hashed_area
 from .tokens import RateLimiter, TokenFileError, TokenStore
 from .wire import DIGEST_SIZES, SIG_TYPES, armor
 
@@ -333,23 +333,24 @@ def create_app(config=None):
         area = bytes.fromhex(area_hex)
         want_armor = body.get("armor") is True
         passphrase = service.keys.passphrase_for(record)
-        results = []
+        digests = [digest.lower() for digest in digests]
         try:
-            for digest in digests:
-                digest = digest.lower()
-                sexp = service.agent.sign(record["signing_keygrip"], digest_algo, digest, passphrase)
-                packet = signature_packet(area, record["signing_key_id"], digest, record["pubkey_algo"], sexp)
-                item = {"digest": digest, "signature": base64.b64encode(packet).decode("ascii")}
-                if want_armor:
-                    item["armored"] = armor(packet)
-                results.append(item)
+            # All digests of the request on one agent connection, pipelined (agent.py).
+            sexps = service.agent.sign_many(record["signing_keygrip"], digest_algo, digests, passphrase)
+            packets = signature_packets(area, record["signing_key_id"], record["pubkey_algo"], digests, sexps)
         except (AgentError, ValueError) as err:
             log.error("signing with %s failed: %s", record["fingerprint"], err)
             audit("sign", "error", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
-                  digests=[d.lower() for d in digests])
+                  digests=digests)
             raise ApiError(500, "gpg-agent could not sign with %s" % name)
+        results = []
+        for digest, packet in zip(digests, packets):
+            item = {"digest": digest, "signature": b2a_base64(packet, newline=False).decode("ascii")}
+            if want_armor:
+                item["armored"] = armor(packet)
+            results.append(item)
         audit("sign", "ok", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
-              digests=[item["digest"] for item in results])
+              digests=digests)
         return jsonify(key=name, fingerprint=record["fingerprint"], signing_fingerprint=record["signing_fingerprint"],
                        key_id=record["signing_key_id"], digest_algo=digest_algo, signatures=results)
 

@@ -20,6 +20,7 @@ from . import _gnupg
 
 GENESIS = "0" * 64
 _TAIL = 65536
+_HEAD_SIZE = 128  # bytes of the head file: '{"seq": N, "hash": "<64 hex>"}' padded with blanks
 
 
 def _line_hash(line: bytes) -> str:
@@ -66,43 +67,74 @@ class AuditLog:
                 record = dict(entry, seq=seq + 1, prev=prev)
                 line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
                 os.write(fd, line + b"\n")
+                # The line is on disk before the head names it, and both before the caller answers.
+                os.fdatasync(fd)
                 digest = _line_hash(line)
                 self._known = (stat.st_size + len(line) + 1, stat.st_ino, seq + 1, digest)
-                _gnupg.write_private_file(self.head_path, json.dumps({"seq": seq + 1, "hash": digest}).encode())
+                self._write_head(seq + 1, digest)
             finally:
                 os.close(fd)
+
+    def _write_head(self, seq, digest):
+        """Overwrite the head in place: one small write at offset 0 and an fdatasync (a write
+        within the first disk sector is atomic); a new file and a rename per request cost three
+        times as much. The record is padded to a fixed size, so no bytes of a longer head remain."""
+        record = json.dumps({"seq": seq, "hash": digest}).encode("ascii").ljust(_HEAD_SIZE - 1) + b"\n"
+        fd = os.open(self.head_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, record, 0)
+            if os.fstat(fd).st_size > len(record):
+                os.ftruncate(fd, len(record))
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
 
 def verify(path):
     """Check the chain; returns (number of lines, list of problems)."""
     problems = []
-    prev, seq, count = GENESIS, 0, 0
-    before_last = None  # (seq, hash) of the line before the last one
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
         handle = None
-    if handle is not None:
-        with handle:
-            for number, raw in enumerate(handle, 1):
-                count = number
-                line = raw.rstrip(b"\n")
-                try:
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    problems.append("line %d: not a JSON object" % number)
-                    prev, seq = _line_hash(line), seq + 1
-                    continue
-                if record.get("prev") != prev:
-                    problems.append("line %d: does not follow the line before it (edited, removed or reordered)"
-                                    % number)
-                if record.get("seq") != seq + 1:
-                    problems.append("line %d: sequence number %r, expected %d" % (number, record.get("seq"), seq + 1))
-                before_last = (seq, prev)
-                prev = _line_hash(line)
-                seq = record.get("seq") if isinstance(record.get("seq"), int) else seq + 1
+    try:
+        if handle is not None:
+            # Shared lock: the service appends a line and updates the head under the exclusive one.
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        count, seq, prev, before_last = _read_chain(handle or (), problems)
+        _check_head(path, count, seq, prev, before_last, problems)
+    finally:
+        if handle is not None:
+            handle.close()
+    return count, problems
+
+
+def _read_chain(lines, problems):
+    """(lines, last seq, hash of the last line, (seq, hash) before the last line)."""
+    prev, seq, count = GENESIS, 0, 0
+    before_last = None
+    for number, raw in enumerate(lines, 1):
+        count = number
+        line = raw.rstrip(b"\n")
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            problems.append("line %d: not a JSON object" % number)
+            prev, seq = _line_hash(line), seq + 1
+            continue
+        if record.get("prev") != prev:
+            problems.append("line %d: does not follow the line before it (edited, removed or reordered)" % number)
+        if record.get("seq") != seq + 1:
+            problems.append("line %d: sequence number %r, expected %d" % (number, record.get("seq"), seq + 1))
+        before_last = (seq, prev)
+        prev = _line_hash(line)
+        seq = record.get("seq") if isinstance(record.get("seq"), int) else seq + 1
+    return count, seq, prev, before_last
+
+
+def _check_head(path, count, seq, prev, before_last, problems):
     try:
         with open(path + ".head", encoding="utf-8") as head_file:
             head = json.load(head_file)
@@ -114,6 +146,5 @@ def verify(path):
     except FileNotFoundError:
         if count > 1:  # one line: a crash before the first head was written
             problems.append("head file %s.head is missing" % path)
-    except ValueError:
+    except (ValueError, AttributeError):
         problems.append("head file %s.head is unreadable" % path)
-    return count, problems

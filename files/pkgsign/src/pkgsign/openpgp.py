@@ -169,9 +169,19 @@ def signature_mpis(pubkey_algo: int, sexp: bytes) -> bytes:
 
 def signature_packet(hashed_area: bytes, key_id: str, digest_hex: str, pubkey_algo: int, sexp: bytes) -> bytes:
     """The complete signature packet (old-format header, as gpg writes it)."""
+    return signature_packets(hashed_area, key_id, pubkey_algo, [digest_hex], [sexp])[0]
+
+
+def signature_packets(hashed_area: bytes, key_id: str, pubkey_algo: int, digests_hex, sexps) -> list:
+    """Signature packets for many digests signed with one hashed area and key (the parts all
+    packets share are laid out once)."""
     unhashed = _subpacket(SUBPACKET_ISSUER_KEY_ID, bytes.fromhex(key_id))
-    body = (hashed_area + struct.pack(">H", len(unhashed)) + unhashed
-            + bytes.fromhex(digest_hex)[:2] + signature_mpis(pubkey_algo, sexp))
-    if len(body) < 256:
-        return bytes([0x88, len(body)]) + body
-    return bytes([0x89]) + struct.pack(">H", len(body)) + body
+    prefix = hashed_area + struct.pack(">H", len(unhashed)) + unhashed
+    packets = []
+    for digest_hex, sexp in zip(digests_hex, sexps):
+        body = prefix + bytes.fromhex(digest_hex[:4]) + signature_mpis(pubkey_algo, sexp)
+        if len(body) < 256:
+            packets.append(bytes([0x88, len(body)]) + body)
+        else:
+            packets.append(b"\x89" + struct.pack(">H", len(body)) + body)
+    return packets
