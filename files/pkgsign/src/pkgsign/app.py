@@ -54,7 +54,7 @@ class Service:
         self.gnupg = _gnupg.GnuPG(config.gnupg_home, binary=config.gpg_binary)
         self.keys = KeyStore(config, self.gnupg)
         self.tokens = TokenStore(config.tokens_file, default_rate=config.rate_limit_default)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(config.state_dir)
         self.audit = AuditLog(config.audit_log)
         self.agent = AgentPool(self.gnupg, config.agent_connections)
         if self.keys.pool is not None:
