@@ -411,16 +411,45 @@ class Signer:
 
         if len(blobs) == 1:
             return sign_batch([0])
-        from concurrent.futures import ThreadPoolExecutor
+        # Plain threads: concurrent.futures imports logging (~20 ms before the first request).
+        import threading
 
-        # Each worker hashes a batch, has it signed and delivers it. Twice as many batches as
-        # workers: while the server signs some, the others hash and write, and every agent
-        # connection of the server stays busy.
+        # Each worker takes the next batch, hashes it, has it signed and delivers it. Twice as
+        # many batches as workers: while the server signs some, the others hash and write, and
+        # the agent always has a request waiting.
         size = max(1, min(chunk, -(-len(blobs) // (2 * jobs))))
-        batches = [list(range(i, min(i + size, len(blobs)))) for i in range(0, len(blobs), size)]
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(sign_batch, batches))
-        return [packet for batch in results for packet in batch]
+        packets = [None] * len(blobs)
+        lock = threading.Lock()
+        state = {"next": 0, "error": None}
+
+        def take():
+            with lock:
+                start = state["next"]
+                if start >= len(blobs) or state["error"] is not None:
+                    return None
+                state["next"] = min(len(blobs), start + size)
+                return list(range(start, state["next"]))
+
+        def work():
+            try:
+                while True:
+                    indexes = take()
+                    if indexes is None:
+                        return
+                    for index, packet in zip(indexes, sign_batch(indexes)):
+                        packets[index] = packet
+            except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
+                with lock:
+                    state["error"] = state["error"] or err
+
+        workers = [threading.Thread(target=work, daemon=True) for _worker in range(min(jobs, len(blobs)))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if state["error"] is not None:
+            raise state["error"]
+        return packets
 
 
 def _write_atomic(path, data, mode=None):
