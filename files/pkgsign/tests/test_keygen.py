@@ -209,3 +209,14 @@ def test_generation_race_option(tmp_path):
         conf.write_text(original.replace("[keygen]\n", "[keygen]\ngeneration_race = %s\n" % bad))
         with pytest.raises(ConfigError, match="generation_race"):
             load_config(str(conf))
+
+
+def test_reconcile_restores_a_keybox_left_between_gpgs_two_renames(tmp_path, stores):
+    store = _store(tmp_path)
+    stores.append(store)
+    created, record = store.generate("kbx", "kbx#p@copr.test", algorithm="ed25519")
+    assert created
+    keybox = os.path.join(store.gnupg.homedir, "pubring.kbx")
+    os.rename(keybox, keybox + "~")  # what a gpg killed between its renames leaves
+    store.reconcile()
+    assert _gnupg.find_secret_key_by(store.gnupg, record["fingerprint"]) is not None

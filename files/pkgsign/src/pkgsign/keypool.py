@@ -72,10 +72,11 @@ def move_private_file(source, target):
 class Candidate:
     """One key generation in its own scratch home."""
 
-    def __init__(self, maker, algorithm, finished):
+    def __init__(self, maker, algorithm, finished, counted=True):
         self.maker = maker
         self.algorithm = algorithm
         self._finished = finished
+        self.counted = counted
         self.home = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=maker.scratch_root)
         self.keygrip = None
         self.error = None
@@ -100,7 +101,7 @@ class Candidate:
             self.error = err
         finally:
             self.seconds = time.monotonic() - self.started
-            self.maker.generation_ended()
+            self.maker.uncount(self)
             self.done.set()
             self._finished.put(self)
 
@@ -138,18 +139,23 @@ class KeyMaker:
         self._active = 0
         self._active_lock = threading.Lock()
 
-    def generation_ended(self):
+    def uncount(self, candidate):
+        """The candidate no longer occupies a core at normal priority (ended, or demoted to a spare)."""
         with self._active_lock:
-            self._active -= 1
-
-    def _start(self, algorithm, finished):
-        with self._active_lock:
-            self._active += 1
-        try:
-            candidate = Candidate(self, algorithm, finished)
-        except BaseException:
-            with self._active_lock:
+            if candidate.counted:
+                candidate.counted = False
                 self._active -= 1
+
+    def _start(self, algorithm, finished, counted):
+        if counted:
+            with self._active_lock:
+                self._active += 1
+        try:
+            candidate = Candidate(self, algorithm, finished, counted)
+        except BaseException:
+            if counted:
+                with self._active_lock:
+                    self._active -= 1
             raise
         threading.Thread(target=candidate.run, name="pkgsign-keygen", daemon=True).start()
         return candidate
@@ -162,8 +168,11 @@ class KeyMaker:
             idle = self.race_width - self._active
         return max(1, min(self.race_width, idle))
 
-    def make(self, algorithm, width=1, spare=None):
+    def make(self, algorithm, width=1, spare=None, background=False):
         """A finished Candidate (call ``discard()`` once its key file is moved away).
+
+        ``background`` generations (the pool's refill, at a low CPU priority) do not count
+        against the race width: requests may still race while the pool refills.
 
         With ``width`` > 1 that many generations race; the first to finish wins. Each other one
         goes to ``spare(candidate)`` when that returns True for its algorithm (called once it has
@@ -173,7 +182,7 @@ class KeyMaker:
         candidates, finished = [], queue.Queue()
         try:
             for _index in range(max(1, width)):
-                candidates.append(self._start(algorithm, finished))
+                candidates.append(self._start(algorithm, finished, counted=not background))
         except (_gnupg.GpgError, OSError) as err:
             if not candidates:
                 raise
@@ -199,6 +208,7 @@ class KeyMaker:
         """A generation that lost the race: into the pool if it takes it, else stopped and shredded."""
         if spare is not None and spare.accepts(candidate.algorithm):
             candidate.lower_priority()
+            self.uncount(candidate)
 
             def hand_over():
                 candidate.done.wait()
@@ -330,7 +340,7 @@ class KeyPool:
     # -- refill --------------------------------------------------------------------------
 
     def make_one(self, algorithm):
-        candidate = self.maker.make(algorithm)
+        candidate = self.maker.make(algorithm, background=True)
         try:
             self._store(candidate)
             return candidate.keygrip

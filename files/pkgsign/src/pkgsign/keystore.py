@@ -445,6 +445,7 @@ class KeyStore:
         """Finish or undo key operations a crash interrupted (see the module docstring)."""
         fixed = []
         self.maker.sweep()
+        self._restore_keybox()
         for name in sorted(os.listdir(self.pending_dir)):
             path = os.path.join(self.pending_dir, name)
             if name.startswith(".tmp-"):
@@ -471,6 +472,26 @@ class KeyStore:
             if name.startswith(".tmp-"):
                 os.unlink(os.path.join(self.config.metadata_dir, name))
         return fixed
+
+    def _restore_keybox(self):
+        """Undo gpg's keybox update cut short by a kill between its two renames.
+
+        gpg writes ``pubring.kbx.tmp`` in full, renames ``pubring.kbx`` to ``pubring.kbx~``, then
+        the new file into place; killed in between, the next gpg would start an empty keyring.
+        Without ``pubring.kbx`` the temporary file is complete (it is renamed only once written).
+        """
+        home = self.gnupg.homedir
+        current = os.path.join(home, "pubring.kbx")
+        with self.keyring_lock(exclusive=True):
+            if os.path.exists(current):
+                return False
+            for candidate in (current + ".tmp", current + "~"):
+                if os.path.exists(candidate):
+                    os.rename(candidate, current)
+                    log.warning("restored the keyring %s from %s (a gpg was killed while writing it)", current,
+                                os.path.basename(candidate))
+                    return True
+        return False
 
     def _finish_generation(self, email, keygrip=None):
         """After a crash during generation: keep a complete key, drop a public-only half, and
