@@ -113,3 +113,23 @@ def test_many_files_signed_by_worker_threads_each_verifies(instance, verifier, t
         signer.sign_blobs(files[:4] + [str(tmp_path / "gone.txt")] + files[4:], jobs=2, chunk=1,
                           deliver=lambda index, packet: delivered.append(index))
     assert 4 not in delivered and len(delivered) < len(files)
+
+
+def _crc24_bitwise(data):
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _bit in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def test_table_crc24_equals_the_bitwise_definition():
+    from pkgsign import wire
+
+    assert wire.crc24(b"123456789") == 0x21CF02  # the published check value of CRC-24/OpenPGP
+    for size in list(range(40)) + [119, 600, 4096]:
+        data = os.urandom(size)
+        assert wire.crc24(data) == _crc24_bitwise(data), size

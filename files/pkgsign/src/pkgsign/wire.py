@@ -122,16 +122,30 @@ def dash_escape(text: bytes) -> bytes:
     return b"\n".join(b"- " + line if line.startswith(b"-") else line for line in text.split(b"\n"))
 
 
+_CRC24_TABLE = []
+
+
+def _crc24_table():
+    """The CRC-24 of each byte value, bit by bit as RFC 4880 6.1 writes it (made once)."""
+    if not _CRC24_TABLE:
+        for value in range(256):
+            crc = value << 16
+            for _bit in range(8):
+                crc <<= 1
+                if crc & 0x1000000:
+                    crc ^= 0x1864CFB
+            _CRC24_TABLE.append(crc & 0xFFFFFF)
+    return _CRC24_TABLE
+
+
 def crc24(data: bytes) -> int:
-    """ASCII armor checksum (RFC 4880 6.1)."""
+    """ASCII armor checksum (RFC 4880 6.1), a byte at a time through a table (eight times fewer
+    steps than bit by bit: `sign -d` with many files computes one per signature)."""
+    table = _crc24_table()
     crc = 0xB704CE
     for byte in data:
-        crc ^= byte << 16
-        for _bit in range(8):
-            crc <<= 1
-            if crc & 0x1000000:
-                crc ^= 0x1864CFB
-    return crc & 0xFFFFFF
+        crc = ((crc << 8) & 0xFFFFFF) ^ table[(crc >> 16) ^ byte]
+    return crc
 
 
 def armor(packet: bytes, kind: str = "SIGNATURE") -> str:
