@@ -54,8 +54,9 @@ def _wait(condition, timeout=30):
 
 
 def test_metadata_of_a_bound_key_equals_what_gpg_lists(tmp_path, stores):
-    store = _store(tmp_path, generation_race=1)
+    store = _store(tmp_path, generation_race=1, pool_size=1, pool_algorithms="ed25519")
     stores.append(store)
+    assert store.pool.refill() == 1  # ed25519 is bound from the pool, rsa2048 from a scratch generation
     cases = [("Real Name", "user#proj@copr.test", "a comment", "rsa2048", 10),
              ("ed", "ed#proj@copr.test", None, "ed25519", 0)]
     for name, email, comment, algorithm, days in cases:
@@ -66,6 +67,7 @@ def test_metadata_of_a_bound_key_equals_what_gpg_lists(tmp_path, stores):
         assert record["algorithm"] == algorithm and record["signing_keygrip"] == listed.keygrip
         assert (record["expires"] is None) == (days == 0)
         assert store.get_metadata(email) == record
+    assert store.pool.counts() == {"ed25519": 0}
     assert _scratch_homes(store) == []
     assert os.listdir(store.pending_dir) == []
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from . import _gnupg
 from .config import KEYGEN_ALGORITHMS
-from .keypool import KeyMaker, KeyPool, shred_file
+from .keypool import RACED_ALGORITHMS, KeyMaker, KeyPool, shred_file
 
 log = logging.getLogger(__name__)
 
@@ -311,9 +311,10 @@ class KeyStore:
                  created_by=None):
         """Create the key for ``name_email`` unless it exists; returns (created?, metadata).
 
-        Key material comes from the pool, else from generations in scratch homes (raced for RSA
-        when cores are idle); only binding the user id to it takes the keyring lock, so keys for
-        different emails are generated in parallel. The email lock makes one key per email.
+        RSA key material comes from the pool, else from generations in scratch homes (raced when
+        cores are idle); only binding the user id to it takes the keyring lock, so keys for
+        different emails are generated in parallel. ed25519 keys (milliseconds) come from the pool
+        or the service's own agent. The email lock makes one key per email.
         """
         name_email = name_email.lower()
         with self.email_lock(name_email) as email_fd:
@@ -340,27 +341,39 @@ class KeyStore:
                 _write_json(marker, {"name_email": name_email, "started": started, "keygrip": keygrip})
 
             bind = {"name_real": name_real, "name_email": name_email, "name_comment": name_comment or None,
-                    "algorithm": algorithm, "expire_days": expire_days or 0, "email_fd": email_fd}
+                    "algorithm": algorithm, "expire_days": expire_days or 0, "email_fd": email_fd,
+                    "created_by": created_by}
+            record = None
             keygrip = self.pool.claim(algorithm, in_flight) if self.pool is not None else None
-            fingerprint = created = None
             if keygrip is not None:
                 try:
-                    fingerprint, created = self._bind(keygrip, **bind)
+                    record = self._bind(keygrip, **bind)
                 except _gnupg.GpgError as err:
                     log.error("binding pool key %s failed (%s); generating afresh", keygrip, err.message)
                     self.pool.release_unused(keygrip)
-            if fingerprint is None:
+            if record is None and algorithm not in RACED_ALGORITHMS:
+                # Made in milliseconds: by the service's own agent (seeded already), in one gpg run.
+                record = self._generate_here(**bind)
+            elif record is None:
                 keygrip = self._new_material(algorithm, in_flight)
                 try:
-                    fingerprint, created = self._bind(keygrip, **bind)
+                    record = self._bind(keygrip, **bind)
                 except _gnupg.GpgError:
                     shred_file(os.path.join(self.private_keys_dir, keygrip + ".key"))
                     raise
-            record = bound_key_record(fingerprint, keygrip, algorithm, user_id(name_real, name_comment, name_email),
-                                      created, expire_days or 0, name_email, created_by=created_by)
             self.save_metadata(record)
             os.unlink(marker)
             return True, record
+
+    def _generate_here(self, name_real, name_email, name_comment, algorithm, expire_days, email_fd, created_by):
+        with self.keyring_lock(exclusive=True) as keyring_fd:
+            fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment, algorithm=algorithm,
+                                                  usage=("cert", "sign"), expires=expire_days, keep_fds=(email_fd, keyring_fd))
+        with self.keyring_lock():
+            found = _gnupg.find_keys_by(self.gnupg, fingerprint, check_secret=False)
+        if len(found) != 1:
+            raise KeyStoreError("gpg reported key %s but it is not in the keyring" % fingerprint)
+        return key_record(found[0], name_email, origin="generated", created_by=created_by)
 
     def _new_material(self, algorithm, in_flight):
         """Generate key material (racing when cores are idle) into the service's key files."""
@@ -372,15 +385,16 @@ class KeyStore:
             winner.discard()
         return winner.keygrip
 
-    def _bind(self, keygrip, name_real, name_email, name_comment, algorithm, expire_days, email_fd):
-        """Bind the user id to the key material ``keygrip``; (fingerprint, creation time)."""
+    def _bind(self, keygrip, name_real, name_email, name_comment, algorithm, expire_days, email_fd, created_by):
+        """Bind the user id to the key material ``keygrip``; the new key's metadata (no listing needed)."""
         created = int(time.time())
         with self.keyring_lock(exclusive=True) as keyring_fd:
             fingerprint = _gnupg.generate_key_from_keygrip(self.gnupg, keygrip, name_real, name_email,
                                                            comment=name_comment, algorithm=algorithm,
                                                            usage=("cert", "sign"), expires=expire_days,
                                                            keep_fds=(email_fd, keyring_fd), created=created)
-        return fingerprint, created
+        return bound_key_record(fingerprint, keygrip, algorithm, user_id(name_real, name_comment, name_email), created,
+                                expire_days, name_email, created_by=created_by)
 
     def delete(self, name_email: str) -> dict:
         name_email = name_email.lower()
