@@ -334,11 +334,14 @@ class KeyStore:
                 return False, record
             marker = os.path.join(self.pending_dir, _file_name(name_email))
             started = int(time.time())
-            _write_json(marker, {"name_email": name_email, "started": started})
 
-            def in_flight(keygrip):
-                # reconcile() shreds this key file if the server dies before it is bound
-                _write_json(marker, {"name_email": name_email, "started": started, "keygrip": keygrip})
+            def in_flight(keygrip=None):
+                # Written once, before the service's keyring or key files change: reconcile() then
+                # finishes or undoes the generation, and shreds the key file if it was never bound.
+                entry = {"name_email": name_email, "started": started}
+                if keygrip:
+                    entry["keygrip"] = keygrip
+                _write_json(marker, entry)
 
             bind = {"name_real": name_real, "name_email": name_email, "name_comment": name_comment or None,
                     "algorithm": algorithm, "expire_days": expire_days or 0, "email_fd": email_fd,
@@ -353,6 +356,7 @@ class KeyStore:
                     self.pool.release_unused(keygrip)
             if record is None and algorithm not in RACED_ALGORITHMS:
                 # Made in milliseconds: by the service's own agent (seeded already), in one gpg run.
+                in_flight()
                 record = self._generate_here(**bind)
             elif record is None:
                 keygrip = self._new_material(algorithm, in_flight)
