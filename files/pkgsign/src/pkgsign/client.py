@@ -354,6 +354,9 @@ def _error_message(payload):
 
 # -- signing ---------------------------------------------------------------------------
 
+MIN_BATCH = 32  # digests per /sign request when signing many inputs (see sign_blobs)
+
+
 class Signer:
     def __init__(self, api, user, digest_algo, sig_type="binary"):
         self.api = api
@@ -416,8 +419,10 @@ class Signer:
 
         # Each worker takes the next batch, hashes it, has it signed and delivers it. Twice as
         # many batches as workers: while the server signs some, the others hash and write, and
-        # the agent always has a request waiting.
-        size = max(1, min(chunk, -(-len(blobs) // (2 * jobs))))
+        # the agent always has a request waiting. No batch smaller than MIN_BATCH: the server
+        # pipelines a request's digests to the agent, while every request costs a round trip
+        # and its share of HTTP, JSON and the audit log's fdatasync.
+        size = max(1, min(chunk, max(MIN_BATCH, -(-len(blobs) // (2 * jobs)))))
         packets = [None] * len(blobs)
         lock = threading.Lock()
         state = {"next": 0, "error": None}
