@@ -110,31 +110,36 @@ def validate_hashed_area(area: bytes, *, fingerprint: str, pubkey_algo: int, dig
 # -- S-expressions from gpg-agent -----------------------------------------------------------
 
 def parse_sexp(data: bytes):
-    """Parse a canonical S-expression into nested lists of bytes."""
-    def parse(pos):
-        if data[pos:pos + 1] != b"(":
-            raise ValueError("S-expression must start with (")
-        pos += 1
-        items = []
-        while True:
-            char = data[pos:pos + 1]
-            if not char:
-                raise ValueError("truncated S-expression")
-            if char == b")":
-                return items, pos + 1
-            if char == b"(":
-                item, pos = parse(pos)
-                items.append(item)
-                continue
+    """Parse a canonical S-expression into nested lists of bytes.
+
+    One pass with a stack and integer byte values (no recursion, no one-byte slices): the
+    service parses one per signature."""
+    if data[:1] != b"(":
+        raise ValueError("S-expression must start with (")
+    stack, items, pos, size = [], [], 1, len(data)
+    while True:
+        if pos >= size:
+            raise ValueError("truncated S-expression")
+        char = data[pos]
+        if char == 0x29:  # )
+            pos += 1
+            if not stack:
+                return items
+            parent = stack.pop()
+            parent.append(items)
+            items = parent
+        elif char == 0x28:  # (
+            stack.append(items)
+            items = []
+            pos += 1
+        else:
             colon = data.index(b":", pos)
-            size = int(data[pos:colon])
             start = colon + 1
-            if start + size > len(data):
+            end = start + int(data[pos:colon])
+            if end > size:
                 raise ValueError("truncated S-expression atom")
-            items.append(data[start:start + size])
-            pos = start + size
-    value, _end = parse(0)
-    return value
+            items.append(data[start:end])
+            pos = end
 
 
 def signature_values(sexp: bytes):
