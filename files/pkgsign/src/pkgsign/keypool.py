@@ -81,8 +81,11 @@ class Candidate:
         self.keygrip = None
         self.error = None
         self.done = threading.Event()
-        self._lock_fd = os.open(os.path.join(self.home, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        # Locked before it gets the name sweep() looks for: a sweeper never sees it unlocked.
+        unnamed = os.path.join(self.home, "." + LOCK_NAME)
+        self._lock_fd = os.open(unnamed, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        os.rename(unnamed, os.path.join(self.home, LOCK_NAME))
         try:
             # The agent inherits the lock: if we die, the home stays "in use" until it exits.
             self.generation = _gnupg.KeyMaterialGeneration(os.path.join(self.home, "gnupg"), algorithm,
