@@ -5,6 +5,7 @@ crash leftovers shredded by reconcile. Real gpg and gpg-agent in temporary homes
 import fcntl
 import logging
 import os
+import queue
 import stat
 import threading
 import time
@@ -222,3 +223,14 @@ def test_reconcile_restores_a_keybox_left_between_gpgs_two_renames(tmp_path, sto
     os.rename(keybox, keybox + "~")  # what a gpg killed between its renames leaves
     store.reconcile()
     assert _gnupg.find_secret_key_by(store.gnupg, record["fingerprint"]) is not None
+
+
+def test_closing_the_maker_stops_running_generations_and_shreds_their_homes(tmp_path, stores):
+    store = _store(tmp_path, generation_race=2)
+    stores.append(store)
+    candidate = store.maker._start("rsa4096", queue.Queue(), counted=True)  # pylint: disable=protected-access
+    assert _scratch_homes(store) and store.maker.width_for("rsa2048") == 1
+    store.maker.close()
+    assert candidate.done.is_set() and candidate.keygrip is None and "cancelled" in candidate.error.message
+    assert _scratch_homes(store) == []
+    assert store.maker.width_for("rsa2048") == 2

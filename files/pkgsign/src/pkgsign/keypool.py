@@ -18,6 +18,7 @@ file). One refill thread per process, at a lower CPU priority; an flock makes on
 refill at a time.
 """
 
+import atexit
 import errno
 import fcntl
 import logging
@@ -104,7 +105,7 @@ class Candidate:
             self.error = err
         finally:
             self.seconds = time.monotonic() - self.started
-            self.maker.uncount(self)
+            self.maker.ended(self)
             self.done.set()
             self._finished.put(self)
 
@@ -141,6 +142,22 @@ class KeyMaker:
         self.race_width = max(1, config.generation_race)
         self._active = 0
         self._active_lock = threading.Lock()
+        self._running = set()
+        atexit.register(self.close)
+
+    def close(self):
+        """Stop every generation still running (spares included) and shred its home."""
+        with self._active_lock:
+            running = list(self._running)
+        for candidate in running:
+            candidate.cancel()
+            candidate.done.wait(5)
+            candidate.discard()
+
+    def ended(self, candidate):
+        with self._active_lock:
+            self._running.discard(candidate)
+        self.uncount(candidate)
 
     def uncount(self, candidate):
         """The candidate no longer occupies a core at normal priority (ended, or demoted to a spare)."""
@@ -160,6 +177,8 @@ class KeyMaker:
                 with self._active_lock:
                     self._active -= 1
             raise
+        with self._active_lock:
+            self._running.add(candidate)
         threading.Thread(target=candidate.run, name="pkgsign-keygen", daemon=True).start()
         return candidate
 
@@ -174,12 +193,11 @@ class KeyMaker:
     def make(self, algorithm, width=1, spare=None, background=False):
         """A finished Candidate (call ``discard()`` once its key file is moved away).
 
-        ``background`` generations (the pool's refill, at a low CPU priority) do not count
-        against the race width: requests may still race while the pool refills.
-
         With ``width`` > 1 that many generations race; the first to finish wins. Each other one
         goes to ``spare(candidate)`` when that returns True for its algorithm (called once it has
         finished; ``spare.accepts(algorithm)`` is asked at once), otherwise it is stopped.
+        ``background`` generations (the pool's refill, at a low CPU priority) do not count
+        against the race width: requests may still race while the pool refills.
         """
         self.sweep()
         candidates, finished = [], queue.Queue()
