@@ -4,6 +4,8 @@ Each line carries ``seq`` (1, 2, ...) and ``prev``, the SHA-256 of the previous 
 (64 zeros for the first). Editing a line breaks the next line's ``prev``; removing or reordering
 lines breaks ``seq`` and ``prev``. Removing lines at the end is caught by the head file
 (``<audit_log>.head``: sequence number and hash of the last line), written after every append.
+The line is fdatasync'ed before the head names it and both before append() returns, so a
+request the service answered is on disk; a crash in between leaves the head one line behind.
 
 Appends from several threads and processes (mod_wsgi daemons) are serialized with flock on the
 log itself; the chain state is re-read from the file's tail when another process wrote last.
