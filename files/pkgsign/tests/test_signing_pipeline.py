@@ -44,8 +44,11 @@ def test_pipelined_signatures_equal_one_by_one_and_errors_keep_the_stream_in_ste
     with pytest.raises(AgentError, match="invalid hexstring"):
         conn.pksign_many(keygrip, "sha256", broken)
     assert not conn.broken
-    # Every answer of the failed batch was consumed: the next batch gets its own answers.
+    with pytest.raises(AgentError, match="No secret key"):
+        conn.pksign_many("F" * 40, "sha256", digests[:3])
+    # Every answer of the failed batches was consumed: the next batch gets its own answers.
     assert conn.pksign_many(keygrip, "sha256", digests[:5]) == pipelined[:5]
+    assert conn.pksign(keygrip, "sha256", digests[7]) == pipelined[7]
 
 
 def test_pipeline_refuses_a_protected_key_and_the_pool_drops_the_connection(tmp_path):
