@@ -136,3 +136,35 @@ def test_table_crc24_equals_the_bitwise_definition():
     for size in list(range(40)) + [119, 600, 4096]:
         data = os.urandom(size)
         assert wire.crc24(data) == _crc24_bitwise(data), size
+
+
+def test_a_long_run_renews_the_hashed_area_between_batches(instance, verifier, tmp_path):
+    """Each batch takes the hashed area after hashing: a run longer than the server's clock
+    skew limit (5 min) gets a fresh creation time instead of being refused halfway."""
+    signer = Signer(Api(instance.url, token=instance.tokens["client"]), ED_KEY, "sha256")
+    prepares = []
+    real_call = signer.api.call
+
+    def counting_call(method, path, body=None, key=None):
+        if path == "/sign/prepare":
+            prepares.append(body)
+        return real_call(method, path, body, key=key)
+
+    signer.api.call = counting_call
+
+    def deliver(index, packet):
+        if index == 0:  # after the first batch: as if it had taken 1000 s
+            signer._prepared_at -= 1000  # pylint: disable=protected-access
+
+    files = []
+    for number in range(80):
+        path = tmp_path / ("late%02d" % number)
+        path.write_bytes(b"late %d\n" % number)
+        files.append(str(path))
+    packets = signer.sign_blobs(files, jobs=1, deliver=deliver)  # two batches of 40
+    assert len(prepares) == 2
+    for path, packet in zip(files, packets):
+        with open(path + ".sig", "wb") as handle:
+            handle.write(packet)
+    for path in (files[0], files[-1]):
+        gpg_verify(verifier, path + ".sig", path)

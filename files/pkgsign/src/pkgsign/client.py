@@ -365,6 +365,7 @@ class Signer:
         self.sig_type = sig_type
         self._prepared = None
         self._prepared_at = 0.0
+        self._refused = None
         import _thread
 
         self._lock = _thread.allocate_lock()
@@ -374,9 +375,15 @@ class Signer:
         import time
 
         with self._lock:
+            if self._refused is not None:  # worker threads waiting here must not each ask again
+                raise self._refused
             if self._prepared is None or time.time() - self._prepared_at > self._prepared.get("valid_for", 300) / 2:
-                self._prepared = self.api.call("POST", "/sign/prepare", {
-                    "key": self.user, "digest_algo": self.digest_algo, "sig_type": self.sig_type}, key=self.user)
+                try:
+                    self._prepared = self.api.call("POST", "/sign/prepare", {
+                        "key": self.user, "digest_algo": self.digest_algo, "sig_type": self.sig_type}, key=self.user)
+                except SignError as err:
+                    self._refused = err
+                    raise
                 self._prepared_at = time.time()
             return self._prepared
 
@@ -394,25 +401,29 @@ class Signer:
         batch is signed, so writing results overlaps with signing the rest.
         """
         from . import wire
-        prepared = self.prepared()
-        area_hex = prepared["hashed_area"]
-        area = bytes.fromhex(area_hex)
         # One small input: the built-in SHA code starts faster; many: OpenSSL hashes faster.
         builtin_limit = wire.SMALL_INPUT if len(blobs) == 1 else 0
 
-        def digest_of(item):
+        def hash_of(item):
             if isinstance(item, str):
-                return wire.digest_file(item, self.digest_algo, area, builtin_limit)
-            return wire.digest_bytes(item, self.digest_algo, area, builtin_limit)
+                return wire.hash_file(item, self.digest_algo, builtin_limit)
+            return wire.hash_bytes(item, self.digest_algo, builtin_limit)
 
         def sign_batch(indexes):
-            packets = self.sign_digests([digest_of(blobs[i]) for i in indexes], area_hex)
+            # The hashed area is hashed after the data, so it is taken per batch, after hashing:
+            # a long run gets a fresh creation time (prepared() renews it before the server's
+            # clock-skew limit), and the first prepare request overlaps with hashing.
+            hashers = [hash_of(blobs[i]) for i in indexes]
+            area_hex = self.prepared()["hashed_area"]
+            area = bytes.fromhex(area_hex)
+            packets = self.sign_digests([wire.finish_digest(hasher, area) for hasher in hashers], area_hex)
             if deliver is not None:
                 for index, packet in zip(indexes, packets):
                     deliver(index, packet)
             return packets
 
         if len(blobs) == 1:
+            self.prepared()  # an unknown key is reported before the input is read
             return sign_batch([0])
         # Bare _thread: concurrent.futures imports logging (~20 ms before the first request),
         # threading functools and collections (~5 ms).

@@ -81,13 +81,15 @@ def finish_digest(hasher, hashed_area: bytes) -> str:
     return hasher.hexdigest()
 
 
-def digest_bytes(data: bytes, digest_algo: str, hashed_area: bytes, builtin_limit=SMALL_INPUT) -> str:
+def hash_bytes(data: bytes, digest_algo: str, builtin_limit=SMALL_INPUT):
+    """A hash that has consumed ``data`` (finish it with finish_digest)."""
     hasher = new_hash(digest_algo, len(data), builtin_limit)
     hasher.update(data)
-    return finish_digest(hasher, hashed_area)
+    return hasher
 
 
-def digest_file(path: str, digest_algo: str, hashed_area: bytes, builtin_limit=SMALL_INPUT) -> str:
+def hash_file(path: str, digest_algo: str, builtin_limit=SMALL_INPUT):
+    """A hash that has consumed the file's content (finish it with finish_digest)."""
     with open(path, "rb") as handle:
         hasher = new_hash(digest_algo, _size_of(handle), builtin_limit)
         while True:
@@ -95,7 +97,15 @@ def digest_file(path: str, digest_algo: str, hashed_area: bytes, builtin_limit=S
             if not block:
                 break
             hasher.update(block)
-    return finish_digest(hasher, hashed_area)
+    return hasher
+
+
+def digest_bytes(data: bytes, digest_algo: str, hashed_area: bytes, builtin_limit=SMALL_INPUT) -> str:
+    return finish_digest(hash_bytes(data, digest_algo, builtin_limit), hashed_area)
+
+
+def digest_file(path: str, digest_algo: str, hashed_area: bytes, builtin_limit=SMALL_INPUT) -> str:
+    return finish_digest(hash_file(path, digest_algo, builtin_limit), hashed_area)
 
 
 def _size_of(handle):
