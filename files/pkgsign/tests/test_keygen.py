@@ -234,3 +234,33 @@ def test_closing_the_maker_stops_running_generations_and_shreds_their_homes(tmp_
     assert candidate.done.is_set() and candidate.keygrip is None and "cancelled" in candidate.error.message
     assert _scratch_homes(store) == []
     assert store.maker.width_for("rsa2048") == 2
+
+
+def test_a_pool_key_ready_during_generation_is_taken_and_the_generation_pooled(tmp_path, stores):
+    store = _store(tmp_path, generation_race=1, pool_size=1, pool_algorithms="rsa2048")
+    stores.append(store)
+    made = tmp_path / "made"
+    keygrip = _gnupg.KeyMaterialGeneration(str(made), "rsa2048").wait()
+    # the service's generation starts late (a slow machine), so the pool key is there first
+    slow_agent = tmp_path / "slow-gpg-agent"
+    slow_agent.write_text("#!/bin/sh\nsleep 2\nexec gpg-agent \"$@\"\n")
+    slow_agent.chmod(0o755)
+    store.maker.agent_binary = str(slow_agent)
+    results = []
+
+    def generate():
+        results.append(store.generate("late", "late#p@copr.test", algorithm="rsa2048"))
+
+    worker = threading.Thread(target=generate)
+    started = time.monotonic()
+    worker.start()
+    time.sleep(0.3)
+    os.rename(str(made / "private-keys-v1.d" / (keygrip + ".key")),
+              os.path.join(store.pool.ready_dir, "rsa2048-%s.key" % keygrip))
+    worker.join()
+    assert time.monotonic() - started < 1.8
+    created, record = results[0]
+    assert created and record["signing_keygrip"] == keygrip
+    # the generation that lost goes into the pool once it has finished
+    assert _wait(lambda: store.pool.counts()["rsa2048"] == 1 and not _scratch_homes(store))
+    assert _key_files(store) == [keygrip]

@@ -191,13 +191,16 @@ class KeyMaker:
         return max(1, min(self.race_width, idle))
 
     def make(self, algorithm, width=1, spare=None, background=False):
-        """A finished Candidate (call ``discard()`` once its key file is moved away).
+        """A finished Candidate (call ``discard()`` once its key file is moved away); see start()."""
+        return self.start(algorithm, width, spare, background).wait()
 
-        With ``width`` > 1 that many generations race; the first to finish wins. Each other one
-        goes to ``spare(candidate)`` when that returns True for its algorithm (called once it has
-        finished; ``spare.accepts(algorithm)`` is asked at once), otherwise it is stopped.
-        ``background`` generations (the pool's refill, at a low CPU priority) do not count
-        against the race width: requests may still race while the pool refills.
+    def start(self, algorithm, width=1, spare=None, background=False):
+        """Start ``width`` generations racing for one key; a Race to wait on.
+
+        The first to finish wins. Each other one goes to ``spare(candidate)`` when that returns
+        True for its algorithm (called once it has finished; ``spare.accepts(algorithm)`` is asked
+        at once), otherwise it is stopped. ``background`` generations (the pool's refill, at a low
+        CPU priority) do not count against the race width: requests may still race meanwhile.
         """
         self.sweep()
         candidates, finished = [], queue.Queue()
@@ -209,23 +212,9 @@ class KeyMaker:
                 raise
             log.warning("could only start %d of %d key generations: %s", len(candidates), width,
                         getattr(err, "message", err))
-        winner = None
-        for _index in range(len(candidates)):
-            candidate = finished.get()
-            if candidate.keygrip:
-                winner = candidate
-                break
-        for candidate in candidates:
-            if candidate is not winner:
-                self._dispose(candidate, spare)
-        if winner is None:
-            errors = [candidate.error for candidate in candidates if candidate.error is not None]
-            raise errors[0] if errors else _gnupg.GpgError("key generation failed")
-        if len(candidates) > 1:
-            log.info("raced %d %s generations; the first took %.2f s", len(candidates), algorithm, winner.seconds)
-        return winner
+        return Race(self, algorithm, candidates, finished, spare)
 
-    def _dispose(self, candidate, spare):
+    def dispose(self, candidate, spare):
         """A generation that lost the race: into the pool if it takes it, else stopped and shredded."""
         if spare is not None and spare.accepts(candidate.algorithm):
             candidate.lower_priority()
@@ -277,6 +266,47 @@ class KeyMaker:
             finally:
                 os.close(fd)
         return removed
+
+
+class Race:
+    """Generations racing for one key (KeyMaker.start)."""
+
+    def __init__(self, maker, algorithm, candidates, finished, spare):
+        self.maker = maker
+        self.algorithm = algorithm
+        self.candidates = candidates
+        self.spare = spare
+        self.winner = None
+        self._finished = finished
+        self._pending = len(candidates)
+
+    def wait(self, timeout=None):
+        """The first generation to finish (the others are disposed of), or None after ``timeout``
+        seconds; GpgError when every generation failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._pending:
+            try:
+                candidate = self._finished.get(timeout=None if deadline is None else max(0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            self._pending -= 1
+            if candidate.keygrip:
+                raced = len(self.candidates)
+                self.winner = candidate
+                self.abandon()
+                if raced > 1:
+                    log.info("raced %d %s generations; the first took %.2f s", raced, self.algorithm, candidate.seconds)
+                return candidate
+        errors = [candidate.error for candidate in self.candidates if candidate.error is not None]
+        raise errors[0] if errors else _gnupg.GpgError("key generation failed")
+
+    def abandon(self):
+        """Give up every generation but the winner (to the spare, or stopped and shredded)."""
+        candidates, self.candidates = self.candidates, [self.winner] if self.winner else []
+        for candidate in candidates:
+            if candidate is not self.winner:
+                self.maker.dispose(candidate, self.spare)
+        self._pending = 0
 
 
 class KeyPool:

@@ -30,6 +30,8 @@ from .keypool import RACED_ALGORITHMS, KeyMaker, KeyPool, shred_file
 log = logging.getLogger(__name__)
 
 LOCK_BUCKETS = 4096
+# How often a generation looks whether a pool key has become ready meanwhile.
+POOL_WATCH_SECONDS = 0.05
 
 
 class KeyStoreError(Exception):
@@ -380,8 +382,22 @@ class KeyStore:
         return key_record(found[0], name_email, origin="generated", created_by=created_by)
 
     def _new_material(self, algorithm, in_flight):
-        """Generate key material (racing when cores are idle) into the service's key files."""
-        winner = self.maker.make(algorithm, width=self.maker.width_for(algorithm), spare=self.pool)
+        """Generate key material (racing when cores are idle) into the service's key files; its keygrip.
+
+        While it runs, a key that lands in the pool first (the refill had a head start, or another
+        request's spare) is taken instead, and the generations go to the pool.
+        """
+        race = self.maker.start(algorithm, width=self.maker.width_for(algorithm), spare=self.pool)
+        watch_pool = self.pool is not None and algorithm in self.pool.sizes
+        while True:
+            winner = race.wait(POOL_WATCH_SECONDS if watch_pool else None)
+            if winner is not None:
+                break
+            keygrip = self.pool.claim(algorithm, in_flight) if self.pool.available(algorithm) else None
+            if keygrip is not None:
+                race.abandon()
+                log.info("a pool %s key became ready during generation; took it", algorithm)
+                return keygrip
         try:
             in_flight(winner.keygrip)
             winner.move_key(os.path.join(self.private_keys_dir, winner.keygrip + ".key"))
