@@ -7,9 +7,10 @@ milliseconds. It is made by a gpg-agent that runs as our child in a scratch home
 RSA prime search keeps an agent busy for seconds, and several scratch agents run on several
 cores while the service's agent keeps signing.
 
-``KeyMaker.make`` can race several generations for one key (RSA generation time varies by a
+``KeyMaker.start`` can race several generations for one key (RSA generation time varies by a
 factor of 3-10 from key to key): the first to finish is used, the others go into the pool when it
-has room for them, otherwise they are stopped and their homes shredded.
+has room for them (at full priority: the next request may take one before its own generations
+finish), otherwise they are stopped and their homes shredded.
 
 The pool keeps ready key files in ``state_dir/pool/ready`` as ``<algorithm>-<keygrip>.key`` (0700
 inside the 0700 state directory, files 0600: protected like any key). A request claims one by
@@ -38,7 +39,7 @@ LOCK_NAME = "lock"
 UNLOCKED_SCRATCH_GRACE = 600
 # Racing pays off where generation time is long and random (prime search).
 RACED_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096")
-SPARE_NICENESS = 10
+REFILL_NICENESS = 10
 
 
 def shred_file(path):
@@ -113,12 +114,6 @@ class Candidate:
     def key_file(self):
         return os.path.join(self.generation.homedir, "private-keys-v1.d", self.keygrip + ".key")
 
-    def lower_priority(self):
-        try:
-            os.setpriority(os.PRIO_PROCESS, self.generation.pid, SPARE_NICENESS)
-        except (AttributeError, OSError):
-            pass
-
     def cancel(self):
         self.generation.cancel()
 
@@ -160,7 +155,7 @@ class KeyMaker:
         self.uncount(candidate)
 
     def uncount(self, candidate):
-        """The candidate no longer occupies a core at normal priority (ended, or demoted to a spare)."""
+        """The candidate has ended: it no longer occupies a core."""
         with self._active_lock:
             if candidate.counted:
                 candidate.counted = False
@@ -217,8 +212,8 @@ class KeyMaker:
     def dispose(self, candidate, spare):
         """A generation that lost the race: into the pool if it takes it, else stopped and shredded."""
         if spare is not None and spare.accepts(candidate.algorithm):
-            candidate.lower_priority()
-            self.uncount(candidate)
+            # At full priority, still counted: the next request may well take it from the pool
+            # before its own generations finish (it had a head start).
 
             def hand_over():
                 candidate.done.wait()
@@ -430,7 +425,7 @@ class KeyPool:
         try:
             # Linux nice values are per thread and inherited by children: the scratch agents
             # this thread starts (which do the generation) yield the CPU to requests.
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SPARE_NICENESS)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), REFILL_NICENESS)
         except (AttributeError, OSError):
             pass
         while not self._stop.is_set():
