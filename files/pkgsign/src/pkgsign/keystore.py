@@ -76,7 +76,7 @@ def key_record(key, email=None, origin="generated", **extra) -> dict:
 
 def bound_key_record(fingerprint, keygrip, algorithm, uid, created, expire_days, email, origin="generated", **extra):
     """Metadata of a primary-only key just bound from key material (generate_key_from_keygrip with
-    ``created``): every field is known, so no listing is needed. test_keystore checks it against
+    ``created``): every field is known, so no listing is needed. tests/test_keygen.py checks it against
     key_record of gpg's own listing."""
     pubkey_algo = 22 if algorithm == "ed25519" else 1  # EdDSA, RSA (RFC 4880 9.1, RFC 4880bis)
     key_id = fingerprint[-16:]
