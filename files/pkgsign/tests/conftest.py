@@ -27,8 +27,18 @@ ED_KEY = "alice#ed@copr.test"
 RSA_KEY = "bob#rsa@copr.test"
 
 
+# The `sign` runs of this test session cache hashed areas here, not in the user's own cache.
+SIGN_RUNTIME_DIR = None
+
+
 def child_env(**extra):
+    global SIGN_RUNTIME_DIR
+    if SIGN_RUNTIME_DIR is None:
+        import tempfile
+
+        SIGN_RUNTIME_DIR = tempfile.mkdtemp(prefix="pkgsign-test-runtime-")
     env = dict(os.environ)
+    env["XDG_RUNTIME_DIR"] = SIGN_RUNTIME_DIR
     env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
     env["LC_ALL"] = "C"
     env.update(extra)

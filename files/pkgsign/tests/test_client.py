@@ -3,10 +3,13 @@
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
-from conftest import ED_KEY, RSA_KEY, gpg_verify, payload_digest, rpm_checksig
+from conftest import ED_KEY, RSA_KEY, child_env, gpg_verify, payload_digest, rpm_checksig
+
+from pkgsign import _gnupg
 
 
 def test_ping(instance):
@@ -279,3 +282,77 @@ def tempfile_dir():
     import tempfile
 
     return tempfile.gettempdir()
+
+
+def test_consecutive_runs_share_a_cached_hashed_area(instance, verifier, tmp_path):
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env_conf = instance.sign_conf
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(b"first\n")
+    second.write_bytes(b"second\n")
+    for path in (first, second):
+        proc = subprocess.run([sys.executable, "-m", "pkgsign.client", "-u", ED_KEY, "-D", str(path)],
+                              env=child_env(SIGN_CONF=env_conf, XDG_RUNTIME_DIR=str(runtime)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert gpg_verify(verifier, str(path) + ".sig", path)
+    cache = runtime / "pkgsign"
+    entries = os.listdir(str(cache))
+    assert len(entries) == 1 and entries[0].startswith("prepared-")
+    assert os.stat(str(cache)).st_mode & 0o777 == 0o700 and os.stat(str(cache / entries[0])).st_mode & 0o777 == 0o600
+    # The second run used the first run's hashed area: the packets agree up to the hashed area's end.
+    first_packet, second_packet = (open(str(p) + ".sig", "rb").read() for p in (first, second))
+    body = 2 if first_packet[0] & 3 == 0 else 3  # old-format packet with a 1- or 2-byte length
+    area_end = body + 6 + int.from_bytes(first_packet[body + 4:body + 6], "big")
+    assert first_packet[:area_end] == second_packet[:area_end]
+
+
+def test_cached_hashed_area_of_a_replaced_key_is_renewed(instance, verifier, tmp_path):
+    """A key replaced behind the same name: the cached area names the old key, the run still signs."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    email = "replaced@copr.test"
+    env = child_env(SIGN_CONF=instance.sign_conf, XDG_RUNTIME_DIR=str(runtime))
+    fingerprints = []
+    for round_number in range(2):
+        status, _headers, body = instance.request("POST", "/gen_key", {"name_real": "replaced", "name_email": email})
+        assert status == 201, body
+        data = tmp_path / ("data-%d" % round_number)
+        data.write_bytes(b"round %d\n" % round_number)
+        proc = subprocess.run([sys.executable, "-m", "pkgsign.client", "-u", email, "-D", str(data)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        pubkey = subprocess.run([sys.executable, "-m", "pkgsign.client", "-u", email, "-p"], env=env,
+                                stdout=subprocess.PIPE, check=True).stdout
+        gpg = _gnupg.GnuPG(str(tmp_path / ("verify-%d" % round_number)))
+        gpg.import_keys(pubkey)
+        assert gpg_verify(gpg, str(data) + ".sig", data)
+        gpg.kill_agent()
+        fingerprints.append(instance.request("GET", "/keys/" + email)[2]["fingerprint"])
+        status, _headers, body = instance.request("DELETE", "/keys/" + email, token="admin")
+        assert status == 200, body
+    assert fingerprints[0] != fingerprints[1]
+
+
+def test_prepare_cache_off_and_unsafe_directories(instance, tmp_path):
+    data = tmp_path / "data"
+    data.write_bytes(b"x\n")
+    off = tmp_path / "off.conf"
+    off.write_text(open(instance.sign_conf).read() + "prepare_cache: no\n")
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    proc = subprocess.run([sys.executable, "-m", "pkgsign.client", "-u", ED_KEY, "-D", str(data)],
+                          env=child_env(SIGN_CONF=str(off), XDG_RUNTIME_DIR=str(runtime)),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.exists(str(runtime / "pkgsign"))
+    # A cache directory others can write is neither read nor written.
+    shared = tmp_path / "shared"
+    (shared / "pkgsign").mkdir(parents=True)
+    os.chmod(str(shared / "pkgsign"), 0o777)
+    proc = subprocess.run([sys.executable, "-m", "pkgsign.client", "-u", ED_KEY, "-D", str(data)],
+                          env=child_env(SIGN_CONF=instance.sign_conf, XDG_RUNTIME_DIR=str(shared)),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(str(shared / "pkgsign")) == []

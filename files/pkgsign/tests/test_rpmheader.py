@@ -59,6 +59,9 @@ def test_same_bytes_as_rpmsign(gnupg_home, tiny_rpm, tmp_path, name, tag):
     assert sigtag == tag
     body = packet[2:] if packet[0] & 3 == 0 else packet[3:]  # old-format packet, 1- or 2-byte length
     assert rpmheader.sigtag_for(body) == tag
+    assert rpmheader.sigtag_for_packet(packet) == tag
+    assert rpmheader.sigtag_for_packet(b"\xc2" + bytes([min(len(body), 191)]) + body) == tag  # new format, one-octet length
+    assert rpmheader.sigtag_for_packet(b"\xc2\xc0\x10" + body) == tag  # new format, two-octet length
     package = rpmheader.load(str(in_place))
     package.write_signature(sigtag, packet)
     assert in_place.read_bytes() == by_rpmsign.read_bytes()

@@ -31,6 +31,14 @@ class UnknownKey(SignError):
     pass
 
 
+class ServerRefused(SignError):
+    """The server answered with an error status (kept for callers that may retry)."""
+
+    def __init__(self, message, status):
+        SignError.__init__(self, message)
+        self.status = status
+
+
 # -- configuration ---------------------------------------------------------------------
 
 def read_conf(path=None):
@@ -342,7 +350,7 @@ class Api:
         if status == 429:
             raise SignError("rate limited by the server: %s (Retry-After: %s s)"
                             % (message, headers.get("retry-after", "?")))
-        raise SignError("server refused (%d): %s" % (status, message))
+        raise ServerRefused("server refused (%d): %s" % (status, message), status)
 
 
 def _error_message(payload):
@@ -357,27 +365,73 @@ def _error_message(payload):
 MIN_BATCH = 32  # digests per /sign request when signing many inputs (see sign_blobs)
 
 
+# -- the hashed area, shared by the `sign` runs of one user --------------------------------
+# Copr runs `sign` once per file. A hashed area stays valid for the server's clock-skew limit
+# (valid_for, 5 minutes by default), so consecutive runs reuse the last one for half of that
+# and send one request per file instead of two. The cache holds nothing secret (the hashed area
+# is part of every signature made with it); the server still checks each area it is sent, and
+# an area it refuses (a key replaced behind an alias) is dropped and asked for again.
+
+def prepare_cache_dir(conf):
+    """Directory for cached hashed areas (``prepare_cache:`` in sign.conf; ``no`` disables)."""
+    setting = conf.get("prepare_cache", "auto")
+    if setting.lower() in ("no", "off", "false", "0", ""):
+        return None
+    if setting.lower() != "auto":
+        return setting
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        return os.path.join(runtime, "pkgsign")
+    home = os.environ.get("HOME")
+    return os.path.join(home, ".cache", "pkgsign") if home and os.path.isabs(home) else None
+
+
+def _private_dir_ok(path):
+    """True when ``path`` is a directory of this user that nobody else can write or read."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (info.st_mode & 0o170000) == 0o040000 and info.st_uid == os.getuid() and info.st_mode & 0o077 == 0
+
+
 class Signer:
-    def __init__(self, api, user, digest_algo, sig_type="binary"):
+    def __init__(self, api, user, digest_algo, sig_type="binary", cache_dir=None):
         self.api = api
         self.user = user
         self.digest_algo = digest_algo
         self.sig_type = sig_type
         self._prepared = None
         self._prepared_at = 0.0
+        self._from_cache = False
         self._refused = None
+        self._cache_path = None
+        if cache_dir:
+            from . import wire
+
+            identity = "\0".join(("%s://%s:%d%s" % (api.scheme, api.host, api.port, api.base), user, digest_algo, sig_type))
+            hasher = wire.new_hash("sha256", len(identity))
+            hasher.update(identity.encode("utf-8"))
+            self._cache_path = os.path.join(cache_dir, "prepared-%s.json" % hasher.hexdigest()[:32])
         import _thread
 
         self._lock = _thread.allocate_lock()
 
-    def prepared(self):
-        """The server's answer to /sign/prepare, refreshed before its creation time goes stale."""
+    def prepared(self, fresh=False):
+        """The server's answer to /sign/prepare, refreshed before its creation time goes stale.
+
+        ``fresh``: never the one cached by an earlier run (for callers that cannot retry)."""
         import time
 
         with self._lock:
             if self._refused is not None:  # worker threads waiting here must not each ask again
                 raise self._refused
-            if self._prepared is None or time.time() - self._prepared_at > self._prepared.get("valid_for", 300) / 2:
+            now = time.time()
+            if fresh and self._from_cache:
+                self._prepared = None
+            if self._prepared is None and not fresh:
+                self._load_cached(now)
+            if self._prepared is None or now - self._prepared_at > self._prepared.get("valid_for", 300) / 2:
                 try:
                     self._prepared = self.api.call("POST", "/sign/prepare", {
                         "key": self.user, "digest_algo": self.digest_algo, "sig_type": self.sig_type}, key=self.user)
@@ -385,7 +439,57 @@ class Signer:
                     self._refused = err
                     raise
                 self._prepared_at = time.time()
+                self._from_cache = False
+                self._store_cached()
             return self._prepared
+
+    def forget_cached(self, area_hex):
+        """After the server refused ``area_hex``: drop it if it came from the cache; True then."""
+        with self._lock:
+            if self._prepared is None or self._prepared.get("hashed_area") != area_hex:
+                return self._prepared is not None  # another thread already took a new one
+            if not self._from_cache:
+                return False
+            self._prepared, self._from_cache = None, False
+            try:
+                os.unlink(self._cache_path)
+            except OSError:
+                pass
+            return True
+
+    def _load_cached(self, now):
+        if self._cache_path is None or not _private_dir_ok(os.path.dirname(self._cache_path)):
+            return
+        try:
+            with open(self._cache_path, "rb") as handle:
+                entry = _json_loads(handle.read().decode("utf-8"))
+            prepared, fetched_at = entry["prepared"], float(entry["fetched_at"])
+            valid_for = float(prepared.get("valid_for", 300))
+            bytes.fromhex(prepared["hashed_area"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return
+        if fetched_at <= now + 5 and now - fetched_at <= valid_for / 2:
+            self._prepared, self._prepared_at, self._from_cache = prepared, fetched_at, True
+
+    def _store_cached(self):
+        """Best effort: a run that cannot write the cache still signs."""
+        if self._cache_path is None:
+            return
+        directory = os.path.dirname(self._cache_path)
+        try:
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o700)
+            if not _private_dir_ok(directory):
+                return
+            tmp = "%s.tmp-%d" % (self._cache_path, os.getpid())
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, _dumps({"prepared": self._prepared, "fetched_at": int(self._prepared_at)}).encode("utf-8"))
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._cache_path)
+        except (OSError, ValueError, TypeError):
+            pass
 
     def sign_digests(self, digests, hashed_area_hex):
         answer = self.api.call("POST", "/sign", {"key": self.user, "digest_algo": self.digest_algo,
@@ -415,8 +519,14 @@ class Signer:
             # clock-skew limit), and the first prepare request overlaps with hashing.
             hashers = [hash_of(blobs[i]) for i in indexes]
             area_hex = self.prepared()["hashed_area"]
-            area = bytes.fromhex(area_hex)
-            packets = self.sign_digests([wire.finish_digest(hasher, area) for hasher in hashers], area_hex)
+            try:
+                packets = self.sign_digests([wire.finish_digest(h.copy(), bytes.fromhex(area_hex)) for h in hashers], area_hex)
+            except ServerRefused as err:
+                # A hashed area cached by an earlier run may name a key replaced since: once more, fresh.
+                if err.status != 400 or not self.forget_cached(area_hex):
+                    raise
+                area_hex = self.prepared()["hashed_area"]
+                packets = self.sign_digests([wire.finish_digest(h, bytes.fromhex(area_hex)) for h in hashers], area_hex)
             if deliver is not None:
                 for index, packet in zip(indexes, packets):
                     deliver(index, packet)
@@ -708,14 +818,14 @@ def _sign_rpms_in_place(signer, packages, jobs):
     """Sign the main headers of parsed packages in shared /sign requests; returns errors."""
     from . import rpmheader
 
-    sigtag = rpmheader.sigtag_for(bytes.fromhex(signer.prepared()["hashed_area"]))
     errors = []
 
     def write(index, packet):
         package = packages[index]
         try:
-            package.write_signature(sigtag, packet)
-        except rpmheader.NotAnRpm as err:
+            # The tag follows the key that signed (the hashed area may have been renewed meanwhile).
+            package.write_signature(rpmheader.sigtag_for_packet(packet), packet)
+        except (rpmheader.NotAnRpm, rpmheader.Unsupported) as err:
             errors.append("%s: %s" % (package.path, err))
         except OSError as err:
             errors.append("%s: %s" % (package.path, err.strerror))
@@ -759,8 +869,8 @@ def sign_rpms(signer, conf, files, jobs):
                     errors.append("%s: %s" % (path, err.strerror))
     if packages:
         errors += _sign_rpms_in_place(signer, packages, jobs)
-    if through_rpmsign:
-        errors += _sign_rpms_with_rpmsign(signer, conf, area_hex, through_rpmsign, jobs)
+    if through_rpmsign:  # rpmsign's requests cannot be retried with another area: a fresh one
+        errors += _sign_rpms_with_rpmsign(signer, conf, signer.prepared(fresh=True)["hashed_area"], through_rpmsign, jobs)
     errors = [e for e in errors if e]
     if errors:
         raise SignError("; ".join(errors))
@@ -906,14 +1016,15 @@ def _main(argv):
 
     if digest_algo not in wire.HASH_IDS:
         raise SignError("unknown hash %r (use sha256 or sha512)" % digest_algo)
+    cache_dir = prepare_cache_dir(conf)
     if mode == "rpm":
         if not files:
             raise SignError("-r needs RPM files")
-        sign_rpms(Signer(api, user, digest_algo), conf, files, jobs)
+        sign_rpms(Signer(api, user, digest_algo, cache_dir=cache_dir), conf, files, jobs)
     elif mode in ("detached", "binary"):
-        detached(Signer(api, user, digest_algo), files, mode == "detached", jobs)
+        detached(Signer(api, user, digest_algo, cache_dir=cache_dir), files, mode == "detached", jobs)
     else:
-        clearsign(Signer(api, user, digest_algo, sig_type="text"), files, jobs)
+        clearsign(Signer(api, user, digest_algo, sig_type="text", cache_dir=cache_dir), files, jobs)
     return 0
 
 

@@ -208,6 +208,18 @@ def sigtag_for(hashed_area):
         raise Unsupported("public-key algorithm %r" % (hashed_area[2:3],)) from None
 
 
+def sigtag_for_packet(packet):
+    """The signature tag for a signature packet (old or new OpenPGP packet format)."""
+    if len(packet) < 2:
+        raise Unsupported("not a signature packet")
+    if packet[0] & 0x40:  # new format: 1, 2 or 5 length octets (RFC 4880 4.2.2)
+        first = packet[1]
+        body = 2 if first < 192 else 3 if first < 224 else 6
+    else:  # old format: the length type in the low two bits
+        body = 1 + {0: 1, 1: 2, 2: 4}.get(packet[0] & 3, 0)
+    return sigtag_for(packet[body:body + 3])
+
+
 def load(path):
     """A :class:`Package` ready to sign, or Unsupported/NotAnRpm/OSError."""
     package = Package(path)
