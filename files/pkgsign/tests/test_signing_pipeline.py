@@ -60,7 +60,8 @@ def test_pipeline_refuses_a_protected_key_and_the_pool_drops_the_connection(tmp_
         digests = [os.urandom(32).hex() for _digest in range(3)]
         with pytest.raises(AgentError, match="passphrase"):
             pool.sign_many(keygrip, "sha256", digests)
-        assert pool._created == 0  # pylint: disable=protected-access - the out-of-step connection is gone
+        # The out-of-step connection is gone.
+        assert pool._created == 0  # pylint: disable=protected-access
         # With its passphrase the key signs, one round trip per digest.
         signed = pool.sign_many(keygrip, "sha256", digests, passphrase="s3cret-phrase")
         assert len(signed) == 3 and all(sexp.startswith(b"(7:sig-val") for sexp in signed)

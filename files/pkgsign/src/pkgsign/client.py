@@ -547,12 +547,13 @@ class Signer:
         size = max(1, min(chunk, max(MIN_BATCH, -(-len(blobs) // (2 * jobs)))))
         packets = [None] * len(blobs)
         lock = _thread.allocate_lock()
-        state = {"next": 0, "error": None}
+        state = {"next": 0}
+        failures = []  # the first error of any worker, raised in the calling thread
 
         def take():
             with lock:
                 start = state["next"]
-                if start >= len(blobs) or state["error"] is not None:
+                if start >= len(blobs) or failures:
                     return None
                 state["next"] = min(len(blobs), start + size)
                 return list(range(start, state["next"]))
@@ -567,7 +568,7 @@ class Signer:
                         packets[index] = packet
             except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
                 with lock:
-                    state["error"] = state["error"] or err
+                    failures.append(err)
             finally:
                 finished.release()
 
@@ -579,8 +580,8 @@ class Signer:
             running.append(finished)
         for finished in running:
             finished.acquire()
-        if state["error"] is not None:
-            raise state["error"]
+        if failures:
+            raise failures[0]
         return packets
 
 
