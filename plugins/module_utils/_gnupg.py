@@ -824,6 +824,29 @@ def write_private_file(path, data):
         raise
 
 
+def _overwrite_with_zeros(path):
+    """Overwrite a regular file (not a symlink) with zeros and sync it; best effort."""
+    try:
+        if os.path.islink(path) or not os.path.isfile(path):
+            return
+        size = os.path.getsize(path)
+        with open(path, "r+b") as handle:
+            handle.write(b"\0" * size)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        pass
+
+
+def shred_file(path):
+    """Overwrite one key file with zeros, then remove it (best effort, see shred_tree)."""
+    _overwrite_with_zeros(path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def shred_tree(path):
     """Overwrite every regular file under ``path`` with zeros, then remove the tree.
 
@@ -834,17 +857,7 @@ def shred_tree(path):
         return
     for root, _dirs, files in os.walk(path):
         for name in files:
-            full = os.path.join(root, name)
-            try:
-                if os.path.islink(full) or not os.path.isfile(full):
-                    continue
-                size = os.path.getsize(full)
-                with open(full, "r+b") as handle:
-                    handle.write(b"\0" * size)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except OSError:
-                pass
+            _overwrite_with_zeros(os.path.join(root, name))
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -42,22 +42,6 @@ RACED_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096")
 REFILL_NICENESS = 10
 
 
-def shred_file(path):
-    """Overwrite a key file with zeros, then remove it (best effort, see _gnupg.shred_tree)."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "r+b") as handle:
-            handle.write(b"\0" * size)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError:
-        pass
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def move_private_file(source, target):
     """Rename ``source`` to ``target``; across file systems copy it (0600) and shred the source."""
     try:
@@ -68,7 +52,7 @@ def move_private_file(source, target):
             raise
     with open(source, "rb") as handle:
         _gnupg.write_private_file(target, handle.read())
-    shred_file(source)
+    _gnupg.shred_file(source)
 
 
 class Candidate:
@@ -363,7 +347,7 @@ class KeyPool:
 
     def release_unused(self, keygrip):
         """Remove a claimed key file that could not be bound (never reuse it elsewhere)."""
-        shred_file(os.path.join(self.target_dir, keygrip + ".key"))
+        _gnupg.shred_file(os.path.join(self.target_dir, keygrip + ".key"))
 
     # -- spares: generations that lost a race --------------------------------------------
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from . import _gnupg
 from .config import KEYGEN_ALGORITHMS
-from .keypool import RACED_ALGORITHMS, KeyMaker, KeyPool, shred_file
+from .keypool import RACED_ALGORITHMS, KeyMaker, KeyPool
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +365,7 @@ class KeyStore:
                 try:
                     record = self._bind(keygrip, **bind)
                 except _gnupg.GpgError:
-                    shred_file(os.path.join(self.private_keys_dir, keygrip + ".key"))
+                    _gnupg.shred_file(os.path.join(self.private_keys_dir, keygrip + ".key"))
                     raise
             self.save_metadata(record)
             os.unlink(marker)
@@ -540,7 +540,7 @@ class KeyStore:
                 self._delete_from_keyring(key.fingerprint)
         if keygrip and re.fullmatch(r"[0-9A-Fa-f]{40}", keygrip) and keygrip.upper() not in {
                 part.keygrip.upper() for key in kept for part in [key] + key.subkeys}:
-            shred_file(os.path.join(self.private_keys_dir, keygrip.upper() + ".key"))
+            _gnupg.shred_file(os.path.join(self.private_keys_dir, keygrip.upper() + ".key"))
 
 
 GPG_CONF_LINES = (
