@@ -51,26 +51,11 @@ class AgentConnection:
         self.sock.sendall(line.encode("utf-8") + b"\n")
 
     def _expect_ok(self, passphrase=None):
-        data = b""
-        while True:
-            line = self.reader.readline()
-            if not line:
-                raise ConnectionError("gpg-agent closed the connection")
-            line = line.rstrip(b"\n")
-            if line.startswith(b"OK"):
-                return data
-            if line.startswith(b"D "):
-                data += unquote_to_bytes(line[2:])
-            elif line.startswith(b"ERR"):
-                raise AgentError(line.decode("utf-8", "replace"))
-            elif line.startswith(b"INQUIRE"):
-                keyword = line.split()[1] if len(line.split()) > 1 else b""
-                if keyword == b"PASSPHRASE" and passphrase is not None:
-                    self._send("D " + _escape(passphrase))
-                    self._send("END")
-                else:
-                    self._send("CAN")
-            # S (status) and # (comment) lines carry nothing we need.
+        """The data of one command's answer; an ERR line raises AgentError."""
+        answer = self._answer(passphrase, pipelined=False)
+        if isinstance(answer, AgentError):
+            raise answer
+        return answer
 
     def command(self, line: str, passphrase=None) -> bytes:
         self._send(line)
@@ -129,8 +114,10 @@ class AgentConnection:
             raise error
         return results
 
-    def _answer(self):
-        """One command's answer in a pipelined stream: its data (bytes) or an AgentError."""
+    def _answer(self, passphrase=None, pipelined=True):
+        """One command's answer: its data (bytes) or an AgentError (returned, not raised, so a
+        pipelined stream can be read to its end). A passphrase inquiry is answered with
+        ``passphrase`` (or cancelled); in a pipelined stream it cannot be answered at all."""
         data = []
         readline = self.reader.readline
         while True:
@@ -138,17 +125,25 @@ class AgentConnection:
             if line[:2] == b"OK":
                 return b"".join(data)
             if line[:2] == b"D ":
-                chunk = line[2:-1]
+                chunk = line[2:].rstrip(b"\n")
                 data.append(unquote_to_bytes(chunk) if b"%" in chunk else chunk)
             elif line[:3] == b"ERR":
                 return AgentError(line.rstrip(b"\n").decode("utf-8", "replace"))
             elif not line:
                 raise ConnectionError("gpg-agent closed the connection")
             elif line.startswith(b"INQUIRE"):
-                # The agent would take the next pipelined command as the inquiry's answer: the
-                # stream is out of step and the connection must not be used again.
-                self.broken = True
-                raise AgentError("gpg-agent asks for a passphrase of a key that has none configured")
+                if pipelined:
+                    # The agent would take the next pipelined command as the inquiry's answer: the
+                    # stream is out of step and the connection must not be used again.
+                    self.broken = True
+                    raise AgentError("gpg-agent asks for a passphrase of a key that has none configured")
+                words = line.split()
+                if len(words) > 1 and words[1] == b"PASSPHRASE" and passphrase is not None:
+                    self._send("D " + _escape(passphrase))
+                    self._send("END")
+                else:
+                    self._send("CAN")
+            # S (status) and # (comment) lines carry nothing we need.
 
 
 class AgentPool:
@@ -225,9 +220,6 @@ class AgentPool:
             self._release(conn)
             return result
         raise AgentError("unreachable")
-
-    def sign(self, keygrip, digest_algo, digest_hex, passphrase=None) -> bytes:
-        return self.run(lambda conn: conn.pksign(keygrip, digest_algo, digest_hex, passphrase))
 
     def sign_many(self, keygrip, digest_algo, digests, passphrase=None) -> list:
         """Signatures of ``digests`` (hex) in order, all on one connection.

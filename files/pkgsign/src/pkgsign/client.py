@@ -481,13 +481,8 @@ class Signer:
                 os.makedirs(directory, 0o700)
             if not _private_dir_ok(directory):
                 return
-            tmp = "%s.tmp-%d" % (self._cache_path, os.getpid())
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, _dumps({"prepared": self._prepared, "fetched_at": int(self._prepared_at)}).encode("utf-8"))
-            finally:
-                os.close(fd)
-            os.replace(tmp, self._cache_path)
+            entry = _dumps({"prepared": self._prepared, "fetched_at": int(self._prepared_at)}).encode("utf-8")
+            _write_atomic(self._cache_path, entry, 0o600)
         except (OSError, ValueError, TypeError):
             pass
 

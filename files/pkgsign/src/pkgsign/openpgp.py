@@ -172,14 +172,9 @@ def signature_mpis(pubkey_algo: int, sexp: bytes) -> bytes:
     return mpi(params["r"]) + mpi(params["s"])
 
 
-def signature_packet(hashed_area: bytes, key_id: str, digest_hex: str, pubkey_algo: int, sexp: bytes) -> bytes:
-    """The complete signature packet (old-format header, as gpg writes it)."""
-    return signature_packets(hashed_area, key_id, pubkey_algo, [digest_hex], [sexp])[0]
-
-
 def signature_packets(hashed_area: bytes, key_id: str, pubkey_algo: int, digests_hex, sexps) -> list:
-    """Signature packets for many digests signed with one hashed area and key (the parts all
-    packets share are laid out once)."""
+    """Complete signature packets (old-format header, as gpg writes it) for many digests signed
+    with one hashed area and key (the parts all packets share are laid out once)."""
     unhashed = _subpacket(SUBPACKET_ISSUER_KEY_ID, bytes.fromhex(key_id))
     prefix = hashed_area + struct.pack(">H", len(unhashed)) + unhashed
     packets = []
