@@ -463,6 +463,29 @@ def agent_rate(instance, algo, count):
         conn.close()
 
 
+def private_agents_rate(instance, algo, count, agents):
+    """Signatures per second of ``agents`` private gpg-agents of the instance's homedir signing at
+    once, pipelined (what the service's pool does under concurrent requests): the machine's
+    ceiling, above the one-connection floor when there is more than one core."""
+    from pkgsign import _gnupg
+    from pkgsign.agent import AgentConnection
+
+    keygrip = instance.metadata(instance.keys[algo])["signing_keygrip"]
+    digests = [os.urandom(32).hex() for _digest in range(count)]
+    conns = [AgentConnection.private(_gnupg.GnuPG(instance.gnupg_home, create=False)) for _agent in range(agents)]
+    try:
+        for conn in conns:
+            conn.pksign_many(keygrip, "sha256", digests[:1])  # warm: each agent loads the key
+        shares = [digests[number::agents] for number in range(agents)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=agents) as pool:
+            list(pool.map(lambda pair: pair[0].pksign_many(keygrip, "sha256", pair[1]), zip(conns, shares)))
+        return count / (time.perf_counter() - started)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def section_floor(results, ctx):
     """Raw gpg-agent over one Assuan connection, and one `gpg --detach-sign` process per file."""
     inst = ctx.instance
@@ -471,6 +494,10 @@ def section_floor(results, ctx):
         rates = [agent_rate(inst, algo, count) for _repeat in range(ctx.repeats)]
         ctx.agent_rate[algo] = statistics.median(rates)
         results.add("floor", "gpg-agent PKSIGN, one connection", rates, "sig/s", "gpg-agent", algo, n=count)
+        cores = os.cpu_count() or 1
+        rates = [private_agents_rate(inst, algo, count, cores) for _repeat in range(ctx.repeats)]
+        results.add("floor", "%d private gpg-agents at once, pipelined" % cores, rates, "sig/s", "gpg-agent", algo,
+                    n=count)
 
         fingerprint = inst.metadata(inst.keys[algo])["fingerprint"]
         files = make_files(os.path.join(ctx.work, "floor-" + algo), ctx.size("gpg_process", algo))

@@ -23,6 +23,7 @@ import datetime
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -446,6 +447,25 @@ class GnuPG:
     def launch_agent(self):
         subprocess.run(["gpgconf", "--launch", "gpg-agent"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        env=self.environment(), check=False)
+
+    def start_private_agent(self):
+        """A gpg-agent of our own for this homedir, serving Assuan on a socket pair: (process, socket).
+
+        The agent reads the same ``private-keys-v1.d`` as the homedir's shared agent but is a
+        separate process, so several of them sign on several cores at once (one agent signs one
+        signature at a time). It exits when our end of the socket closes, also when we are killed.
+        """
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen([agent_binary_for(self.binary), "--homedir", self.homedir, "--server"],
+                                    stdin=theirs, stdout=theirs, stderr=subprocess.DEVNULL,
+                                    env=self.environment(), close_fds=True)
+        except OSError as exc:
+            ours.close()
+            raise GpgError("cannot run gpg-agent: %s" % exc)
+        finally:
+            theirs.close()
+        return proc, ours
 
     def kill_agent(self):
         subprocess.run(["gpgconf", "--kill", "gpg-agent"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

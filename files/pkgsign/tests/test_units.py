@@ -77,9 +77,13 @@ def test_config_values(tmp_path):
     config = load_config(str(conf))
     assert config.state_dir == str(tmp_path / "st") and config.gnupg_home == str(tmp_path / "st" / "gnupg")
     assert "sha1" in config.allowed_digests and config.aliases == {"modern": "abc@example.org"}
+    assert config.private_agents is True
+    conf.write_text("[server]\nstate_dir = st\nprivate_agents = no\n")
+    assert load_config(str(conf)).private_agents is False
     for text, fragment in (("[server]\n", "state_dir"), ("[server]\nstate_dir=s\n[keygen]\nalgorithm=dsa\n", "algorithm"),
                            ("[server]\nstate_dir=s\n[keygen]\nallow_without_token_from = 10.0.0.300/8\n", "network"),
                            ("[server]\nstate_dir=s\n[signing]\ndefault_digest = sha1\n", "default_digest"),
+                           ("[server]\nstate_dir=s\nprivate_agents = sometimes\n", "private_agents"),
                            ("not ini", "invalid configuration")):
         conf.write_text(text)
         with pytest.raises(ConfigError) as err:

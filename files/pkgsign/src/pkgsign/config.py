@@ -69,6 +69,7 @@ class Config:
     log_file: str = ""
     gpg_binary: str = "gpg"
     agent_connections: int = 4
+    private_agents: bool = True
     max_request_bytes: int = 1048576
     keygen_algorithm: str = "rsa4096"
     keygen_expire_days: int = 0
@@ -216,6 +217,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         log_file=os.path.join(base, log_file) if log_file else "",
         gpg_binary=get("server", "gpg_binary", "gpg"),
         agent_connections=max(1, get_int("server", "agent_connections", 4)),
+        private_agents=get_bool("server", "private_agents", True),
         max_request_bytes=max(1024, get_int("server", "max_request_bytes", 1048576)),
         keygen_algorithm=algorithm,
         keygen_expire_days=get_int("keygen", "expire", 0),
