@@ -129,6 +129,16 @@ def test_service_runs_as_the_signer_user(host):
     assert wsgi and all(line.split()[0] == "pkgsign" for line in wsgi)
 
 
+def test_signatures_come_from_private_agents_of_the_service(host):
+    run_ok(host, "echo private-agents > /tmp/private-agents.txt && sign -d /tmp/private-agents.txt")
+    processes = [line.split(None, 3) for line in run_ok(host, "ps -eo pid=,ppid=,user:20=,args=").stdout.splitlines()]
+    wsgi = {pid for pid, _ppid, _user, args in processes if "(wsgi:pkgsign)" in args}
+    agents = [(ppid, user) for _pid, ppid, user, args in processes
+              if args.split()[0].endswith("gpg-agent") and args.endswith("--homedir %s --server" % GNUPG)]
+    # signer_private_agents (default): the service's own agent processes, children of mod_wsgi.
+    assert agents and all(ppid in wsgi and user == "pkgsign" for ppid, user in agents)
+
+
 def test_only_allowed_networks_reach_the_service(host):
     own_address = run_ok(host, "hostname -I").stdout.split()[0]
     # The signer's own network address is not in signer_allowed_networks (only the client is) ...
