@@ -80,6 +80,23 @@ def test_shared_agent_mode_uses_the_homedir_agent(signing_home):
         pool.close()
 
 
+def test_a_killed_private_agent_is_replaced_and_reaped(signing_home):
+    gpg, _fingerprint, keygrip = signing_home
+    pool = AgentPool(gpg, size=1)
+    try:
+        digest = os.urandom(32).hex()
+        first = pool.sign_many(keygrip, "sha256", [digest])
+        victim = pool.run(lambda conn: conn.process)
+        os.kill(victim.pid, signal.SIGKILL)
+        # The broken connection is dropped and the request retried on a new agent.
+        assert pool.sign_many(keygrip, "sha256", [digest]) == first
+        assert not os.path.exists("/proc/%d" % victim.pid)  # waited for: no zombie left
+        replacement = pool.run(lambda conn: conn.process)
+        assert replacement.pid != victim.pid and replacement.poll() is None
+    finally:
+        pool.close()
+
+
 def test_a_private_agent_stops_signing_with_a_key_deleted_meanwhile(tmp_path):
     gpg = _gnupg.GnuPG(str(tmp_path / "gnupg"))
     try:
