@@ -318,6 +318,17 @@ def _pipe_with(data):
     return read_fd
 
 
+def gnupg_environment(homedir):
+    """The environment every GnuPG program of ours runs with: C locale (parsable output), the
+    given home, and no inherited agent address."""
+    env = dict(os.environ)
+    env["LC_ALL"] = "C"
+    env["LANG"] = "C"
+    env["GNUPGHOME"] = homedir
+    env.pop("GPG_AGENT_INFO", None)
+    return env
+
+
 class GnuPG:
     """A GnuPG home directory and the gpg operations pkgsign needs on it."""
 
@@ -332,12 +343,7 @@ class GnuPG:
     # -- running gpg -------------------------------------------------------------------
 
     def environment(self):
-        env = dict(os.environ)
-        env["LC_ALL"] = "C"
-        env["LANG"] = "C"
-        env["GNUPGHOME"] = self.homedir
-        env.pop("GPG_AGENT_INFO", None)
-        return env
+        return gnupg_environment(self.homedir)
 
     def run(self, args, input=None, passphrase=None, command_input=None, check=True, timeout=None,  # pylint: disable=redefined-builtin
             batch=True, keep_fds=()):
@@ -998,8 +1004,7 @@ class KeyMaterialGeneration:
     def __init__(self, homedir, algorithm, agent_binary="gpg-agent", keep_fds=()):
         validate_algorithm(algorithm)
         self.homedir = ensure_private_dir(os.path.abspath(homedir))
-        env = dict(os.environ, LC_ALL="C", LANG="C", GNUPGHOME=self.homedir)
-        env.pop("GPG_AGENT_INFO", None)
+        env = gnupg_environment(self.homedir)
         # The inquired KEYPARAM is answered ahead: the agent reads it when it asks.
         self._commands = ("GENKEY --no-protection\nD %s\nEND\nBYE\n" % AGENT_KEY_PARAMETERS[algorithm]).encode("ascii")
         self.cancelled = False
