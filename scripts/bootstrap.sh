@@ -15,9 +15,15 @@ say() { echo "bootstrap: $*"; }
 APT_PACKAGES=(
     git make                                   # the harness itself
     gnupg gpg-agent rpm                        # real GnuPG and rpmbuild/rpmsign/rpmkeys in tests
+    sqv                                        # Sequoia's verifier (rpm-sequoia's and dnf5's policy)
     shellcheck                                 # ansible-test sanity checks our shell scripts
     python3-venv python3-flask                 # .venv; Flask as the hosts have it
     podman runc fuse-overlayfs slirp4netns uidmap debootstrap   # molecule on podman
+    # Container name resolution (the lab's client reaches pkgsign-signer by name): podman's
+    # netavark backend with aardvark-dns. Both are only *recommended* by Debian's podman, so
+    # --no-install-recommends below would leave them out and podman falls back to CNI,
+    # whose networks have no DNS. scripts/podman-env.sh selects the backend.
+    netavark aardvark-dns
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -4,15 +4,20 @@
 # needs (see shared TESTING.md) and exports CONTAINERS_CONF so that every podman call made
 # by molecule and Ansible's podman connection sees them:
 #   - ulimits: without them crun/runc fail with "setrlimit RLIMIT_NOFILE: Operation not permitted";
-#   - runc:    crun refuses cgroups in hybrid mode.
+#   - runc:    crun refuses cgroups in hybrid mode;
+#   - netavark: containers resolve each other by name only with netavark + aardvark-dns
+#     (podman keeps the DNS-less CNI backend once it has run with it unless told).
 PKGSIGN_CONTAINERS_CONF="${PKGSIGN_CONTAINERS_CONF:-${XDG_RUNTIME_DIR:-/tmp}/pkgsign-containers.conf}"
-if [ ! -s "$PKGSIGN_CONTAINERS_CONF" ]; then
+if ! grep -qs '^network_backend = "netavark"' "$PKGSIGN_CONTAINERS_CONF"; then
     cat >"$PKGSIGN_CONTAINERS_CONF" <<'CONF'
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 
 [engine]
 runtime = "runc"
+
+[network]
+network_backend = "netavark"
 CONF
 fi
 CONTAINERS_CONF="$PKGSIGN_CONTAINERS_CONF"
