@@ -60,6 +60,9 @@ def cmd_init(args):
     _gnupg.write_private_file(config_path, CONFIG_TEMPLATE.format(dir=directory, algorithm=args.algorithm).encode())
     config = load_config(config_path)
     secret = add_token(config.tokens_file, "client", ["sign", "keygen"], ["*"], replace=True)
+    from .audit import ensure_audit_key
+
+    ensure_audit_key(config)  # the key audit checkpoints are signed with
     token_path = os.path.join(directory, "client.token")
     _gnupg.write_private_file(token_path, (secret + "\n").encode())
     server = args.server or "http://%s" % DEFAULT_BIND
@@ -164,15 +167,64 @@ def cmd_token_list(args):
 # -- audit -------------------------------------------------------------------------------
 
 def cmd_audit_verify(args):
-    from .audit import verify
+    from .audit import audit_public_key, check, find_checkpoints
 
     config = load_config(args.config)
-    count, problems = verify(config.audit_log)
-    if problems:
-        for problem in problems:
+    checkpoints = []
+    for given in args.checkpoint or ():
+        text = given
+        if os.path.isfile(given):
+            with open(given, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        found = find_checkpoints(text)
+        if not found:
+            raise AdminError("no checkpoint line (pkgsign-audit-checkpoint ...) in %s" % given[:80])
+        checkpoints.extend(found)
+    key = None
+    if args.audit_key:
+        with open(args.audit_key, "rb") as handle:
+            key = handle.read()
+    elif checkpoints:
+        key = audit_public_key(config)
+        print("audit log %s: checkpoint signatures checked against this instance's own audit key "
+              "(give the key pinned off the host with --audit-key)" % config.audit_log)
+    report = check(config.audit_log, checkpoints, key, gpg_binary=config.gpg_binary)
+    for note in report.notes:
+        print("audit log %s: %s" % (config.audit_log, note))
+    if report.problems:
+        for problem in report.problems:
             print("audit log %s: %s" % (config.audit_log, problem))
         return 1
-    print("audit log %s: %d lines, chain intact" % (config.audit_log, count))
+    summary = "audit log %s: %d lines in %d file(s), chain intact" % (config.audit_log, report.count, report.files)
+    if report.checkpoint:
+        summary += ", matches the checkpoint of %s (seq %d)" % (report.checkpoint["time"], report.checkpoint["seq"])
+    print(summary)
+    if report.uncovered:
+        print("audit log %s: %d line(s) after that checkpoint are covered by none (appended since, or "
+              "forged): give a later checkpoint" % (config.audit_log, report.uncovered))
+        return 0 if args.allow_uncovered else 3
+    return 0
+
+
+def cmd_audit_checkpoint(args):
+    from .audit import Checkpointer
+
+    config = load_config(args.config)
+    line = Checkpointer(config).maybe_checkpoint(force=True)
+    if line is None:
+        raise AdminError("the audit log %s is empty: nothing to checkpoint" % config.audit_log)
+    print(line)
+    return 0
+
+
+def cmd_audit_key(args):
+    from .audit import audit_public_key, ensure_audit_key
+
+    config = load_config(args.config)
+    record, created = ensure_audit_key(config)
+    sys.stdout.write(audit_public_key(config).decode("ascii"))
+    _say("audit key %s (signing subkey %s)%s" % (record["fingerprint"], record["signing_fingerprint"],
+                                                 ", created" if created else ""))
     return 0
 
 
@@ -355,9 +407,21 @@ def build_parser():
 
     audit = sub.add_parser("audit", help="audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log")
+    verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log (all rotated files), "
+                                  "and against checkpoints")
     verify.add_argument("--config", required=True)
+    verify.add_argument("--checkpoint", action="append", metavar="FILE|TEXT",
+                        help="a checkpoint line, or a file (syslog, journal export) holding them; repeatable")
+    verify.add_argument("--audit-key", metavar="FILE", help="the audit public key pinned off the host")
+    verify.add_argument("--allow-uncovered", action="store_true",
+                        help="exit 0, not 3, when lines follow the latest checkpoint")
     verify.set_defaults(func=cmd_audit_verify)
+    checkpoint = audit_sub.add_parser("checkpoint", help="sign the chain head now, ship it and print it")
+    checkpoint.add_argument("--config", required=True)
+    checkpoint.set_defaults(func=cmd_audit_checkpoint)
+    audit_key = audit_sub.add_parser("key", help="print the audit public key (made if missing) to pin off the host")
+    audit_key.add_argument("--config", required=True)
+    audit_key.set_defaults(func=cmd_audit_key)
 
     maintain = sub.add_parser("maintain", help="prolong expiring keys, check the trustdb, recover interrupted work")
     maintain.add_argument("--config", required=True)

@@ -55,7 +55,7 @@ class Service:
         self.keys = KeyStore(config, self.gnupg)
         self.tokens = TokenStore(config.tokens_file, default_rate=config.rate_limit_default)
         self.limiter = RateLimiter(config.state_dir)
-        self.audit = AuditLog(config.audit_log)
+        self.audit = AuditLog.from_config(config, checkpoints=True)
         self.agent = AgentPool(self.gnupg, config.agent_connections, private=config.private_agents)
         if self.keys.pool is not None:
             self.keys.pool.start()

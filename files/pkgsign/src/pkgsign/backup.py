@@ -7,7 +7,8 @@ on can read nothing. It holds what a fresh signer needs to continue where this o
 ``gnupg/``      the GnuPG home (secret keys, public keyring, trustdb, revocation certificates);
 ``keys/``       per-key metadata; ``pending/`` markers of unfinished key operations;
 ``phrases/``    passphrase files of imported keys; ``tokens.json`` (hashes only);
-``audit.log`` and ``audit.log.head``; ``MANIFEST.json`` (what the archive must contain).
+``audit.log``, ``audit.log.head``, ``audit-files/`` (rotated logs) and ``audit-gnupg/`` (the
+checkpoint key); ``MANIFEST.json`` (what the archive must contain).
 
 The snapshot is consistent with a running server: the GnuPG home is copied under the keyring
 lock (no key generation or deletion in between), then the pending markers, then the
@@ -20,10 +21,10 @@ validates every archive member (regular files and directories below the instance
 checks the manifest, then finishes interrupted operations (``reconcile``).
 """
 
-import fcntl
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -32,6 +33,7 @@ import tempfile
 import time
 
 from . import _gnupg
+from .audit import _lock_current_shared as _lock_audit_log, rotated_files
 from .config import load_config
 
 FORMAT = 1
@@ -90,17 +92,22 @@ def snapshot(config, target, say=lambda message: None):
     if os.path.isfile(config.tokens_file):
         _copy_file(config.tokens_file, os.path.join(target, "tokens.json"))
     audit_lines = 0
-    if os.path.isfile(config.audit_log):
-        fd = os.open(config.audit_log, os.O_RDONLY)
+    fd = _lock_audit_log(config.audit_log)  # AuditLog.append writes line and head, and rotates, under this lock
+    if fd is not None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # AuditLog.append writes line and head under this lock
             _copy_file(config.audit_log, os.path.join(target, "audit.log"))
             if os.path.isfile(config.audit_log + ".head"):
                 _copy_file(config.audit_log + ".head", os.path.join(target, "audit.log.head"))
+            for _number, name in rotated_files(config.audit_log):  # as audit-files/audit.log.N[.gz]
+                _gnupg.ensure_private_dir(os.path.join(target, "audit-files"))
+                if not os.path.exists(name):  # compressed meanwhile
+                    name += ".gz"
+                _copy_file(name, os.path.join(target, "audit-files", "audit.log" + name[len(config.audit_log):]))
         finally:
             os.close(fd)
         with open(os.path.join(target, "audit.log"), "rb") as handle:
             audit_lines = sum(1 for _ignored in handle)
+    _copy_tree(config.audit_gnupg_home, os.path.join(target, "audit-gnupg"))  # the checkpoint key
     copied = set()
     for name in os.listdir(os.path.join(target, "keys")) if os.path.isdir(os.path.join(target, "keys")) else []:
         with open(os.path.join(target, "keys", name), encoding="utf-8") as handle:
@@ -177,7 +184,7 @@ def _safe_members(archive):
         if name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
             raise BackupError("refusing archive member %r (only files and directories inside the archive)" % name)
         if parts[0] not in ("gnupg", "keys", "pending", "phrases", "tokens.json", "audit.log", "audit.log.head",
-                            "MANIFEST.json"):
+                            "audit-files", "audit-gnupg", "MANIFEST.json"):
             raise BackupError("unexpected archive member %r" % name)
         members.append(member)
     return members
@@ -213,7 +220,8 @@ def restore(config_path, archive_bytes, force=False, say=lambda message: None):
                           % config.state_dir)
 
     targets = {"gnupg": config.gnupg_home, "keys": config.metadata_dir,
-               "pending": os.path.join(config.state_dir, "pending"), "phrases": config.phrases_dir}
+               "pending": os.path.join(config.state_dir, "pending"), "phrases": config.phrases_dir,
+               "audit-gnupg": config.audit_gnupg_home}
     files = {"tokens.json": config.tokens_file, "audit.log": config.audit_log,
              "audit.log.head": config.audit_log + ".head"}
     _gnupg.ensure_private_dir(config.state_dir)
@@ -228,6 +236,12 @@ def restore(config_path, archive_bytes, force=False, say=lambda message: None):
             continue
         if top in files:
             destination = files[top]
+        elif top == "audit-files":  # rotated audit logs: audit.log.N[.gz] beside the configured log
+            if member.isdir():
+                continue
+            if not re.fullmatch(r"audit\.log\.[1-9][0-9]{0,8}(\.gz)?", rest):
+                raise BackupError("unexpected archive member %r" % member.name)
+            destination = config.audit_log + rest[len("audit.log"):]
         else:
             destination = os.path.join(targets[top], rest) if rest else targets[top]
         if member.isdir():

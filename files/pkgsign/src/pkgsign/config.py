@@ -5,6 +5,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from logging.handlers import SysLogHandler
 from typing import Dict, List, Optional, Tuple
 
 DEFAULT_CONFIG_PATH = "/etc/pkgsign/pkgsign.conf"
@@ -26,6 +27,20 @@ def parse_duration(text: str) -> int:
     if not match:
         raise ConfigError("invalid duration %r (use a number with an optional s/m/h/d unit)" % text)
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def parse_size(text: str) -> int:
+    """'67108864', '64M', '1G' -> bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)\s*", text or "")
+    if not match:
+        raise ConfigError("invalid size %r (use a number of bytes with an optional K/M/G unit)" % text)
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+CHECKPOINT_TARGET_RE = re.compile(r"none|syslog|unix:/\S+|file:/\S+|(udp|tcp):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}")
 
 
 def parse_rate(text: str) -> Optional[Tuple[int, int]]:
@@ -88,6 +103,14 @@ class Config:
     aliases: Dict[str, str] = field(default_factory=dict)
     maintain_within_days: int = 365
     maintain_extend: str = "1825d"
+    # [audit]: rotation of the hash-chained log and signed checkpoints of its head (audit.py)
+    audit_rotate_size: int = 64 * 1024 * 1024
+    audit_keep: int = 0
+    audit_compress: bool = True
+    audit_gnupg_home: str = ""
+    checkpoint_interval: int = 60
+    checkpoint_targets: Tuple[str, ...] = ("syslog",)
+    checkpoint_facility: str = "authpriv"
 
     @property
     def metadata_dir(self) -> str:
@@ -206,6 +229,22 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         raise ConfigError("[server] log_level must be DEBUG, INFO, WARNING or ERROR")
     log_file = get("server", "log_file")
 
+    audit_rotate_size = parse_size(get("audit", "rotate_size", "64M"))
+    if audit_rotate_size and audit_rotate_size < 4096:
+        raise ConfigError("[audit] rotate_size must be 0 (never) or at least 4K")
+    audit_keep = get_int("audit", "keep", 0)
+    if audit_keep < 0:
+        raise ConfigError("[audit] keep must be 0 (keep every rotated file) or a positive number")
+    checkpoint_targets = tuple(_split_list(get("audit", "checkpoint_target", "syslog"))) or ("none",)
+    for target in checkpoint_targets:
+        if not CHECKPOINT_TARGET_RE.fullmatch(target):
+            raise ConfigError("[audit] checkpoint_target: %r is not none, syslog, unix:/PATH, file:/PATH, "
+                              "udp:HOST:PORT or tcp:HOST:PORT" % target)
+    facility = get("audit", "checkpoint_facility", "authpriv").lower()
+    if facility not in SysLogHandler.facility_names:
+        raise ConfigError("[audit] checkpoint_facility %r is not a syslog facility" % facility)
+    audit_gnupg_home = get("audit", "gnupg_home")
+
     config = Config(
         path=os.path.abspath(path),
         state_dir=state_dir,
@@ -236,6 +275,14 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         aliases=aliases,
         maintain_within_days=get_int("maintenance", "within_days", 365),
         maintain_extend=get("maintenance", "extend", "1825d"),
+        audit_rotate_size=audit_rotate_size,
+        audit_keep=audit_keep,
+        audit_compress=get_bool("audit", "compress", True),
+        audit_gnupg_home=os.path.join(base, audit_gnupg_home) if audit_gnupg_home
+        else os.path.join(state_dir, "audit-gnupg"),
+        checkpoint_interval=parse_duration(get("audit", "checkpoint_interval", "60s")),
+        checkpoint_targets=checkpoint_targets,
+        checkpoint_facility=facility,
     )
     parse_duration(config.maintain_extend)
     return config
