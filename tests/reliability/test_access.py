@@ -5,6 +5,7 @@ and rotation while the server runs, and the audit chain against every single-lin
 
 import json
 import os
+import secrets
 import shutil
 
 import pytest
@@ -165,7 +166,7 @@ def test_revoke_and_rotate_while_running(served):
     assert status == 401, body  # the very next request, no restart
     inst.add_token("rotating", ["sign"], ["*"])
     old = inst.tokens["rotating"]
-    new = "pks_rotated-secret-" + "x" * 20
+    new = "pks_rotated-" + secrets.token_urlsafe(24)
     run_admin("token", "rotate", "--config", inst.config, "--id", "rotating", "--stdin", input=new + "\n")
     inst.tokens["rotating"] = old
     assert inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="rotating")[0] == 401

@@ -123,30 +123,61 @@ def _read_secret_from_stdin():
     return secret
 
 
+def _audit_admin(config, operation, result, **fields):
+    """One audit line for a decision of pkgsign-admin (never a secret)."""
+    import pwd
+
+    from .audit import AuditLog
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    if os.environ.get("SUDO_USER"):
+        user += " (sudo by %s)" % os.environ["SUDO_USER"]
+    AuditLog.from_config(config).append(operation=operation, result=result, token=None, client="pkgsign-admin",
+                                        user=user, **fields)
+
+
+def _audited(operation, token_id, action, **fields):
+    """Run ``action(config)``; audit its outcome (a refusal with its reason) and return its value."""
+    def run(args):
+        config = load_config(args.config)
+        try:
+            value = action(config)
+        except (AdminError, TokenFileError) as err:
+            _audit_admin(config, operation, "refused", token_id=token_id, reason=str(err), **fields)
+            raise
+        _audit_admin(config, operation, "ok", token_id=token_id, **fields)
+        return value
+    return run
+
+
 def cmd_token_add(args, replace=False):
-    config = load_config(args.config)
     secret = _read_secret_from_stdin() if args.stdin else None
-    created = add_token(config.tokens_file, args.id, _split(args.scopes), _split(args.keys), secret=secret,
-                        rate=args.rate, replace=replace or args.replace)
+    scopes, keys = _split(args.scopes), _split(args.keys)
+    replace = replace or args.replace
+    created = _audited("token_rotate" if replace else "token_add", args.id,
+                       lambda config: add_token(config.tokens_file, args.id, scopes, keys, secret=secret,
+                                                rate=args.rate, replace=replace),
+                       scopes=scopes, keys=keys, rate=args.rate, replace=replace)(args)
     if not args.stdin:
         print(created)  # shown once; only its hash is stored
-    _say("token %s %s" % (args.id, "rotated" if (replace or args.replace) else "added"))
+    _say("token %s %s" % (args.id, "rotated" if replace else "added"))
 
 
 def cmd_token_rotate(args):
-    config = load_config(args.config)
-    entry = read_tokens(config.tokens_file).get(args.id)
-    if entry is None:
-        raise AdminError("no token %r" % args.id)
-    args.scopes = ",".join(entry.get("scopes", []))
-    args.keys = ",".join(entry.get("keys", []))
-    args.rate = entry.get("rate")
-    cmd_token_add(args, replace=True)
+    from .tokens import rotate_token
+
+    secret = _read_secret_from_stdin() if args.stdin else None
+    created = _audited("token_rotate", args.id, lambda config: rotate_token(config.tokens_file, args.id, secret))(args)
+    if not args.stdin:
+        print(created)  # shown once; only its hash is stored
+    _say("token %s rotated" % args.id)
 
 
 def cmd_token_revoke(args):
-    config = load_config(args.config)
-    revoke_token(config.tokens_file, args.id)
+    _audited("token_revoke", args.id, lambda config: revoke_token(config.tokens_file, args.id))(args)
     _say("token %s revoked" % args.id)
 
 

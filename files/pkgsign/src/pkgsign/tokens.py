@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import struct
@@ -39,7 +40,27 @@ def hash_secret(secret: str) -> str:
 
 
 def new_secret() -> str:
-    return "pks_" + secrets.token_urlsafe(32)
+    return "pks_" + secrets.token_urlsafe(32)  # 256 random bits
+
+
+MIN_SECRET_BITS = 128
+
+
+def secret_strength_problem(secret: str):
+    """Why an operator-chosen secret is too weak to be a token, or None.
+
+    A conservative estimate, not a measure: characters counted once per run of repeats, each worth
+    log2 of the number of distinct characters the secret uses (``aaaa`` is one character of an
+    alphabet of one; 32 hex digits come to at most 32 x 4 bits).
+    """
+    runs = sum(1 for index, char in enumerate(secret) if index == 0 or char != secret[index - 1])
+    distinct = len(set(secret))
+    bits = runs * math.log2(distinct) if distinct > 1 else 0.0
+    if bits >= MIN_SECRET_BITS:
+        return None
+    return ("token secret too weak: about %d bits estimated, %d needed (estimate: %d characters not counting "
+            "repeats x log2 of the %d distinct characters used); use 40 or more random letters and digits "
+            "(e.g. openssl rand -base64 32), or let pkgsign-admin generate one" % (bits, MIN_SECRET_BITS, runs, distinct))
 
 
 class Token:
@@ -275,8 +296,8 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
     """Add (or with ``replace`` rotate) a token; returns the secret."""
     validate_token_fields(token_id, scopes, key_patterns, rate)
     secret = secret if secret is not None else new_secret()
-    if len(secret) < 16:
-        raise TokenFileError("a token secret must be at least 16 characters")
+    if secret_strength_problem(secret):
+        raise TokenFileError(secret_strength_problem(secret))
     with editing(path) as tokens:
         if token_id in tokens and not tokens[token_id].get("revoked") and not replace:
             raise TokenFileError("token %r exists (revoke it or use --replace to rotate)" % token_id)
@@ -298,3 +319,22 @@ def revoke_token(path, token_id):
             raise TokenFileError("no token %r" % token_id)
         tokens[token_id]["revoked"] = int(time.time())
         tokens[token_id]["sha256"] = "revoked:" + tokens[token_id]["sha256"]
+
+
+def rotate_token(path, token_id, secret=None):
+    """Give an active token a new secret (scopes, key patterns, limit and every other field kept);
+    returns the secret. A revoked token stays revoked: rotating it is refused."""
+    secret = secret if secret is not None else new_secret()
+    if secret_strength_problem(secret):
+        raise TokenFileError(secret_strength_problem(secret))
+    with editing(path) as tokens:
+        entry = tokens.get(token_id)
+        if entry is None:
+            raise TokenFileError("no token %r" % token_id)
+        if entry.get("revoked"):
+            raise TokenFileError("token %r is revoked and stays revoked: add a new token under another id" % token_id)
+        digest = hash_secret(secret)
+        if any(other_id != token_id and other.get("sha256") == digest for other_id, other in tokens.items()):
+            raise TokenFileError("that secret is already used by another token")
+        tokens[token_id] = dict(entry, sha256=digest, rotated=int(time.time()))
+    return secret
