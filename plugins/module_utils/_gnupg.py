@@ -27,6 +27,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unicodedata
 
 
 class GpgError(Exception):
@@ -64,18 +65,35 @@ PUBKEY_ALGORITHM_NAMES = {1: "rsa", 2: "rsa", 3: "rsa", 16: "elg", 17: "dsa", 18
 
 USAGE_LETTERS = {"c": "cert", "s": "sign", "e": "encrypt", "a": "auth"}
 
-MAX_UID_FIELD_LENGTH = 256
-_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+#=~!$&'*/?^`{|}-]+@[A-Za-z0-9.-]+$")
-_EXPIRES_RE = re.compile(r"^([1-9][0-9]{0,5})([dwmy])$")
-_ISO_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-_HEX_RE = re.compile(r"^(0x)?[0-9A-Fa-f]+$")
+MAX_UID_FIELD_LENGTH = 256  # bytes of UTF-8, as gpg counts
+# gpg reads a batch parameter line into 1024 bytes ("line too long" beyond): the longest value
+# that fits after the longest keyword ("Name-Comment: ") and the newline, with some margin.
+GPG_BATCH_VALUE_MAX = 1000
+# \Z, not $: "$" also matches before a trailing newline.
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+#=~!$&'*/?^`{|}-]+@[A-Za-z0-9.-]+\Z")
+_EXPIRES_RE = re.compile(r"^([1-9][0-9]{0,5})([dwmy])\Z")
+_ISO_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_HEX_RE = re.compile(r"^(0x)?[0-9A-Fa-f]+\Z")
+# Characters that look like the brackets gpg puts around a user id's email and comment, so that a
+# name could pass for another user id: those whose compatibility form is one of <>() (full-width,
+# small, superscript, subscript) are found by NFKC; these look alike without being equivalent.
+_BRACKET_LOOKALIKES = frozenset(
+    u"\u2039\u203a\u2329\u232a\u3008\u3009\u27e8\u27e9\u27ea\u27eb\u276c\u276d\u276e\u276f"
+    u"\u2768\u2769\u276a\u276b\u2985\u2986\u29fc\u29fd\u2e28\u2e29\u02c2\u02c3\u1438\u1433"
+    u"\u3014\u3015\uff5f\uff60")
+# Unicode categories refused in user-id fields: controls (C0 and C1), format characters (bidi
+# overrides and isolates, zero-width joiners and spaces, ...), line and paragraph separators,
+# surrogates and private use.
+_UID_FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs", "Co")
 
 
 def validate_uid_field(value, field, required=False, max_length=MAX_UID_FIELD_LENGTH):
     """Return ``value`` if it may go into a user id, else raise InvalidInput.
 
     Control characters (newline included) would let a value inject lines into a gpg batch
-    file; angle brackets and parentheses would make the user id ambiguous.
+    file; angle brackets and parentheses would make the user id ambiguous, and so would
+    characters that look like them or that reorder or hide text (bidi controls, other format
+    characters). The length is counted in UTF-8 bytes, as gpg counts it.
     """
     if value is None or value == "":
         if required:
@@ -83,15 +101,27 @@ def validate_uid_field(value, field, required=False, max_length=MAX_UID_FIELD_LE
         return value
     if not isinstance(value, str):
         raise InvalidInput("%s must be a string" % field)
-    if len(value) > max_length:
-        raise InvalidInput("%s is longer than %d characters" % (field, max_length))
+    limit = min(max_length, GPG_BATCH_VALUE_MAX)
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("%s must be valid Unicode (no lone surrogates)" % field)
+    if size > limit:
+        raise InvalidInput("%s is longer than %d bytes (UTF-8)" % (field, limit))
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
         raise InvalidInput("%s must not contain newlines or control characters" % field)
+    for char in value:
+        if unicodedata.category(char) in _UID_FORBIDDEN_CATEGORIES:
+            raise InvalidInput("%s must not contain invisible, bidi or control characters (U+%04X)" % (field, ord(char)))
     if value != value.strip():
         raise InvalidInput("%s must not start or end with white space" % field)
     forbidden = "<>()" if field != "email" else "<>() \t"
     if any(char in forbidden for char in value):
         raise InvalidInput("%s must not contain any of %s" % (field, " ".join(repr(c) for c in forbidden.strip())))
+    for char in value:
+        if char in _BRACKET_LOOKALIKES or (ord(char) > 0x7F and any(
+                c in "<>()" for c in unicodedata.normalize("NFKC", char))):
+            raise InvalidInput("%s must not contain characters that look like < > ( ) (U+%04X)" % (field, ord(char)))
     if field == "email" and not _EMAIL_RE.match(value):
         raise InvalidInput("email %r is not of the form local@domain" % value)
     return value
@@ -952,7 +982,7 @@ def generate_key_from_keygrip(gpg, keygrip, name, email, comment=None, algorithm
     validate_uid_field(email, "email", required=True)
     validate_uid_field(comment, "comment")
     validate_algorithm(algorithm)
-    if not re.match(r"^[0-9A-Fa-f]{40}$", keygrip or ""):
+    if not re.fullmatch(r"[0-9A-Fa-f]{40}", keygrip or ""):
         raise InvalidInput("keygrip must be 40 hex digits")
     usage = _validate_usage(usage, ("cert", "sign", "auth"))
     lines = ["Key-Type: %s" % ALGORITHMS[algorithm]["batch"]["Key-Type"], "Key-Grip: %s" % keygrip.upper(),

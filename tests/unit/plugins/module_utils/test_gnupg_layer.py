@@ -54,6 +54,21 @@ def test_overlong_field_is_rejected():
         gnupg.validate_uid_field("x" * 300, "comment")
 
 
+def test_field_length_is_counted_in_utf8_bytes_and_capped_at_what_a_batch_line_holds():
+    assert gnupg.validate_uid_field(u"\u00e9" * 128, "name") == u"\u00e9" * 128  # 256 bytes
+    with pytest.raises(gnupg.InvalidInput, match="longer than 256 bytes"):
+        gnupg.validate_uid_field(u"\u00e9" * 129, "name")
+    with pytest.raises(gnupg.InvalidInput, match="longer than 1000 bytes"):
+        gnupg.validate_uid_field("x" * 1001, "name", max_length=5000)  # gpg: "line too long"
+
+
+@pytest.mark.parametrize("value", [u"a\u202eb", u"a\u200bb", u"a\u0085b", u"a\uff1cb", u"a\u2039b", u"a\u2985b",
+                                   u"a\u207db"])
+def test_deceptive_characters_are_rejected(value):
+    with pytest.raises(gnupg.InvalidInput, match="U\\+"):
+        gnupg.validate_uid_field(value, "name")
+
+
 @pytest.mark.parametrize("given,expected", [
     (0, "0"), ("never", "0"), (None, "0"), (30, "30d"), ("30", "30d"), ("2Y", "2y"), ("7m", "7m"),
     ("2027-02-01", "2027-02-01"),
