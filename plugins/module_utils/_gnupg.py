@@ -20,10 +20,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import datetime
+import fcntl
 import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -917,20 +919,105 @@ def shred_tree(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+SCRATCH_ROOT_PREFIX = "pkgsign-scratch-"
+_SCRATCH_LOCK = ".pkgsign-scratch.lock"
+_SCRATCH_GRACE = 60  # seconds a scratch home may exist before it holds its lock
+
+
+def scratch_root():
+    """The owner-only directory every scratch GnuPG home of this user lives in.
+
+    Its place is predictable (``<temp dir>/pkgsign-scratch-<uid>``), so that the next run finds and
+    shreds what a killed run left behind. It must be a real directory of this user, mode 0700: a
+    name squatted by someone else is refused, never used.
+    """
+    root = os.path.join(tempfile.gettempdir(), "%s%d" % (SCRATCH_ROOT_PREFIX, os.geteuid()))
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(root)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise GpgError("scratch directory %s is not a private directory of uid %d (a symlink, another "
+                       "owner or open permissions): remove it" % (root, os.geteuid()))
+    return root
+
+
+def sweep_scratch(root):
+    """Shred the scratch homes under ``root`` that no live process holds (a run killed with SIGKILL
+    cannot clean up; the lock it held died with it). Stops their gpg-agent first."""
+    swept = 0
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if os.path.islink(path) or not os.path.isdir(path):
+            continue
+        try:
+            fd = os.open(os.path.join(path, _SCRATCH_LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            try:  # just made and not locked yet, or being removed: only an old one is abandoned
+                if time.time() - os.lstat(path).st_mtime < _SCRATCH_GRACE:
+                    continue
+            except FileNotFoundError:
+                continue
+            fd = None
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except (BlockingIOError, PermissionError):
+                    continue  # in use by a running process
+            GnuPG(path, create=False).kill_agent()
+            shred_tree(path)
+            swept += 1
+        except GpgError:
+            continue
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return swept
+
+
 class TemporaryGnuPG:
-    """A throw-away GnuPG home (0700) whose agent is stopped and files shredded on exit."""
+    """A throw-away GnuPG home (0700) whose agent is stopped and files shredded on exit.
+
+    Without ``base`` it lives under ``scratch_root()`` and holds a lock for as long as it is in use,
+    so a run killed before its exit (SIGKILL) leaves it to the next run, which shreds it first.
+    """
 
     def __init__(self, prefix="pkgsign-gnupg-", base=None):
+        self._lock_fd = None
+        if base is None:
+            base = scratch_root()
+            sweep_scratch(base)
         self.path = tempfile.mkdtemp(prefix=prefix, dir=base)
-        self.gpg = GnuPG(self.path)
+        try:
+            # Not inherited by gpg or gpg-agent (PEP 446): only this process holds the lock.
+            self._lock_fd = os.open(os.path.join(self.path, _SCRATCH_LOCK),
+                                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self.gpg = GnuPG(self.path)
+        except BaseException:
+            self._cleanup()
+            raise
 
     def __enter__(self):
         return self.gpg
 
     def __exit__(self, *exc):
-        self.gpg.kill_agent()
-        shred_tree(self.path)
+        self._cleanup()
         return False
+
+    def _cleanup(self):
+        try:
+            GnuPG(self.path, create=False).kill_agent()
+        except GpgError:
+            pass
+        shred_tree(self.path)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 def find_keys_by(gpg, selector, secret=False, check_secret=True):

@@ -59,6 +59,9 @@ options:
         can use them unattended.
       - The passphrase is removed in a temporary GnuPG home that is overwritten and deleted
         afterwards; the keyring in O(homedir) is not changed.
+      - Temporary GnuPG homes live in C(<temp dir>/pkgsign-scratch-<uid>) (0700). A run killed
+        before it could clean up (SIGKILL, OOM) leaves its home there, and the next run of any
+        module of this collection as that user shreds it and stops its gpg-agent first.
     type: bool
     default: false
   armor:
