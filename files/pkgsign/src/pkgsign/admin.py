@@ -75,7 +75,7 @@ def cmd_init(args):
 # -- serve -------------------------------------------------------------------------------
 
 def cmd_serve(args):
-    from werkzeug.serving import WSGIRequestHandler, make_server
+    from werkzeug.serving import WSGIRequestHandler
 
     from .app import create_app
 
@@ -94,8 +94,9 @@ def cmd_serve(args):
             if args.access_log:
                 super().log_request(code, size)
 
-    server = make_server(host.strip("[]"), int(port), app, threaded=True, request_handler=KeepAliveHandler)
-    server.daemon_threads = True
+    from .serving import make_bounded_server  # read/header timeouts, bounded worker pool
+
+    server = make_bounded_server(host.strip("[]"), int(port), app, KeepAliveHandler, config)
     import signal
     import threading
 

@@ -68,6 +68,12 @@ def default_generation_race() -> int:
     return max(1, min(4, cores))
 
 
+def _bounded(value: int, low: int, high: int, name: str) -> int:
+    if value < low or value > high:
+        raise ConfigError("%s must be between %d and %d" % (name, low, high))
+    return value
+
+
 def _split_list(text: str) -> List[str]:
     return [item.strip() for item in (text or "").replace("\n", ",").split(",") if item.strip()]
 
@@ -103,6 +109,12 @@ class Config:
     aliases: Dict[str, str] = field(default_factory=dict)
     maintain_within_days: int = 365
     maintain_extend: str = "1825d"
+    # [server] serve_*: limits of `pkgsign-admin serve` (serving.py)
+    serve_workers: int = 16
+    serve_header_timeout: int = 10
+    serve_request_timeout: int = 60
+    serve_idle_timeout: int = 30
+    serve_max_connections: int = 512
     # [audit]: rotation of the hash-chained log and signed checkpoints of its head (audit.py)
     audit_rotate_size: int = 64 * 1024 * 1024
     audit_keep: int = 0
@@ -275,6 +287,12 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         aliases=aliases,
         maintain_within_days=get_int("maintenance", "within_days", 365),
         maintain_extend=get("maintenance", "extend", "1825d"),
+        serve_workers=_bounded(get_int("server", "serve_workers", 16), 1, 1024, "[server] serve_workers"),
+        serve_header_timeout=max(1, parse_duration(get("server", "serve_header_timeout", "10s"))),
+        serve_request_timeout=max(1, parse_duration(get("server", "serve_request_timeout", "60s"))),
+        serve_idle_timeout=max(1, parse_duration(get("server", "serve_idle_timeout", "30s"))),
+        serve_max_connections=_bounded(get_int("server", "serve_max_connections", 512), 1, 100000,
+                                       "[server] serve_max_connections"),
         audit_rotate_size=audit_rotate_size,
         audit_keep=audit_keep,
         audit_compress=get_bool("audit", "compress", True),
