@@ -945,23 +945,27 @@ def scratch_root():
 
 def sweep_scratch(root):
     """Shred the scratch homes under ``root`` that no live process holds (a run killed with SIGKILL
-    cannot clean up; the lock it held died with it). Stops their gpg-agent first."""
+    cannot clean up; the lock it held died with it). Stops their gpg-agent first.
+
+    A home is made as ``.new-*`` and renamed to its name once its lock is held, and renamed to
+    ``.dead-*`` before it is shredded, so a home with its final name always has its lock file."""
     swept = 0
     for name in os.listdir(root):
         path = os.path.join(root, name)
         if os.path.islink(path) or not os.path.isdir(path):
             continue
-        try:
-            fd = os.open(os.path.join(path, _SCRATCH_LOCK), os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            try:  # just made and not locked yet, or being removed: only an old one is abandoned
-                if time.time() - os.lstat(path).st_mtime < _SCRATCH_GRACE:
-                    continue
+        fd = None
+        if not name.startswith(".dead-"):  # half-shredded: nobody needs it any more
+            try:
+                fd = os.open(os.path.join(path, _SCRATCH_LOCK), os.O_RDONLY | os.O_NOFOLLOW)
             except FileNotFoundError:
+                try:  # just made and not locked yet: only an old one is abandoned
+                    if time.time() - os.lstat(path).st_mtime < _SCRATCH_GRACE:
+                        continue
+                except FileNotFoundError:
+                    continue
+            except OSError:
                 continue
-            fd = None
-        except OSError:
-            continue
         try:
             if fd is not None:
                 try:
@@ -991,12 +995,20 @@ class TemporaryGnuPG:
         if base is None:
             base = scratch_root()
             sweep_scratch(base)
-        self.path = tempfile.mkdtemp(prefix=prefix, dir=base)
+            made = tempfile.mkdtemp(prefix=".new-", dir=base)
+            try:
+                # Not inherited by gpg or gpg-agent (PEP 446): only this process holds the lock.
+                self._lock_fd = os.open(os.path.join(made, _SCRATCH_LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                self.path = os.path.join(base, prefix + os.path.basename(made)[len(".new-"):])
+                os.rename(made, self.path)
+            except BaseException:
+                self.path = made
+                self._cleanup()
+                raise
+        else:
+            self.path = tempfile.mkdtemp(prefix=prefix, dir=base)
         try:
-            # Not inherited by gpg or gpg-agent (PEP 446): only this process holds the lock.
-            self._lock_fd = os.open(os.path.join(self.path, _SCRATCH_LOCK),
-                                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self.gpg = GnuPG(self.path)
         except BaseException:
             self._cleanup()
@@ -1014,7 +1026,19 @@ class TemporaryGnuPG:
             GnuPG(self.path, create=False).kill_agent()
         except GpgError:
             pass
+        if self._lock_fd is not None:  # a run killed while shredding leaves a .dead- home: swept at once
+            dead = os.path.join(os.path.dirname(self.path), ".dead-" + os.path.basename(self.path))
+            try:
+                os.rename(self.path, dead)
+                self.path = dead
+            except OSError:
+                pass
         shred_tree(self.path)
+        for _attempt in range(20):  # an agent still shutting down may remove or add a socket meanwhile
+            if not os.path.exists(self.path):
+                break
+            time.sleep(0.05)
+            shred_tree(self.path)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
