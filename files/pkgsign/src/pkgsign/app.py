@@ -5,6 +5,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 from binascii import b2a_base64
 
@@ -159,6 +160,12 @@ def create_app(config=None):
         if not isinstance(name, str) or not name or len(name) > MAX_KEY_NAME or not _encodable(name) \
                 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
             raise ApiError(400, "key must be a non-empty string of at most %d characters" % MAX_KEY_NAME)
+        token = getattr(g, "token", None)
+        if token is not None and "@" in name and not token.allows_key(_names_before_lookup(name, config.aliases)) \
+                and service.keys.get_metadata(name) is None:
+            # Outside the token's patterns and no key of the service: refused before any gpg lookup,
+            # as fast as a key outside them that exists (no existence oracle by timing).
+            raise ApiError(403, "token %s may not use key %s" % (token.id, name))
         try:
             return service.keys.resolve(name)
         except UnknownKey:
@@ -179,6 +186,8 @@ def create_app(config=None):
 
     # -- copr-keygen compatible ----------------------------------------------------
 
+    readiness = _Readiness(service)
+
     @app.route("/ping")
     def ping():
         return Response("pong\n", content_type="text/plain; charset=utf-8")
@@ -189,8 +198,7 @@ def create_app(config=None):
 
     @app.route("/health/ready")
     def ready():
-        checks = {"keyring": _keyring_answers(service), "agent": service.agent.ping(),
-                  "state_dir": _writable(config.state_dir)}
+        checks = readiness.checks()  # cached: a flood of probes runs gpg at most once per READY_TTL
         ok = all(checks.values())
         response = jsonify(ready=ok, checks=checks)
         response.status_code = 200 if ok else 503
@@ -398,6 +406,52 @@ def _in_networks(address, networks):
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return any(ip in network for network in networks)
+
+
+def _names_before_lookup(name, aliases):
+    """The names a token pattern may match for ``name`` that are known without the keyring: the name
+    and every alias that leads to it."""
+    names = {name.lower()}
+    for alias, target in aliases.items():
+        for _level in range(6):
+            if target.lower() in names:
+                names.add(alias.lower())
+                break
+            if target.lower() not in aliases:
+                break
+            target = aliases[target.lower()]
+    return names
+
+
+READY_TTL = 5.0
+
+
+class _Readiness:
+    """The readiness checks (keyring, agent, state directory) of one process, run at most once per
+    READY_TTL seconds and by one thread at a time: /health/ready is public, and every run costs a
+    gpg process and an agent connection that signing needs. While one thread refreshes, the others
+    answer with the previous result."""
+
+    def __init__(self, service):
+        self.service = service
+        self._lock = threading.Lock()
+        self._checks = None
+        self._at = 0.0
+
+    def checks(self):
+        if self._checks is not None and time.monotonic() - self._at < READY_TTL:
+            return self._checks
+        if not self._lock.acquire(blocking=self._checks is None):
+            return self._checks
+        try:
+            if self._checks is None or time.monotonic() - self._at >= READY_TTL:
+                service = self.service
+                self._checks = {"keyring": _keyring_answers(service), "agent": service.agent.ping(),
+                                "state_dir": _writable(service.config.state_dir)}
+                self._at = time.monotonic()
+            return self._checks
+        finally:
+            self._lock.release()
 
 
 def _keyring_answers(service):
