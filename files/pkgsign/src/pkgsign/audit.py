@@ -264,10 +264,8 @@ class AuditLog:
             log.error("cannot tidy the rotated audit logs: %s", err)
             return
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return
+            # Waits for a tidy in progress, then looks afresh: a file rotated meanwhile is not skipped.
+            fcntl.flock(fd, fcntl.LOCK_EX)
             files = rotated_files(self.path)
             if self.keep > 0 and len(files) > self.keep:
                 for _number, name in files[:-self.keep]:
