@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from . import _gnupg, __version__
 from .agent import AgentError, AgentPool
 from .audit import AuditLog
+from .budget import BudgetExceeded, Budgets
 from .config import load_config
 from .keystore import KeyStore, KeyStoreError, UnknownKey
 from .openpgp import HashedAreaError, build_hashed_area, signature_packets, validate_hashed_area
@@ -187,6 +188,7 @@ def create_app(config=None):
     # -- copr-keygen compatible ----------------------------------------------------
 
     readiness = _Readiness(service)
+    budgets = Budgets(config, service.limiter)
 
     @app.route("/ping")
     def ping():
@@ -230,6 +232,7 @@ def create_app(config=None):
         if token is not None and not token.allows_key({email}):
             audit("gen_key", "denied", key=email)
             raise ApiError(403, "token %s may not create key %s" % (token.id, email))
+        slot = _admit_keygen(budgets, service.keys, token, client_address(), email, algorithm, audit)
         started = time.monotonic()
         try:
             created, record = service.keys.generate(body["name_real"], email, body.get("name_comment"),
@@ -240,6 +243,8 @@ def create_app(config=None):
             log.error("key generation for %s failed: %s", email, getattr(err, "stderr", "") or err)
             audit("gen_key", "error", key=email)
             raise ApiError(500, "key generation failed: %s" % getattr(err, "message", err))
+        finally:
+            budgets.release(slot)
         audit("gen_key", "created" if created else "exists", key=email, fingerprint=record["fingerprint"])
         if created:
             log.info("generated %s key %s for %s in %.2f s", algorithm, record["fingerprint"], email,
@@ -406,6 +411,19 @@ def _in_networks(address, networks):
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return any(ip in network for network in networks)
+
+
+def _admit_keygen(budgets, keys, token, address, email, algorithm, audit):
+    """A new key costs a key generation of the token's budget and, for RSA, a generation slot
+    (None when none is needed); 429/503 with Retry-After otherwise. A key that exists costs nothing."""
+    if keys.get_metadata(email) is not None:
+        return None
+    try:
+        budgets.charge_keygen(token.id if token is not None else "addr:" + address)
+        return budgets.keygen_slot(algorithm, keys.pool)
+    except BudgetExceeded as err:
+        audit("gen_key", "refused", key=email, status=err.status, reason=err.message)
+        raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
 
 
 def _names_before_lookup(name, aliases):

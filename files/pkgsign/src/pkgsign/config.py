@@ -68,6 +68,15 @@ def default_generation_race() -> int:
     return max(1, min(4, cores))
 
 
+def _concurrent_keygen(text: str) -> int:
+    """[budget] concurrent_keygen: auto = one RSA generation per core (at least 2), 0 = no cap."""
+    if text.lower() == "auto":
+        return max(2, default_generation_race())
+    if not text.isdigit() or int(text) > 1024:
+        raise ConfigError("[budget] concurrent_keygen must be auto, 0 (no cap) or a number up to 1024")
+    return int(text)
+
+
 def _bounded(value: int, low: int, high: int, name: str) -> int:
     if value < low or value > high:
         raise ConfigError("%s must be between %d and %d" % (name, low, high))
@@ -109,6 +118,11 @@ class Config:
     aliases: Dict[str, str] = field(default_factory=dict)
     maintain_within_days: int = 365
     maintain_extend: str = "1825d"
+    # [budget]: work per token and concurrent key generations (budget.py)
+    budget_keygen: Optional[Tuple[int, int]] = (1000, 3600)
+    budget_signatures: Optional[Tuple[int, int]] = (60000, 600)
+    concurrent_keygen: int = 2
+    keygen_wait: int = 30
     # [server] serve_*: limits of `pkgsign-admin serve` (serving.py)
     serve_workers: int = 16
     serve_header_timeout: int = 10
@@ -287,6 +301,10 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         aliases=aliases,
         maintain_within_days=get_int("maintenance", "within_days", 365),
         maintain_extend=get("maintenance", "extend", "1825d"),
+        budget_keygen=parse_rate(get("budget", "keygen", "1000/3600")),
+        budget_signatures=parse_rate(get("budget", "signatures", "60000/600")),
+        concurrent_keygen=_concurrent_keygen(get("budget", "concurrent_keygen", "auto")),
+        keygen_wait=parse_duration(get("budget", "keygen_wait", "30s")),
         serve_workers=_bounded(get_int("server", "serve_workers", 16), 1, 1024, "[server] serve_workers"),
         serve_header_timeout=max(1, parse_duration(get("server", "serve_header_timeout", "10s"))),
         serve_request_timeout=max(1, parse_duration(get("server", "serve_request_timeout", "60s"))),

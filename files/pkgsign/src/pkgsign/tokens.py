@@ -126,7 +126,7 @@ def rate_limit_dir(state_dir):
     return os.path.join(state_dir, RATE_LIMIT_SUBDIR)
 
 
-def _gcra(stored_tat, now, rate):
+def _gcra(stored_tat, now, rate, cost=1):
     """One GCRA step: (new theoretical arrival time, None) to admit, or (None, seconds to wait).
 
     N requests per W seconds with a burst of N: each admitted request moves the key's
@@ -138,7 +138,7 @@ def _gcra(stored_tat, now, rate):
     tolerance = interval * limit
     # max(): an idle key starts from a full burst; min(): a wall clock set back leaves no key
     # refused for longer than one window.
-    tat = min(max(stored_tat, now), now + tolerance) + interval
+    tat = min(max(stored_tat, now), now + tolerance) + interval * cost  # cost: units of work (budgets)
     if tat - now > tolerance:
         return None, max(1, -(-(tat - tolerance - now) // _NS))
     return tat, None
@@ -167,32 +167,33 @@ class RateLimiter:
             except OSError as err:  # serve anyway; check() falls back to a per-process limit and says so
                 log.error("cannot create rate-limit state directory %s: %s", self.directory, err)
 
-    def check(self, key, rate):
-        """None if the request may proceed, else the seconds to wait (Retry-After)."""
+    def check(self, key, rate, cost=1):
+        """None if the request may proceed, else the seconds to wait (Retry-After). ``cost``: how
+        many units of ``rate`` this request spends (a budget of signatures charges one per digest)."""
         if rate is None:
             return None
         if self.directory is not None:
             try:
-                return self._check_file(key, rate)
+                return self._check_file(key, rate, cost)
             except OSError as err:
                 # Broken state directory (full, permissions): keep limiting, per process, and say so.
                 now = time.monotonic()
                 if self._file_error_logged is None or now - self._file_error_logged > 60:
                     self._file_error_logged = now
                     log.error("shared rate-limit state in %s unusable (%s); limiting per process", self.directory, err)
-        return self._check_memory(key, rate)
+        return self._check_memory(key, rate, cost)
 
-    def _check_memory(self, key, rate):
+    def _check_memory(self, key, rate, cost=1):
         with self._lock:
             now = time.time_ns()
-            tat, wait = _gcra(self._memory.get(key, 0), now, rate)
+            tat, wait = _gcra(self._memory.get(key, 0), now, rate, cost)
             if tat is not None:
                 if len(self._memory) >= self._MEMORY_PRUNE_AT:
                     self._memory = {k: v for k, v in self._memory.items() if v > now}
                 self._memory[key] = tat
             return wait
 
-    def _check_file(self, key, rate):
+    def _check_file(self, key, rate, cost=1):
         path = os.path.join(self.directory, hashlib.sha256(key.encode("utf-8")).hexdigest())
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -201,7 +202,7 @@ class RateLimiter:
                 if os.fstat(fd).st_nlink == 0:
                     continue  # removed as idle while we waited for the lock: use the new file
                 raw = os.pread(fd, _TAT.size, 0)
-                tat, wait = _gcra(_TAT.unpack(raw)[0] if len(raw) == _TAT.size else 0, time.time_ns(), rate)
+                tat, wait = _gcra(_TAT.unpack(raw)[0] if len(raw) == _TAT.size else 0, time.time_ns(), rate, cost)
                 if tat is not None:
                     os.pwrite(fd, _TAT.pack(tat), 0)
                 return wait

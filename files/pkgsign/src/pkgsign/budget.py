@@ -1,0 +1,84 @@
+"""Budgets on work, not on requests (``[budget]``, issue 14).
+
+* Key generations per token (``keygen``) and signatures per token (``signatures``, charged one per
+  digest), N per W seconds with a burst of N: the instance's shared rate limiter
+  (``tokens.RateLimiter``, flock'd files in ``<state_dir>/ratelimit``) charged by units of work.
+* At most ``concurrent_keygen`` RSA key generations at once per instance: one flock'd slot file
+  each in ``<state_dir>/keygen-slots``, shared by every server process. A request waits up to
+  ``keygen_wait`` for a slot, then gets 503 with Retry-After; requests never pile up behind the
+  cap. Keys already made (200) and keys taken from the pool cost no slot.
+"""
+
+import fcntl
+import os
+import time
+
+from . import _gnupg
+from .keypool import RACED_ALGORITHMS
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, status, message, retry_after):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = max(1, int(retry_after))
+
+
+def _per(rate):
+    return "%d per %d s" % rate
+
+
+class Budgets:
+    def __init__(self, config, limiter):
+        self.config = config
+        self.limiter = limiter
+        self.slots_dir = os.path.join(config.state_dir, "keygen-slots")
+        if config.concurrent_keygen:
+            _gnupg.ensure_private_dir(self.slots_dir)
+
+    def charge_keygen(self, who):
+        """Spend one key generation of ``who`` (a token id, or "addr:<ip>"); raises BudgetExceeded (429)."""
+        rate = self.config.budget_keygen
+        wait = self.limiter.check("keygen:" + who, rate)
+        if wait:
+            raise BudgetExceeded(429, "key generation budget of %s (%s) spent; retry in %d s" % (who, _per(rate), wait),
+                                 wait)
+
+    def charge_signatures(self, who, count):
+        """Spend ``count`` signatures of ``who``; raises BudgetExceeded (429)."""
+        rate = self.config.budget_signatures
+        if rate is None:
+            return
+        if count > rate[0]:
+            raise BudgetExceeded(429, "%d signatures in one request exceed the budget of %s; send fewer digests per "
+                                      "request" % (count, _per(rate)), rate[1])
+        wait = self.limiter.check("signatures:" + who, rate, cost=count)
+        if wait:
+            raise BudgetExceeded(429, "signature budget of %s (%s) spent; retry in %d s" % (who, _per(rate), wait), wait)
+
+    def keygen_slot(self, algorithm, pool=None):
+        """A held slot (an fd; give it to ``release``) for an RSA generation, or None when none is
+        needed (ed25519, a pool key ready, no cap); raises BudgetExceeded (503) when none frees up
+        within ``keygen_wait``."""
+        cap = self.config.concurrent_keygen
+        if not cap or algorithm not in RACED_ALGORITHMS or (pool is not None and pool.available(algorithm)):
+            return None
+        deadline = time.monotonic() + self.config.keygen_wait
+        while True:
+            for number in range(cap):
+                fd = os.open(os.path.join(self.slots_dir, "%d.lock" % number), os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    os.close(fd)
+            if time.monotonic() >= deadline:
+                raise BudgetExceeded(503, "%d RSA key generations are running, the most this service runs at once; "
+                                          "retry later" % cap, max(5, self.config.keygen_wait))
+            time.sleep(0.05)
+
+    @staticmethod
+    def release(slot):
+        if slot is not None:
+            os.close(slot)
