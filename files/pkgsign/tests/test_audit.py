@@ -252,7 +252,10 @@ def test_audit_key_is_a_signing_subkey_outside_the_signing_keyring(sealed):
     config = sealed["config"]
     record = audit.read_audit_key(config)
     gpg = audit.audit_gnupg(config)
-    key = gpg.get_key(record["fingerprint"], secret=True)
+    try:
+        key = gpg.get_key(record["fingerprint"], secret=True)
+    finally:
+        gpg.kill_agent()
     assert key.usage == ["cert"] and key.algorithm == "ed25519"
     assert [sub.fingerprint for sub in key.subkeys if "sign" in sub.usage] == [record["signing_fingerprint"]]
     assert os.stat(config.audit_gnupg_home).st_mode & 0o077 == 0

@@ -150,6 +150,13 @@ def _like_directory_owner(path):
         os.chown(path, stat.st_uid, stat.st_gid)
 
 
+def _like_directory_owner_of(path, home):
+    """chown ``path`` to the owner of the directory holding ``home`` (when that is not root)."""
+    stat = os.stat(os.path.dirname(os.path.abspath(home)))
+    if stat.st_uid != 0:
+        os.chown(path, stat.st_uid, stat.st_gid)
+
+
 class AuditLog:
     def __init__(self, path, rotate_size=0, keep=0, compress=True):
         self.path = path
@@ -260,6 +267,7 @@ class AuditLog:
         lock_path = self.path + ".tidy.lock"
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            _like_directory_owner(lock_path)
         except OSError as err:
             log.error("cannot tidy the rotated audit logs: %s", err)
             return
@@ -591,6 +599,11 @@ def ensure_audit_key(config):
         record = {"fingerprint": fingerprint, "signing_fingerprint": subkey, "created": int(time.time())}
         _gnupg.write_private_file(os.path.join(gpg.homedir, AUDIT_KEY_FILE),
                                   (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+        if os.geteuid() == 0:  # made by root (pkgsign-admin): the service user signs with it
+            for directory, _dirs, files in os.walk(gpg.homedir):
+                for path in [directory] + [os.path.join(directory, name) for name in files]:
+                    if not os.path.islink(path):
+                        _like_directory_owner_of(path, gpg.homedir)
         return record, True
     finally:
         os.close(lock_fd)
@@ -721,6 +734,7 @@ class Checkpointer:
         """Make and ship a checkpoint unless another process did within the interval; the line or None."""
         fd = os.open(self.state_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            _like_directory_owner(self.state_path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if force else fcntl.LOCK_NB))
             except BlockingIOError:
