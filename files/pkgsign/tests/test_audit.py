@@ -282,8 +282,10 @@ def test_service_ships_checkpoints_through_syslog(tmp_path):
         assert status == 201, body
         written = time.time()
         deadline = time.time() + 15
+        received = []
         while True:
             datagram = receiver.recv(4096).decode()
+            received.append(datagram.split(": ", 1)[1].rstrip("\0"))
             # RFC 3164: <PRI>TAG: MSG with PRI = authpriv (10) * 8 + notice (5)
             assert datagram.startswith("<85>pkgsign-audit: pkgsign-audit-checkpoint v=1 "), datagram
             if time.time() > written + 1.5 or time.time() > deadline:
@@ -294,7 +296,9 @@ def test_service_ships_checkpoints_through_syslog(tmp_path):
     line = datagram.split(": ", 1)[1].rstrip("\0")
     proc = run_admin("audit", "verify", "--config", inst.config, "--checkpoint", line, check=False)
     assert proc.returncode == 0 and "matches the checkpoint" in proc.stdout, proc.stdout
-    assert line in open(str(tmp_path / "also.txt")).read()
+    # Every target gets every checkpoint (the file may hold one more: shipped after we stopped listening).
+    in_file = audit.find_checkpoints(open(str(tmp_path / "also.txt")).read())
+    assert in_file and len(set(in_file) - set(received)) <= 1
 
 
 def test_backup_carries_rotated_logs_and_the_audit_key(sealed, tmp_path):

@@ -28,6 +28,7 @@ current file; the chain state is re-read from the file's tail when another proce
 """
 
 import base64
+import contextlib
 import fcntl
 import gzip
 import hashlib
@@ -579,10 +580,26 @@ def read_audit_key(config):
         return None
 
 
+@contextlib.contextmanager
+def _private_umask():
+    """gpg creates its files (pubring.kbx, tofu.db, ...) with the umask: owner-only here, also when
+    pkgsign-admin runs with a looser one (the service itself runs with 077)."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
 def ensure_audit_key(config):
     """The instance's audit key, made on first use: an ed25519 certification-only primary with one
     ed25519 signing subkey, in a GnuPG home of its own (never the signing keyring: no token can
     reach it). Returns (record, created?)."""
+    with _private_umask():
+        return _ensure_audit_key(config)
+
+
+def _ensure_audit_key(config):
     gpg = audit_gnupg(config)
     lock_fd = os.open(os.path.join(gpg.homedir, ".audit-key.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -651,7 +668,8 @@ def make_checkpoint(config):
         CHECKPOINT_TAG, _now(), number, line, seq, digest, record["fingerprint"])
     gpg = audit_gnupg(config)
     try:
-        signature = gpg.sign(payload.encode("ascii"), [record["signing_fingerprint"] + "!"], armor=False)
+        with _private_umask():
+            signature = gpg.sign(payload.encode("ascii"), [record["signing_fingerprint"] + "!"], armor=False)
     finally:
         gpg.kill_agent()  # no agent left behind between checkpoints
     return "%s sig=%s" % (payload, base64.b64encode(signature).decode("ascii"))
