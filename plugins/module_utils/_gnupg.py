@@ -67,15 +67,17 @@ PUBKEY_ALGORITHM_NAMES = {1: "rsa", 2: "rsa", 3: "rsa", 16: "elg", 17: "dsa", 18
 
 USAGE_LETTERS = {"c": "cert", "s": "sign", "e": "encrypt", "a": "auth"}
 
-MAX_UID_FIELD_LENGTH = 256  # bytes of UTF-8, as gpg counts
+MAX_UID_FIELD_LENGTH = 256
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+#=~!$&'*/?^`{|}-]+@[A-Za-z0-9.-]+$")
+_EXPIRES_RE = re.compile(r"^([1-9][0-9]{0,5})([dwmy])$")
+_ISO_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_HEX_RE = re.compile(r"^(0x)?[0-9A-Fa-f]+$")
+
+
+# The length of user-id fields (MAX_UID_FIELD_LENGTH) is in bytes of UTF-8, as gpg counts it.
 # gpg reads a batch parameter line into 1024 bytes ("line too long" beyond): the longest value
 # that fits after the longest keyword ("Name-Comment: ") and the newline, with some margin.
 GPG_BATCH_VALUE_MAX = 1000
-# \Z, not $: "$" also matches before a trailing newline.
-_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+#=~!$&'*/?^`{|}-]+@[A-Za-z0-9.-]+\Z")
-_EXPIRES_RE = re.compile(r"^([1-9][0-9]{0,5})([dwmy])\Z")
-_ISO_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
-_HEX_RE = re.compile(r"^(0x)?[0-9A-Fa-f]+\Z")
 # Characters that look like the brackets gpg puts around a user id's email and comment, so that a
 # name could pass for another user id: those whose compatibility form is one of <>() (full-width,
 # small, superscript, subscript) are found by NFKC; these look alike without being equivalent.
@@ -124,7 +126,7 @@ def validate_uid_field(value, field, required=False, max_length=MAX_UID_FIELD_LE
         if char in _BRACKET_LOOKALIKES or (ord(char) > 0x7F and any(
                 c in "<>()" for c in unicodedata.normalize("NFKC", char))):
             raise InvalidInput("%s must not contain characters that look like < > ( ) (U+%04X)" % (field, ord(char)))
-    if field == "email" and not _EMAIL_RE.match(value):
+    if field == "email" and not _EMAIL_RE.fullmatch(value):  # fullmatch: "$" lets a final newline through
         raise InvalidInput("email %r is not of the form local@domain" % value)
     return value
 
@@ -153,9 +155,9 @@ def parse_expires(value):
         return "0"
     if text.isdigit():
         return "%dd" % int(text)
-    if _EXPIRES_RE.match(text):
+    if _EXPIRES_RE.fullmatch(text):
         return text
-    if _ISO_DATE_RE.match(text):
+    if _ISO_DATE_RE.fullmatch(text):
         try:
             datetime.date.fromisoformat(text)
         except ValueError:
@@ -173,7 +175,7 @@ def expires_to_epoch(value, now=None):
     if spec == "0":
         return None
     now = int(time.time()) if now is None else int(now)
-    if _ISO_DATE_RE.match(spec):
+    if _ISO_DATE_RE.fullmatch(spec):
         day = datetime.datetime.strptime(spec, "%Y-%m-%d").replace(tzinfo=datetime.timezone.utc)
         return int(day.timestamp())
     count, unit = int(spec[:-1]), spec[-1]
