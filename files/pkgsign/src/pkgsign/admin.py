@@ -124,61 +124,32 @@ def _read_secret_from_stdin():
     return secret
 
 
-def _audit_admin(config, operation, result, **fields):
-    """One audit line for a decision of pkgsign-admin (never a secret)."""
-    import pwd
-
-    from .audit import AuditLog
-
-    try:
-        user = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        user = str(os.geteuid())
-    if os.environ.get("SUDO_USER"):
-        user += " (sudo by %s)" % os.environ["SUDO_USER"]
-    AuditLog.from_config(config).append(operation=operation, result=result, token=None, client="pkgsign-admin",
-                                        user=user, **fields)
-
-
-def _audited(operation, token_id, action, **fields):
-    """Run ``action(config)``; audit its outcome (a refusal with its reason) and return its value."""
-    def run(args):
-        config = load_config(args.config)
-        try:
-            value = action(config)
-        except (AdminError, TokenFileError) as err:
-            _audit_admin(config, operation, "refused", token_id=token_id, reason=str(err), **fields)
-            raise
-        _audit_admin(config, operation, "ok", token_id=token_id, **fields)
-        return value
-    return run
-
-
 def cmd_token_add(args, replace=False):
+    config = load_config(args.config)
     secret = _read_secret_from_stdin() if args.stdin else None
-    scopes, keys = _split(args.scopes), _split(args.keys)
-    replace = replace or args.replace
-    created = _audited("token_rotate" if replace else "token_add", args.id,
-                       lambda config: add_token(config.tokens_file, args.id, scopes, keys, secret=secret,
-                                                rate=args.rate, replace=replace),
-                       scopes=scopes, keys=keys, rate=args.rate, replace=replace)(args)
+    created = add_token(config.tokens_file, args.id, _split(args.scopes), _split(args.keys), secret=secret,
+                        rate=args.rate, replace=replace or args.replace)
     if not args.stdin:
         print(created)  # shown once; only its hash is stored
-    _say("token %s %s" % (args.id, "rotated" if replace else "added"))
+    _say("token %s %s" % (args.id, "rotated" if (replace or args.replace) else "added"))
 
 
 def cmd_token_rotate(args):
-    from .tokens import rotate_token
-
-    secret = _read_secret_from_stdin() if args.stdin else None
-    created = _audited("token_rotate", args.id, lambda config: rotate_token(config.tokens_file, args.id, secret))(args)
-    if not args.stdin:
-        print(created)  # shown once; only its hash is stored
-    _say("token %s rotated" % args.id)
+    config = load_config(args.config)
+    entry = read_tokens(config.tokens_file).get(args.id)
+    if entry is None:
+        raise AdminError("no token %r" % args.id)
+    if entry.get("revoked"):
+        raise AdminError("token %r is revoked and stays revoked: add a new token under another id" % args.id)
+    args.scopes = ",".join(entry.get("scopes", []))
+    args.keys = ",".join(entry.get("keys", []))
+    args.rate = entry.get("rate")
+    cmd_token_add(args, replace=True)
 
 
 def cmd_token_revoke(args):
-    _audited("token_revoke", args.id, lambda config: revoke_token(config.tokens_file, args.id))(args)
+    config = load_config(args.config)
+    revoke_token(config.tokens_file, args.id)
     _say("token %s revoked" % args.id)
 
 
@@ -394,6 +365,45 @@ def cmd_import_copr(args):
     return 1 if failures else 0
 
 
+# -- audit of administration -------------------------------------------------------------
+
+AUDITED_TOKEN_COMMANDS = ("add", "rotate", "revoke")
+
+
+def _audit_admin(config, operation, result, **fields):
+    """One audit line for a decision of pkgsign-admin (never a secret)."""
+    import pwd
+
+    from .audit import AuditLog
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    if os.environ.get("SUDO_USER"):
+        user += " (sudo by %s)" % os.environ["SUDO_USER"]
+    AuditLog.from_config(config).append(operation=operation, result=result, token=None, client="pkgsign-admin",
+                                        user=user, **fields)
+
+
+def _run_audited_token_command(args):
+    """token add/rotate/revoke with one audit line for the outcome (a refusal with its reason)."""
+    config = load_config(args.config)
+    operation = "token_" + args.token_command
+    try:
+        status = args.func(args)
+    except (AdminError, TokenFileError) as err:
+        _audit_admin(config, operation, "refused", token_id=args.id, reason=str(err))
+        raise
+    fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace")
+              if getattr(args, name, None) not in (None, "")}
+    for name in ("scopes", "keys"):
+        if name in fields:
+            fields[name] = _split(fields[name])
+    _audit_admin(config, operation, "ok", token_id=args.id, **fields)
+    return status
+
+
 # -- entry point -------------------------------------------------------------------------
 
 def build_parser():
@@ -439,15 +449,14 @@ def build_parser():
 
     audit = sub.add_parser("audit", help="audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log (all rotated files), "
-                                  "and against checkpoints")
+    verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log")
     verify.add_argument("--config", required=True)
+    verify.set_defaults(func=cmd_audit_verify)
     verify.add_argument("--checkpoint", action="append", metavar="FILE|TEXT",
                         help="a checkpoint line, or a file (syslog, journal export) holding them; repeatable")
     verify.add_argument("--audit-key", metavar="FILE", help="the audit public key pinned off the host")
     verify.add_argument("--allow-uncovered", action="store_true",
                         help="exit 0, not 3, when lines follow the latest checkpoint")
-    verify.set_defaults(func=cmd_audit_verify)
     checkpoint = audit_sub.add_parser("checkpoint", help="sign the chain head now, ship it and print it")
     checkpoint.add_argument("--config", required=True)
     checkpoint.set_defaults(func=cmd_audit_checkpoint)
@@ -483,7 +492,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        status = args.func(args)
+        if getattr(args, "token_command", None) in AUDITED_TOKEN_COMMANDS:
+            status = _run_audited_token_command(args)
+        else:
+            status = args.func(args)
     except (AdminError, ConfigError, TokenFileError, _gnupg.InvalidInput) as err:
         print("pkgsign-admin: %s" % err, file=sys.stderr)
         return 2

@@ -33,7 +33,6 @@ import tempfile
 import time
 
 from . import _gnupg
-from .audit import _lock_current_shared as _lock_audit_log, rotated_files
 from .config import load_config
 
 FORMAT = 1
@@ -92,6 +91,8 @@ def snapshot(config, target, say=lambda message: None):
     if os.path.isfile(config.tokens_file):
         _copy_file(config.tokens_file, os.path.join(target, "tokens.json"))
     audit_lines = 0
+    from .audit import _lock_current_shared as _lock_audit_log, rotated_files
+
     fd = _lock_audit_log(config.audit_log)  # AuditLog.append writes line and head, and rotates, under this lock
     if fd is not None:
         try:

@@ -29,20 +29,6 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-
-
-def parse_size(text: str) -> int:
-    """'67108864', '64M', '1G' -> bytes."""
-    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)\s*", text or "")
-    if not match:
-        raise ConfigError("invalid size %r (use a number of bytes with an optional K/M/G unit)" % text)
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
-
-
-CHECKPOINT_TARGET_RE = re.compile(r"none|syslog|unix:/\S+|file:/\S+|(udp|tcp):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}")
-
-
 def parse_rate(text: str) -> Optional[Tuple[int, int]]:
     """'600/60' -> (600 requests, 60 seconds); '0' or '' -> None (unlimited)."""
     text = (text or "").strip()
@@ -57,6 +43,20 @@ def parse_rate(text: str) -> Optional[Tuple[int, int]]:
     if window <= 0:
         raise ConfigError("invalid rate limit %r: the window must be positive" % text)
     return count, window
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def parse_size(text: str) -> int:
+    """'67108864', '64M', '1G' -> bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)\s*", text or "")
+    if not match:
+        raise ConfigError("invalid size %r (use a number of bytes with an optional K/M/G unit)" % text)
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+CHECKPOINT_TARGET_RE = re.compile(r"none|syslog|unix:/\S+|file:/\S+|(udp|tcp):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}")
 
 
 def default_generation_race() -> int:
@@ -101,23 +101,6 @@ class Config:
     agent_connections: int = 4
     private_agents: bool = True
     max_request_bytes: int = 1048576
-    keygen_algorithm: str = "rsa4096"
-    keygen_expire_days: int = 0
-    name_email_pattern: str = DEFAULT_EMAIL_PATTERN
-    max_field_length: int = 256
-    keygen_open_networks: List[ipaddress._BaseNetwork] = field(default_factory=list)
-    pool_size: int = 0
-    pool_algorithms: Tuple[str, ...] = ()
-    generation_race: int = 1
-    default_digest: str = "sha256"
-    allowed_digests: Tuple[str, ...] = ("sha256", "sha384", "sha512")
-    max_digests_per_request: int = 1000
-    max_clock_skew: int = 300
-    rate_limit_default: Optional[Tuple[int, int]] = (600, 60)
-    rate_limit_anonymous: Optional[Tuple[int, int]] = (60, 60)
-    aliases: Dict[str, str] = field(default_factory=dict)
-    maintain_within_days: int = 365
-    maintain_extend: str = "1825d"
     # [budget]: work per token and concurrent key generations (budget.py)
     budget_keygen: Optional[Tuple[int, int]] = (1000, 3600)
     budget_signatures: Optional[Tuple[int, int]] = (60000, 600)
@@ -137,6 +120,23 @@ class Config:
     checkpoint_interval: int = 60
     checkpoint_targets: Tuple[str, ...] = ("syslog",)
     checkpoint_facility: str = "authpriv"
+    keygen_algorithm: str = "rsa4096"
+    keygen_expire_days: int = 0
+    name_email_pattern: str = DEFAULT_EMAIL_PATTERN
+    max_field_length: int = 256
+    keygen_open_networks: List[ipaddress._BaseNetwork] = field(default_factory=list)
+    pool_size: int = 0
+    pool_algorithms: Tuple[str, ...] = ()
+    generation_race: int = 1
+    default_digest: str = "sha256"
+    allowed_digests: Tuple[str, ...] = ("sha256", "sha384", "sha512")
+    max_digests_per_request: int = 1000
+    max_clock_skew: int = 300
+    rate_limit_default: Optional[Tuple[int, int]] = (600, 60)
+    rate_limit_anonymous: Optional[Tuple[int, int]] = (60, 60)
+    aliases: Dict[str, str] = field(default_factory=dict)
+    maintain_within_days: int = 365
+    maintain_extend: str = "1825d"
 
     @property
     def metadata_dir(self) -> str:
@@ -284,23 +284,6 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         agent_connections=max(1, get_int("server", "agent_connections", 4)),
         private_agents=get_bool("server", "private_agents", True),
         max_request_bytes=max(1024, get_int("server", "max_request_bytes", 1048576)),
-        keygen_algorithm=algorithm,
-        keygen_expire_days=get_int("keygen", "expire", 0),
-        name_email_pattern=pattern,
-        max_field_length=get_int("keygen", "max_field_length", 256),
-        keygen_open_networks=networks,
-        pool_size=pool_size,
-        pool_algorithms=tuple(pool_algorithms),
-        generation_race=generation_race,
-        default_digest=default_digest,
-        allowed_digests=tuple(allowed),
-        max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", 1000)),
-        max_clock_skew=parse_duration(get("signing", "max_clock_skew", "5m")),
-        rate_limit_default=parse_rate(get("rate_limit", "default", "600/60")),
-        rate_limit_anonymous=parse_rate(get("rate_limit", "anonymous", "60/60")),
-        aliases=aliases,
-        maintain_within_days=get_int("maintenance", "within_days", 365),
-        maintain_extend=get("maintenance", "extend", "1825d"),
         budget_keygen=parse_rate(get("budget", "keygen", "1000/3600")),
         budget_signatures=parse_rate(get("budget", "signatures", "60000/600")),
         concurrent_keygen=_concurrent_keygen(get("budget", "concurrent_keygen", "auto")),
@@ -319,6 +302,23 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         checkpoint_interval=parse_duration(get("audit", "checkpoint_interval", "60s")),
         checkpoint_targets=checkpoint_targets,
         checkpoint_facility=facility,
+        keygen_algorithm=algorithm,
+        keygen_expire_days=get_int("keygen", "expire", 0),
+        name_email_pattern=pattern,
+        max_field_length=get_int("keygen", "max_field_length", 256),
+        keygen_open_networks=networks,
+        pool_size=pool_size,
+        pool_algorithms=tuple(pool_algorithms),
+        generation_race=generation_race,
+        default_digest=default_digest,
+        allowed_digests=tuple(allowed),
+        max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", 1000)),
+        max_clock_skew=parse_duration(get("signing", "max_clock_skew", "5m")),
+        rate_limit_default=parse_rate(get("rate_limit", "default", "600/60")),
+        rate_limit_anonymous=parse_rate(get("rate_limit", "anonymous", "60/60")),
+        aliases=aliases,
+        maintain_within_days=get_int("maintenance", "within_days", 365),
+        maintain_extend=get("maintenance", "extend", "1825d"),
     )
     parse_duration(config.maintain_extend)
     return config

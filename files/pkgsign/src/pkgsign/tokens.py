@@ -321,21 +321,3 @@ def revoke_token(path, token_id):
         tokens[token_id]["revoked"] = int(time.time())
         tokens[token_id]["sha256"] = "revoked:" + tokens[token_id]["sha256"]
 
-
-def rotate_token(path, token_id, secret=None):
-    """Give an active token a new secret (scopes, key patterns, limit and every other field kept);
-    returns the secret. A revoked token stays revoked: rotating it is refused."""
-    secret = secret if secret is not None else new_secret()
-    if secret_strength_problem(secret):
-        raise TokenFileError(secret_strength_problem(secret))
-    with editing(path) as tokens:
-        entry = tokens.get(token_id)
-        if entry is None:
-            raise TokenFileError("no token %r" % token_id)
-        if entry.get("revoked"):
-            raise TokenFileError("token %r is revoked and stays revoked: add a new token under another id" % token_id)
-        digest = hash_secret(secret)
-        if any(other_id != token_id and other.get("sha256") == digest for other_id, other in tokens.items()):
-            raise TokenFileError("that secret is already used by another token")
-        tokens[token_id] = dict(entry, sha256=digest, rotated=int(time.time()))
-    return secret
