@@ -386,22 +386,24 @@ def _audit_admin(config, operation, result, **fields):
                                         user=user, **fields)
 
 
-def _run_audited_token_command(args):
-    """token add/rotate/revoke with one audit line for the outcome (a refusal with its reason)."""
-    config = load_config(args.config)
-    operation = "token_" + args.token_command
-    try:
-        status = args.func(args)
-    except (AdminError, TokenFileError) as err:
-        _audit_admin(config, operation, "refused", token_id=args.id, reason=str(err))
-        raise
-    fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace")
-              if getattr(args, name, None) not in (None, "")}
-    for name in ("scopes", "keys"):
-        if name in fields:
-            fields[name] = _split(fields[name])
-    _audit_admin(config, operation, "ok", token_id=args.id, **fields)
-    return status
+def _audited_token_command(func):
+    """``func`` (token add/rotate/revoke) with one audit line for its outcome (a refusal with its reason)."""
+    def run(args):
+        config = load_config(args.config)
+        operation = "token_" + args.token_command
+        try:
+            status = func(args)
+        except (AdminError, TokenFileError) as err:
+            _audit_admin(config, operation, "refused", token_id=args.id, reason=str(err))
+            raise
+        fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace")
+                  if getattr(args, name, None) not in (None, "")}
+        for name in ("scopes", "keys"):
+            if name in fields:
+                fields[name] = _split(fields[name])
+        _audit_admin(config, operation, "ok", token_id=args.id, **fields)
+        return status
+    return run
 
 
 # -- entry point -------------------------------------------------------------------------
@@ -446,6 +448,9 @@ def build_parser():
     listing.add_argument("--config", required=True)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_token_list)
+    for name in AUDITED_TOKEN_COMMANDS:  # each decision of these is an audit line
+        command = token_sub.choices[name]
+        command.set_defaults(func=_audited_token_command(command.get_default("func")))
 
     audit = sub.add_parser("audit", help="audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -492,10 +497,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "token_command", None) in AUDITED_TOKEN_COMMANDS:
-            status = _run_audited_token_command(args)
-        else:
-            status = args.func(args)
+        status = args.func(args)
     except (AdminError, ConfigError, TokenFileError, _gnupg.InvalidInput) as err:
         print("pkgsign-admin: %s" % err, file=sys.stderr)
         return 2
