@@ -61,7 +61,7 @@ def _two_rsa_at_once(inst):
 
 def test_concurrent_rsa_generations_are_capped(tmp_path):
     inst = _instance(tmp_path, {("budget", "concurrent_keygen"): "1", ("budget", "keygen_wait"): "0",
-                                  ("keygen", "generation_race"): "1"})
+                                ("keygen", "generation_race"): "1"})
     try:
         (first, _h1, body1), (second, headers, body2) = _two_rsa_at_once(inst)
         assert (first, second) == (201, 503), (body1, body2)
@@ -72,7 +72,7 @@ def test_concurrent_rsa_generations_are_capped(tmp_path):
 
 def test_capped_generation_waits_for_a_slot(tmp_path):
     inst = _instance(tmp_path, {("budget", "concurrent_keygen"): "1", ("budget", "keygen_wait"): "60s",
-                                  ("keygen", "generation_race"): "1"})
+                                ("keygen", "generation_race"): "1"})
     try:
         assert [status for status, _headers, _body in _two_rsa_at_once(inst)] == [201, 201]
     finally:

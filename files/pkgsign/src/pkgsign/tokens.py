@@ -320,4 +320,3 @@ def revoke_token(path, token_id):
             raise TokenFileError("no token %r" % token_id)
         tokens[token_id]["revoked"] = int(time.time())
         tokens[token_id]["sha256"] = "revoked:" + tokens[token_id]["sha256"]
-
