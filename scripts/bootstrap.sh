@@ -22,8 +22,10 @@ APT_PACKAGES=(
     # Container name resolution (the lab's client reaches pkgsign-signer by name): podman's
     # netavark backend with aardvark-dns. Both are only *recommended* by Debian's podman, so
     # --no-install-recommends below would leave them out and podman falls back to CNI,
-    # whose networks have no DNS. scripts/podman-env.sh selects the backend.
-    netavark aardvark-dns
+    # whose networks have no DNS. scripts/podman-env.sh selects the backend. netavark runs
+    # iptables for bridge networks (only *suggested* by podman; a minimal Debian 12 lacks it:
+    # "netavark: No such file or directory").
+    netavark aardvark-dns iptables
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
