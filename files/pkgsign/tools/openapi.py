@@ -78,7 +78,7 @@ spec = {
                         "type": "string", "pattern": "^([0-9a-fA-F]{64}|[0-9a-fA-F]{128})$",
                         "description": "the internal state words, big-endian, in hex: 32 bytes for sha256 (and sha224), "
                                        "64 bytes for sha384 and sha512 (the whole state, not the truncated digest)"},
-                    "byte_count": {"type": "integer", "minimum": 0, "maximum": 2 ** 61 - 1,
+                    "byte_count": {"type": "integer", "minimum": 0, "maximum": 2 ** 60,
                                    "description": "bytes hashed so far, the tail included"},
                     "tail": {"type": "string", "pattern": "^([0-9a-fA-F]{2}){0,127}$",
                              "description": "hex of the last byte_count mod block-size bytes (block: 64 bytes for sha256, "

@@ -523,7 +523,9 @@ def open_input(path):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
-        if err.errno == 40:  # ELOOP: the last component is a symbolic link
+        import errno  # built into the interpreter
+
+        if err.errno == errno.ELOOP:  # the last component is a symbolic link
             raise SignError("%s: is a symbolic link (refused)" % path) from None
         raise SignError("%s: %s" % (path, err.strerror)) from None
     error = _kind_error(path, os.fstat(fd))

@@ -25,10 +25,10 @@ ALGORITHMS = {
     "sha384": (128, 64, "SHA384", 0xCBBB9D5DC1059ED8),
     "sha512": (128, 64, "SHA512", 0x6A09E667F3BCC908),
 }
-# SHA-224/256 count bits in 64 bits: no state may claim more bytes than that allows (the same
-# limit for SHA-384/512, whose 128-bit counter no real file comes near).
 DIGEST_SIZES = {"sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}
-MAX_BYTE_COUNT = (1 << 61) - 1
+# SHA-224/256 count bits in 64 bits (2^61 bytes): a state claims at most 2^60 bytes, which leaves
+# room for the server's suffix (the same limit for SHA-384/512; no real file comes near it).
+MAX_BYTE_COUNT = 1 << 60
 READ_SIZE = 1 << 20
 
 
