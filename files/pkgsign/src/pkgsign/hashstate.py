@@ -173,8 +173,13 @@ class Hasher:
 
     def update_fd(self, fd, read_size=READ_SIZE):
         """Hash everything that can be read from ``fd`` (its position moves to the end)."""
+        import os
         from _io import FileIO  # the io module's C part, loaded at interpreter start
 
+        try:  # a small file needs no 1 MiB buffer (many files: one buffer each)
+            read_size = max(1, min(read_size, os.fstat(fd).st_size + 1))
+        except OSError:
+            pass
         buffer = bytearray(read_size)
         pointer = (self._ctypes.c_char * read_size).from_buffer(buffer)
         reader = FileIO(fd, "rb", closefd=False)
