@@ -48,6 +48,18 @@ def _signature_issuer(gpg, signature, data):
     return valid[0][0], valid[0][-1]
 
 
+def _sqv_accepts(armored, signature, data, tmp_path):
+    """Sequoia's sqv (the policy of rpm-sequoia and dnf5) accepts the signature; it names the primary."""
+    if not shutil.which("sqv"):
+        pytest.skip("sqv not installed")
+    keyring = tmp_path / "sqv-keyring.asc"
+    keyring.write_bytes(armored)
+    proc = subprocess.run(["sqv", "--keyring", str(keyring), str(signature), str(data)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
 def _verifying_home(tmp_path, name, armored):
     gpg = _gnupg.GnuPG(str(tmp_path / name))
     gpg.import_keys(armored)
@@ -74,6 +86,7 @@ def test_gen_key_makes_certify_primary_and_signing_subkey(instance, tmp_path, ti
         assert _signature_issuer(gpg, str(data) + ".asc", data) == (info["signing_fingerprint"], info["fingerprint"])
     finally:
         gpg.kill_agent()
+    assert _sqv_accepts(armored, str(data) + ".asc", data, tmp_path) == [info["fingerprint"]]
     rpm = tmp_path / "tiny.rpm"
     shutil.copy(str(tiny_rpm), str(rpm))
     proc = instance.sign("-u", email, "-r", str(rpm))
@@ -126,6 +139,7 @@ def test_pool_keys_are_certify_primary_and_signing_subkey(pooled, tmp_path, tiny
         assert _signature_issuer(check, str(data) + ".asc", data) == (info["signing_fingerprint"], info["fingerprint"])
     finally:
         check.kill_agent()
+    assert _sqv_accepts(armored, str(data) + ".asc", data, tmp_path) == [info["fingerprint"]]
     rpm = tmp_path / "tiny.rpm"
     shutil.copy(str(tiny_rpm), str(rpm))
     assert inst.sign("-u", email, "-r", str(rpm)).returncode == 0
