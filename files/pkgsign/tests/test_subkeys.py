@@ -248,6 +248,14 @@ def test_a_key_whose_only_signing_subkey_is_revoked_is_refused(private_app):
     assert response.status_code == 409 and "revoked" in response.get_json()["error"]
     info = client.get("/keys/rev%23p@copr.test", headers=headers).get_json()
     assert info["signing_fingerprint"] != info["fingerprint"]  # never the primary in its place
+    # add-subkey gives it a new signing subkey; it signs again, with that one
+    proc = run_admin("add-subkey", "--config", config.file, "rev#p@copr.test")
+    assert "added signing subkey" in proc.stderr, proc.stderr
+    prepared = client.post("/sign/prepare", json={"key": "rev#p@copr.test"}, headers=headers)
+    assert prepared.status_code == 200
+    fresh = _gnupg.find_secret_key_by(gpg, info["fingerprint"])
+    assert [sub.revoked for sub in fresh.subkeys] == [True, False]
+    assert prepared.get_json()["signing_fingerprint"] == fresh.subkeys[1].fingerprint
 
 
 def test_a_key_whose_only_signing_subkey_has_expired_is_refused(private_app):
