@@ -231,8 +231,9 @@ def private_app(tmp_path):
 
 
 def _revoke_subkey(gpg, fingerprint):
-    # --edit-key: select subkey 1, revkey, confirm, reason 0, empty description, confirm, save
-    gpg.run(["--edit-key", fingerprint, "key", "1", "revkey", "save"], command_input=["y", "0", "", "y"])
+    # --edit-key: select subkey 1 ("key 1" is one command: a bare "revkey" revokes the whole key),
+    # revkey, confirm, reason 0, empty description, confirm, save
+    gpg.run(["--edit-key", fingerprint, "key 1", "revkey", "save"], command_input=["y", "0", "", "y"])
 
 
 def test_a_key_whose_only_signing_subkey_is_revoked_is_refused(private_app):
@@ -241,13 +242,18 @@ def test_a_key_whose_only_signing_subkey_is_revoked_is_refused(private_app):
     assert made.status_code == 201
     gpg = _gnupg.GnuPG(config.gnupg_home, create=False)
     _revoke_subkey(gpg, made.get_json()["fingerprint"])
-    assert _gnupg.find_secret_key_by(gpg, "<rev#p@copr.test>").subkeys[0].revoked
+    listed = _gnupg.find_secret_key_by(gpg, "<rev#p@copr.test>")
+    assert listed.subkeys[0].revoked and not listed.revoked  # the subkey only: the primary could sign
     proc = run_admin("maintain", "--config", config.file, "--within-days", "0")
     assert "metadata of 1 key(s) refreshed" in proc.stderr, proc.stderr
     response = client.post("/sign/prepare", json={"key": "rev#p@copr.test"}, headers=headers)
     assert response.status_code == 409 and "revoked" in response.get_json()["error"]
     info = client.get("/keys/rev%23p@copr.test", headers=headers).get_json()
     assert info["signing_fingerprint"] != info["fingerprint"]  # never the primary in its place
+    from pkgsign.keystore import KeyStore
+
+    stored = KeyStore(config).get_metadata("rev#p@copr.test")
+    assert stored["revoked"] and "revoked" in stored["signing_problem"]
     # add-subkey gives it a new signing subkey; it signs again, with that one
     proc = run_admin("add-subkey", "--config", config.file, "rev#p@copr.test")
     assert "added signing subkey" in proc.stderr, proc.stderr
