@@ -308,3 +308,48 @@ def test_signing_part_rules_on_real_keys(tmp_path):
         certify = gpg.generate_key("cert", "cert@x.test", algorithm="ed25519", usage=("cert",))
         with pytest.raises(NoSigningKey, match="may not sign"):
             signing_part(_gnupg.find_secret_key_by(gpg, certify))
+
+
+def test_state_from_before_subkeys_keeps_signing_with_the_primary(tmp_path):
+    """A state directory written by earlier versions: a primary-only generated key (cert+sign) whose
+    metadata has no signing_problem field, and a pool file from then. The key still signs with its
+    primary; the pool file serves as a piece of a new key."""
+    root = tmp_path / "old"
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    inst = Instance(root)
+    inst.tokens["client"] = (root / "client.token").read_text().strip()
+    inst.set_option("keygen", "pool_size", "1")
+    inst.set_option("keygen", "pool_algorithms", "ed25519")
+    gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
+    email = "legacy#gen@copr.test"
+    fingerprint = gpg.generate_key("legacy", email, algorithm="ed25519", usage=("cert", "sign"))
+    old_record = key_record(_gnupg.find_secret_key_by(gpg, fingerprint), email, origin="generated")
+    del old_record["signing_problem"]  # what the old code wrote
+    from pkgsign.config import load_config
+    from pkgsign.keystore import KeyStore
+
+    KeyStore(load_config(inst.config)).save_metadata(old_record)
+    scratch = tmp_path / "old-pool"
+    keygrip = _gnupg.KeyMaterialGeneration(str(scratch), "ed25519").wait()
+    os.makedirs(str(root / "pool" / "ready"), exist_ok=True)
+    os.rename(str(scratch / "private-keys-v1.d" / (keygrip + ".key")),
+              str(root / "pool" / "ready" / ("ed25519-%s.key" % keygrip)))
+    inst.start()
+    try:
+        data = tmp_path / "data"
+        data.write_bytes(b"legacy\n")
+        assert inst.sign("-u", email, "-d", str(data)).returncode == 0
+        check = _verifying_home(tmp_path, "verify", inst.sign("-u", email, "-p").stdout)
+        try:
+            assert _signature_issuer(check, str(data) + ".asc", data) == (fingerprint, fingerprint)
+        finally:
+            check.kill_agent()
+        status, _headers, _body = inst.request("POST", "/gen_key", {"name_real": "n", "name_email": "new#p@copr.test"})
+        assert status == 201
+        _status, _headers, info = inst.request("GET", "/keys/new%23p@copr.test")
+        key = _gnupg.find_secret_key_by(gpg, info["fingerprint"])
+        assert keygrip in (key.keygrip, key.subkeys[0].keygrip)
+        _assert_certify_primary_signing_subkey(inst.sign("-u", "new#p@copr.test", "-p").stdout, info)
+    finally:
+        inst.stop()
+        gpg.kill_agent()
