@@ -1008,8 +1008,12 @@ def add_subkey_from_keygrip(gpg, fingerprint, keygrip, usage="sign", expires="0"
     an expert choice): every question is answered on the command fd. ``created`` (epoch seconds)
     fixes the subkey's creation time (and its binding signatures'), so that with the primary's
     ``Creation-Date`` and the same ``expires`` both parts expire at the same second, and a caller
-    knows every listed field without listing the key.
+    knows every listed field without listing the key. It must lie in the past: gpg 2.2 ignores a
+    ``--faked-system-time`` equal to the current second and runs on the real clock, which may
+    have moved on by the time it makes the subkey.
     """
+    if created is not None and int(created) >= int(time.time()):
+        raise InvalidInput("created must be an earlier second than now (gpg ignores a faked time of now)")
     if not re.match(r"^[0-9A-Fa-f]{40}$", keygrip or ""):
         raise InvalidInput("keygrip must be 40 hex digits")
     if not re.match(r"^[0-9A-Fa-f]{40}$", fingerprint or ""):

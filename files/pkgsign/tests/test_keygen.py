@@ -334,3 +334,27 @@ def test_a_half_made_key_is_dropped_by_reconcile(tmp_path, stores):
     created, record = store.generate("half", "half#p@copr.test", algorithm="ed25519")
     assert created
     _assert_key_shape(store, record, 0)
+
+
+def test_subkey_from_material_gets_exactly_the_given_creation_time(tmp_path):
+    """gpg's clock is frozen at ``created`` for the subkey (a moment in the past; gpg ignores a faked
+    time equal to now, and the subkey could then be a second younger than its primary)."""
+    with _gnupg.TemporaryGnuPG() as gpg:
+        keygrips = []
+        for number in range(2):
+            home = tmp_path / ("m%d" % number)
+            keygrip = _gnupg.KeyMaterialGeneration(str(home), "ed25519").wait()
+            os.makedirs(os.path.join(gpg.homedir, "private-keys-v1.d"), exist_ok=True)
+            os.rename(str(home / "private-keys-v1.d" / (keygrip + ".key")),
+                      os.path.join(gpg.homedir, "private-keys-v1.d", keygrip + ".key"))
+            keygrips.append(keygrip)
+        created = int(time.time()) - 5
+        fingerprint = _gnupg.generate_key_from_keygrip(gpg, keygrips[0], "t", "t@x.test", algorithm="ed25519",
+                                                       usage=("cert",), expires=3, created=created)
+        with pytest.raises(_gnupg.InvalidInput, match="earlier second"):
+            _gnupg.add_subkey_from_keygrip(gpg, fingerprint, keygrips[1], expires=3, created=int(time.time()) + 1)
+        subkey = _gnupg.add_subkey_from_keygrip(gpg, fingerprint, keygrips[1], expires=3, created=created)
+        key = _gnupg.find_secret_key_by(gpg, fingerprint)
+        assert [(sub.fingerprint, sub.created, sub.expires, sub.usage) for sub in key.subkeys] == [
+            (subkey, created, created + 3 * 86400, ["sign"])]
+        assert key.created == created and key.expires == created + 3 * 86400

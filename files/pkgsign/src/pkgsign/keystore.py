@@ -486,7 +486,9 @@ class KeyStore:
         """Make a certify-only primary of ``keygrips[0]`` with the user id and a sign-only subkey of
         ``keygrips[1]``, both created now; the new key's metadata (no listing needed)."""
         primary_grip, signing_grip = keygrips
-        created = int(time.time())
+        # One second back: gpg freezes its clock at a faked time only when it differs from now
+        # (add_subkey_from_keygrip), and both parts must get exactly this creation time.
+        created = int(time.time()) - 1
         with self.keyring_lock(exclusive=True) as keyring_fd:
             fingerprint = _gnupg.generate_key_from_keygrip(self.gnupg, primary_grip, name_real, name_email,
                                                            comment=name_comment, algorithm=algorithm,
