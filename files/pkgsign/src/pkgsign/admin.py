@@ -4,9 +4,10 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from . import _gnupg
-from .config import ConfigError, load_config, parse_duration
+from .config import ConfigError, load_config
 from .tokens import SCOPES, TokenFileError, add_token, read_tokens, remove_idle_rate_limit_files, revoke_token
 
 DEFAULT_BIND = "127.0.0.1:5003"
@@ -179,37 +180,69 @@ def cmd_audit_verify(args):
 # -- maintain ----------------------------------------------------------------------------
 
 def cmd_maintain(args):
+    """Prolong the keys this signer may prolong; report the ones whose expiry belongs elsewhere.
+
+    Only a key whose primary secret is in the keyring can get a new expiry (gpg signs the new
+    self-signature with the primary). A ceremony key is held as ``sec#`` (signing subkey only):
+    its expiry is the bastion's business, so it is reported as skipped with its expiry date, as a
+    warning once it is within ``warn_days``. Exit status 1 only when a prolongation failed.
+    """
+    import datetime
+
+    from .config import parse_lifetime
     from .keystore import KeyStore, key_record
 
     config = load_config(args.config)
     within = args.within_days if args.within_days is not None else config.maintain_within_days
-    extend = args.extend or config.maintain_extend
-    extend_days = max(1, parse_duration(extend) // 86400)
+    warn_days = args.warn_days if args.warn_days is not None else config.maintain_warn_days
+    extend = parse_lifetime(args.extend or config.maintain_extend)
     store = KeyStore(config)
     gnupg = store.gnupg
     by_fingerprint = {record["fingerprint"]: record for record in store.all_metadata()}
     with store.keyring_lock():
-        expiring = gnupg.keys_expiring_within(within)
-    _say("%d key(s) expire within %d days; extending to %d days from now" % (len(expiring), within, extend_days))
+        expiring = gnupg.keys_expiring_within(max(within, warn_days))
+    now = time.time()
+
+    def first_expiry(key):
+        dates = [part.expires for part in [key] + [sub for sub in key.subkeys if not sub.revoked] if part.expires]
+        return min(dates)
+
+    prolong = [key for key in expiring if key.secret_present and first_expiry(key) <= now + within * 86400]
+    held_elsewhere = [key for key in expiring if not key.secret_present]
+    until = datetime.datetime.fromtimestamp(_gnupg.expires_to_epoch(extend, now), datetime.timezone.utc)
+    _say("%d key(s) expire within %d days with their primary secret key here: new expiry %s from now (%s)"
+         % (len(prolong), within, extend, until.strftime("%Y-%m-%d")))
     failures = 0
-    for number, key in enumerate(expiring, 1):
+    for number, key in enumerate(prolong, 1):
         record = by_fingerprint.get(key.fingerprint)
         passphrase = store.passphrase_for(record) if record else None
         try:
             with store.keyring_lock(exclusive=True):  # the server may be running
-                gnupg.set_expire(key.fingerprint, "%dd" % extend_days, passphrase=passphrase)
+                gnupg.set_expire(key.fingerprint, extend, passphrase=passphrase)
                 subkeys = [sub.fingerprint for sub in key.subkeys if not sub.revoked and sub.expires]
                 if subkeys:
-                    gnupg.set_expire(key.fingerprint, "%dd" % extend_days, subkeys=subkeys, passphrase=passphrase)
+                    gnupg.set_expire(key.fingerprint, extend, subkeys=subkeys, passphrase=passphrase)
             if record:
                 refreshed = store.lookup_gpg(key.fingerprint)
                 fields = {k: v for k, v in record.items() if k not in key_record(refreshed)}
                 store.save_metadata(key_record(refreshed, record["name_email"], record.get("origin", "generated"),
                                                **fields))
-            _say("[%d/%d] extended %s %s" % (number, len(expiring), key.fingerprint, ", ".join(key.emails)))
+            _say("[%d/%d] extended %s %s" % (number, len(prolong), key.fingerprint, ", ".join(key.emails)))
         except _gnupg.GpgError as err:
             failures += 1
-            _say("[%d/%d] FAILED %s: %s" % (number, len(expiring), key.fingerprint, err.message))
+            _say("[%d/%d] FAILED %s: %s" % (number, len(prolong), key.fingerprint, err.message))
+    for key in held_elsewhere:
+        expires = first_expiry(key)
+        date = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).strftime("%Y-%m-%d")
+        days = int((expires - now) // 86400)
+        late = expires <= now + warn_days * 86400
+        if not late and expires > now + within * 86400:
+            continue
+        _say("%sskipped %s %s: primary secret key not here (sec#), %s %s (%s); prolong it where the primary "
+             "key is kept (playbooks/rotate-key.yml on the bastion) and import the new public key"
+             % ("WARNING: " if late else "", key.fingerprint, ", ".join(key.emails),
+                "expired" if days < 0 else "expires", date,
+                "%d days ago" % -days if days < 0 else "in %d days" % days))
     refreshed_count = _refresh_metadata(store)
     _say("metadata of %d key(s) refreshed from the keyring (expiry, revocation)" % refreshed_count)
     gnupg.run(["--check-trustdb"], check=False)
@@ -362,7 +395,9 @@ def build_parser():
     maintain = sub.add_parser("maintain", help="prolong expiring keys, check the trustdb, recover interrupted work")
     maintain.add_argument("--config", required=True)
     maintain.add_argument("--within-days", type=int)
-    maintain.add_argument("--extend", help="new lifetime, e.g. 1825d")
+    maintain.add_argument("--extend", help="new lifetime from today: N days or <n>d|w|m|y (m = months), e.g. 5y")
+    maintain.add_argument("--warn-days", type=int,
+                          help="warn about keys held as sec# (not prolonged here) this many days before they expire")
     maintain.set_defaults(func=cmd_maintain)
 
     pool = sub.add_parser("pool", help="the pool of pre-generated keys ([keygen] pool_size)")
