@@ -344,3 +344,77 @@ def test_maintain_extend_is_a_lifetime_in_the_modules_grammar(tmp_path):
             load_config(inst.config)
     proc = run_admin("maintain", "--config", inst.config, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "lifetime" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start pkgsign-admin as root")
+def test_admin_started_as_root_runs_as_the_state_owner_and_the_service_keeps_answering(tmp_path):
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+
+    from conftest import PYTHON, child_env
+
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="pkgsign-owner-test-", dir="/tmp")  # reachable by nobody
+    try:
+        root = os.path.join(base, "inst")
+        run_admin("init", root, "--algorithm", "ed25519")
+        for directory, dirs, files in os.walk(base):
+            for name in [directory] + [os.path.join(directory, n) for n in dirs + files]:
+                os.chown(name, nobody.pw_uid, nobody.pw_gid)
+        inst = Instance(root)
+        inst.tokens["client"] = open(os.path.join(root, "client.token")).read().strip()
+        port = __import__("conftest")._free_port()
+        server = subprocess.Popen(
+            [PYTHON, "-m", "pkgsign.admin", "serve", "--config", inst.config, "--bind", "127.0.0.1:%d" % port],
+            env=child_env(HOME=base), user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            inst.url = "http://127.0.0.1:%d" % port
+            deadline = time.time() + 30
+            while not _up(inst):
+                assert server.poll() is None and time.time() < deadline, "server did not start"
+                time.sleep(0.1)
+            tokens = os.stat(inst.tokens_file)
+            # as root, the default configuration from $PKGSIGN_CONFIG, no --config
+            proc = subprocess.run([PYTHON, "-m", "pkgsign.admin", "token", "add", "--id", "added-by-root",
+                                   "--scopes", "keygen", "--keys", "*"], env=child_env(PKGSIGN_CONFIG=inst.config),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+            assert proc.returncode == 0, proc.stderr
+            after = os.stat(inst.tokens_file)
+            assert (after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode)) == \
+                (tokens.st_uid, tokens.st_gid, stat.S_IMODE(tokens.st_mode)) == (nobody.pw_uid, nobody.pw_gid, 0o600)
+            inst.tokens["added-by-root"] = proc.stdout.strip()
+            status, _headers, body = inst.request("POST", "/gen_key", {"name_real": "r", "name_email": "r#o@x.test"},
+                                                  token="added-by-root")
+            assert status == 201, body
+            assert inst.request("GET", "/keys/r%23o@x.test")[0] == 200
+            not_owned = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files
+                         if os.lstat(os.path.join(d, n)).st_uid != nobody.pw_uid]
+            assert not_owned == []
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(10)
+        # a state directory that does not exist: refused in one line, nothing created
+        missing = os.path.join(base, "missing.conf")
+        with open(inst.config) as handle:
+            text = handle.read().replace(root, os.path.join(base, "gone"))
+        with open(missing, "w") as handle:
+            handle.write(text)
+        proc = run_admin("token", "list", "--config", missing, check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "state directory" in proc.stderr
+        assert not os.path.exists(os.path.join(base, "gone"))
+    finally:
+        # the agent the server (as nobody) started, by its own socket
+        subprocess.run(["gpgconf", "--homedir", os.path.join(base, "inst", "gnupg"), "--kill", "gpg-agent"],
+                       user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], env=child_env(HOME=base),
+                       check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _up(inst):
+    try:
+        return inst.request("GET", "/ping", token=None)[0] == 200
+    except OSError:
+        return False

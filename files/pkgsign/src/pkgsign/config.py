@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 DEFAULT_CONFIG_PATH = "/etc/pkgsign/pkgsign.conf"
+CONFIG_HELP = "instance configuration (default: $PKGSIGN_CONFIG, else %s)" % DEFAULT_CONFIG_PATH
 KEYGEN_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
 KNOWN_DIGESTS = ("sha1", "sha224", "sha256", "sha384", "sha512")
 DEFAULT_EMAIL_PATTERN = r"^[A-Za-z0-9._+-]+(#[A-Za-z0-9._+-]+)?@[A-Za-z0-9.-]+$"
