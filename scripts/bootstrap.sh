@@ -22,8 +22,10 @@ APT_PACKAGES=(
     # Container name resolution (the lab's client reaches pkgsign-signer by name): podman's
     # netavark backend with aardvark-dns. Both are only *recommended* by Debian's podman, so
     # --no-install-recommends below would leave them out and podman falls back to CNI,
-    # whose networks have no DNS. scripts/podman-env.sh selects the backend.
-    netavark aardvark-dns
+    # whose networks have no DNS. scripts/podman-env.sh selects the backend. netavark sets up
+    # each network with the iptables command (without it: "Error: netavark: No such file or
+    # directory", and the containers get no network); Debian's netavark does not depend on it.
+    netavark aardvark-dns iptables
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
