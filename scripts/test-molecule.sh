@@ -40,9 +40,12 @@ if [ "${CI:-}" = "true" ]; then
     podman rm -f --filter label=owner=molecule >/dev/null 2>&1 || true
 fi
 
-export PATH="$VENV_BIN:$PATH"
+venv_on_path
 collection_link
 export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_DIR"
+# molecule's prerun installs the collection under ANSIBLE_HOME (default ~/.ansible): keep it in
+# the checkout's git-ignored .ansible/ instead of the user's home.
+export ANSIBLE_HOME="$COLLECTION_ROOT/.ansible"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
 overall=0
@@ -67,4 +70,5 @@ for scenario in "${scenarios[@]}"; do
     echo "molecule: [$scenario] exit status $status"
     [ "$status" -eq 0 ] || overall=1
 done
+rm -f "$PACKAGE_ARCHIVE"  # packed by the signer role on this controller
 exit "$overall"

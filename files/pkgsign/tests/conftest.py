@@ -37,6 +37,9 @@ def child_env(**extra):
         import tempfile
 
         SIGN_RUNTIME_DIR = tempfile.mkdtemp(prefix="pkgsign-test-runtime-")
+        import atexit
+
+        atexit.register(shutil.rmtree, SIGN_RUNTIME_DIR, True)  # nothing left in /tmp
     env = dict(os.environ)
     env["XDG_RUNTIME_DIR"] = SIGN_RUNTIME_DIR
     env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
