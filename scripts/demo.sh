@@ -51,8 +51,8 @@ progress() {
     local mode="${1:-plain}" line status task="" since=$SECONDS pending=0
     local -A shown=()
     while :; do
-        IFS= read -r -t "$HEARTBEAT" line
-        status=$?
+        status=0
+        IFS= read -r -t "$HEARTBEAT" line || status=$?
         if [ "$status" -gt 128 ]; then
             printf '      ... still running (%ss): %s\n' "$((SECONDS - since))" "${task:-...}"
             continue
