@@ -130,8 +130,10 @@ if ! podman network exists "$NETWORK"; then
 fi
 for name in "${CONTAINERS[@]}"; do
     if ! podman container exists "$name"; then
+        # aardvark-dns says "failed to connect to syslog" when it starts: not a problem here.
         podman run -d --name "$name" --hostname "$name" --network "$NETWORK" \
-            --label owner=pkgsign-lab --systemd always "$IMAGE" >/dev/null
+            --label owner=pkgsign-lab --systemd always "$IMAGE" 2>&1 >/dev/null |
+            { grep -v '^failed to connect to syslog' >&2 || true; }
         say "$name started"
     elif [ "$(podman inspect -f '{{.State.Running}}' "$name")" != "true" ]; then
         podman start "$name" >/dev/null
