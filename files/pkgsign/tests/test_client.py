@@ -22,6 +22,36 @@ def test_ping(instance):
     assert bad.returncode == 1 and b"cannot reach" in bad.stderr
 
 
+def test_t_proves_the_token_and_names_server_and_token(instance, tmp_path):
+    proc = instance.sign("-t")
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.decode()
+    assert line.count("\n") == 1 and line.startswith(instance.url + ": token client accepted"), line
+    assert "scopes keygen,sign" in line and os.path.join(instance.root, "client.token") in line
+    proc = instance.sign("-t", token="limited")
+    assert proc.returncode == 0 and "token limited accepted" in proc.stdout.decode() \
+        and "alice#*@copr.test" in proc.stdout.decode(), proc.stderr
+    wrong = os.path.join(instance.root, "wrong.token")
+    with open(wrong, "w") as handle:
+        handle.write("not-a-token-of-this-server\n")
+    proc = instance.sign("-t", token="wrong")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.count("\n") == 1 and proc.stdout == b"", err
+    assert err.startswith("sign: " + instance.url) and "invalid or revoked token" in err and wrong in err
+    no_token = tmp_path / "no-token.conf"
+    no_token.write_text("server: %s\n" % instance.url)
+    proc = instance.sign("-t", conf=str(no_token))
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.count("\n") == 1 and "no token" in err, err
+
+
+def test_help_is_for_users():
+    proc = subprocess.run([sys.executable, "-m", "pkgsign.client", "--help"], env=child_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and "sign -t" in proc.stdout and "-u USER" in proc.stdout
+    assert "``" not in proc.stdout and "import" not in proc.stdout and "start-up" not in proc.stdout
+
+
 def _conf(instance, text):
     path = os.path.join(instance.root, "other-%d.conf" % abs(hash(text)))
     with open(path, "w") as handle:
@@ -480,3 +510,9 @@ def test_sequoia_sqv_accepts_detached_and_clearsigned(instance, tmp_path, key):
     proc = subprocess.run(["sqv", "--keyring", str(keyring), str(tmp_path / "clear.asc"), str(tmp_path / "clear.txt")],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_whoami_needs_a_token_and_names_it(instance):
+    assert instance.request("GET", "/whoami", token=None)[0] == 401
+    status, _headers, body = instance.request("GET", "/whoami", token="limited")
+    assert status == 200 and body == {"token": "limited", "scopes": ["sign"], "keys": ["alice#*@copr.test"]}

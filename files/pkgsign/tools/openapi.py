@@ -132,6 +132,12 @@ spec = {
                 "ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}})}}},
         "/openapi.json": {"get": {"summary": "this document", "security": [],
                                   "responses": {"200": resp("OpenAPI document", {"type": "object"})}}},
+        "/whoami": {"get": {
+            "summary": "the calling token's name, scopes and key patterns (what sign -t shows); any scope",
+            "responses": dict({"200": resp("the token", {
+                "type": "object", "required": ["token", "scopes", "keys"], "properties": {
+                    "token": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}},
+                    "keys": {"type": "array", "items": {"type": "string"}}}})}, **auth_errors)}},
         "/gen_key": {"post": {
             "summary": "create the key of name_email unless it exists (copr-keygen); scope keygen",
             "requestBody": {"required": True, "content": {

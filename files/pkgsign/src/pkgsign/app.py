@@ -198,6 +198,12 @@ def create_app(config=None):
     def openapi():
         return Response(_openapi_text(), content_type="application/json")
 
+    @app.route("/whoami")
+    def whoami():
+        # What `sign -t` shows: the credentials are good, and whose they are.
+        token = authenticate(None)
+        return jsonify(token=token.id, scopes=sorted(token.scopes), keys=token.key_patterns)
+
     @app.route("/gen_key", methods=["POST"])
     def gen_key():
         token = authenticate("keygen", anonymous_ok=True)

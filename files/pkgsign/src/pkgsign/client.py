@@ -6,7 +6,7 @@
     sign [-u USER] [-h ...] -c [FILE...]                        clearsign in place (stdin -> stdout)
     sign [-u USER] -p                                           print the public key
     sign [-u USER] -k                                           print the signing key id
-    sign -t                                                     test the connection
+    sign -t                                                     check the server and your token
     sign --unsign FILE.rpm...                                   remove RPM signatures
 
 The file never leaves this host: the client hashes it and sends only the state of the hash
@@ -22,6 +22,23 @@ import sys
 
 USAGE = __doc__.split("\n\n")[1]
 DEFAULT_CONF = "/etc/sign.conf"
+HELP = """usage: sign [options] [FILE...]
+
+%s
+
+Options:
+    -u USER      the key: an email, fingerprint, key id or alias (default: 'user:' in sign.conf)
+    -h HASH      digest algorithm, sha256 (default) or sha512
+    -4           OpenPGP v4 signature (the only format produced)
+    --jobs N     files signed at the same time (default 8)
+    --version    print the version
+
+-t contacts the server with your token and prints which server and which token it used;
+it fails when the server is unreachable or refuses the token.
+
+Only a digest of each file is sent to the signing server; the file stays on this host.
+Configuration: $SIGN_CONF, else /etc/sign.conf, with 'server:', 'token_file:' (or
+$SIGN_TOKEN_FILE), 'hash:' and 'user:' lines.""" % USAGE.rstrip()
 
 
 class SignError(Exception):
@@ -63,8 +80,12 @@ def read_conf(path=None):
     return conf
 
 
+def token_path(conf):
+    return os.environ.get("SIGN_TOKEN_FILE") or conf.get("token_file")
+
+
 def read_token(conf):
-    path = os.environ.get("SIGN_TOKEN_FILE") or conf.get("token_file")
+    path = token_path(conf)
     if not path:
         return None
     try:
@@ -878,6 +899,23 @@ def unsign_rpms(conf, files):
 
 # -- command line ----------------------------------------------------------------------
 
+def check_credentials(api, conf):
+    """sign -t: an authenticated request proves the server and the token; says which ones."""
+    server = conf["server"]
+    if not api.token:
+        raise SignError("%s: no token (set 'token_file:' in %s or SIGN_TOKEN_FILE)" % (server, conf["_path"]))
+    try:
+        who = api.call("GET", "/whoami")
+    except SignError as err:
+        raise SignError("%s: %s (token file %s)" % (server, err, token_path(conf))) from None
+    if not isinstance(who, dict) or not who.get("token"):
+        raise SignError("%s: the server does not confirm the token (is it a pkgsign server?)" % server)
+    print("%s: token %s accepted (scopes %s; keys %s; token file %s)"
+          % (server, who["token"], ",".join(who.get("scopes") or []) or "none",
+             ",".join(who.get("keys") or []) or "none", token_path(conf)))
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -946,7 +984,7 @@ def _main(argv):
     jobs = None
     for opt, value in opts:
         if opt == "--help":
-            print(__doc__.strip())
+            print(HELP)
             return 0
         if opt == "--version":
             from . import __version__
@@ -986,10 +1024,7 @@ def _main(argv):
         raise SignError("timeout must be a number of seconds") from None
     api = Api(conf["server"], read_token(conf), timeout=timeout)
     if mode == "test":
-        status, _headers, payload = api.request("GET", "/ping")
-        if status != 200:
-            raise SignError("server answered %d to /ping" % status)
-        return 0
+        return check_credentials(api, conf)
     user = user or conf.get("user")
     if not user:
         raise SignError("no key: use -u USER or 'user:' in %s" % conf["_path"])
