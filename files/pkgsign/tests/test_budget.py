@@ -93,3 +93,19 @@ def test_signature_budget_is_charged_per_digest(tmp_path):
     budgets.charge_signatures("other", 10)  # per token
     with pytest.raises(BudgetExceeded, match="exceed the budget"):
         budgets.charge_signatures("big", 11)
+
+
+def test_signature_budget_over_http(tmp_path):
+    inst = _instance(tmp_path, {("budget", "signatures"): "3/3600"})
+    try:
+        status, _headers, body = inst.request("POST", "/gen_key", {"name_real": "s", "name_email": "s#b@copr.test"})
+        assert status == 201, body
+        data = tmp_path / "data.txt"
+        data.write_text("budget")
+        runs = [inst.sign("-u", "s#b@copr.test", "-d", str(data)) for _number in range(4)]
+        assert [run.returncode for run in runs[:3]] == [0, 0, 0], runs[0].stderr
+        assert runs[3].returncode != 0 and b"budget" in runs[3].stderr, runs[3].stderr
+        refused = [json.loads(line) for line in open(inst.audit_log)][-1]
+        assert (refused["operation"], refused["result"], refused["status"]) == ("sign", "refused", 429)
+    finally:
+        inst.stop()

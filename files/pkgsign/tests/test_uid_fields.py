@@ -64,3 +64,14 @@ def test_honest_unicode_names_still_make_keys(instance):
         assert status == 201, (name, body)
     status, _headers, body = instance.request("GET", "/keys/" + body["name_email"].replace("#", "%23"), token="admin")
     assert status == 200 and body["uids"][0].startswith("Fran\u00e7ois-Ren\u00e9 d'Art <")
+
+
+def test_hex_fields_with_a_trailing_newline_are_400(instance):
+    """The old /sign matched hex with re's "$", which lets a final newline through (500); the hash
+    states of the new /sign are checked character by character."""
+    from conftest import ED_KEY
+
+    good = {"chaining_value": "00" * 32, "byte_count": 0, "tail": ""}
+    for field, value in (("chaining_value", "00" * 32 + "\n"), ("chaining_value", "00" * 31 + "0\n"), ("tail", "\n")):
+        status, _headers, body = instance.request("POST", "/sign", {"key": ED_KEY, "states": [dict(good, **{field: value})]})
+        assert status == 400 and "hex" in body["error"], (field, value, body)

@@ -341,6 +341,11 @@ def create_app(config=None):
         except hashstate.StateError as err:
             raise ApiError(400, str(err))
         _check_usable(record, name)
+        try:
+            budgets.charge_signatures(token.id, len(states))  # [budget] signatures: one per state
+        except BudgetExceeded as err:
+            audit("sign", "refused", key=name, status=err.status, reason=err.message)
+            raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
         now = int(time.time())
         area = build_hashed_area(SIG_TYPES[sig_type], record["pubkey_algo"], digest_algo,
                                  record["signing_fingerprint"], now)
