@@ -333,6 +333,8 @@ def ensure_subkey(params, check_mode):
     gnupg.parse_expires(params["expires"])
     passphrase = check_passphrase(params.get("passphrase"))
     with keyring(params, check_mode) as gpg:
+        if params["state"] == "secret_absent":
+            return _retire_subkey_secrets(gpg, params, check_mode)
         primary = get_key(gpg, params["key"])
         algorithm, listed = subkey_algorithm(primary, usage, params.get("algorithm"))
         matching = [sub for sub in primary.subkeys
@@ -367,6 +369,31 @@ def ensure_subkey(params, check_mode):
         after = gpg.get_key(primary.fingerprint)
         sub = next(s for s in after.subkeys if s.fingerprint == fingerprint)
         return _subkey_result(after, sub, True, {"before": key_summary(primary), "after": key_summary(after)})
+
+
+def _retire_subkey_secrets(gpg, params, check_mode):
+    """state=secret_absent: the secret parts of the key's subkeys of that usage are deleted, the
+    public key stays (earlier signatures keep verifying). A key not in the keyring has nothing
+    to delete."""
+    primary = gpg.find_key(params["key"])
+    if primary is None:
+        return {"changed": False, "removed": [], "primary_fingerprint": None, "diff": {"before": {}, "after": {}}}
+    listed = None
+    if params.get("algorithm"):
+        listed = subkey_algorithm(primary, params["usage"], params["algorithm"])[1]
+    doomed = [sub for sub in primary.subkeys if sub.usage == [params["usage"]] and sub.secret_present
+              and (listed is None or algorithm_name(sub) == listed)]
+    before = key_summary(primary)
+    if doomed and not check_mode:
+        gpg.delete_secret(primary.fingerprint, subkeys=[sub.fingerprint for sub in doomed])
+        after = key_summary(gpg.get_key(primary.fingerprint))
+    else:
+        after = key_summary(primary)
+        for sub in after["subkeys"]:
+            if sub["fingerprint"] in [d.fingerprint for d in doomed]:
+                sub["secret_present"] = False
+    return {"changed": bool(doomed), "removed": [sub.fingerprint for sub in doomed],
+            "primary_fingerprint": primary.fingerprint, "diff": {"before": before, "after": after}}
 
 
 def _without_subkeys(summary, fingerprints):
