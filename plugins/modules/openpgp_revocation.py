@@ -47,10 +47,10 @@ options:
     default: ''
   import_guard:
     description:
-      - Write the certificate the way gpg stores its own (C(openpgp-revocs.d)): a short
-        explanation, then a colon before the armor header line. A plain C(gpg --import) of the
-        file then finds no OpenPGP data and revokes nothing; deleting the colon makes it usable
-        (C(sed 's/^:-----BEGIN/-----BEGIN/')).
+      - Write the certificate the way gpg stores its own (in C(openpgp-revocs.d)), with a short
+        explanation and then a colon before the armor header line. A plain C(gpg --import) of the
+        file then finds no OpenPGP data and revokes nothing; deleting the colon makes it usable,
+        for example with C(sed 's/^:-----BEGIN/-----BEGIN/').
       - Changing only this option rewrites the existing certificate without a new one being
         made (no O(passphrase) needed).
     type: bool
