@@ -320,6 +320,15 @@ def test_rerunning_completed_rotation_changes_nothing(ceremony):
 
 def test_revoke_with_master_key_available(ceremony, signer, facts):
     revoked, fallback = facts["c2"], facts["c1"]
+    # The fallback signs no more on the signer (retired at cycle 2's switch-over): revoking is
+    # refused, nothing is revoked, until the fallback is switched over again (docs/runbook.md 7.1).
+    rc, output = ceremony.playbook("revoke-key.yml", "-e", "bastion_revoke_cycle=" + ceremony.cycle(2),
+                                   "-e", "bastion_revoke_fallback_cycle=" + ceremony.cycle(1), expect_ok=False)
+    assert rc != 0 and "is not installed as a signing-subkey-only key" in output
+    assert "is revoked" not in output
+    ceremony.playbook("rotate-key.yml", "--tags", "switch-over", "-e", "bastion_cycle=" + ceremony.cycle(1))
+    listing = run_ok(signer, "sudo -u pkgsign gpg --batch --homedir %s --with-colons -K", SIGNER_HOME).stdout
+    assert fallback in listing and revoked not in listing
     ceremony.playbook("revoke-key.yml", "-e", "bastion_revoke_cycle=" + ceremony.cycle(2),
                       "-e", "bastion_revoke_fallback_cycle=" + ceremony.cycle(1),
                       "-e", "bastion_revoke_reason=superseded",
