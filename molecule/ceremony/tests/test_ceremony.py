@@ -229,8 +229,9 @@ def _no_leftovers(bastion, signer, ceremony):
                                       [BASTION_HOME]) == []
     assert secret_files_outside_homes(signer, ["/root", "/tmp", "/var/tmp", "/home", "/srv", "/var/lib/pkgsign"],
                                       ["/var/lib/pkgsign"]) == []
-    assert [path for path in secret_files_outside_homes(signer, ["/var/lib/pkgsign"], [SIGNER_HOME])
-            if "private-keys-v1.d" not in path] == []
+    # The service's own key stores (per-project keys made by /gen_key) are GnuPG homes too.
+    stores = ["/var/lib/pkgsign/" + name for name in ("keys", "pool", "keygen", "pending")]
+    assert secret_files_outside_homes(signer, ["/var/lib/pkgsign"], [SIGNER_HOME] + stores) == []
     homes = [os.path.join(ceremony.workdir, name) for name in os.listdir(ceremony.workdir)
              if name.startswith(("admin-", "verify-", "revocation-guard"))
              and os.path.isdir(os.path.join(ceremony.workdir, name))]
