@@ -87,6 +87,7 @@ def test_retired_key_signs_no_more_and_aliases_are_checked(tmp_path):
         assert rc == 0, output[-4000:]
         assert _changed(output) > 0
         assert "retired (secret signing subkey deleted, public key kept): %s" % old in output
+        assert "earlier keys public only (their signatures verify, they sign no more): 0x%s" % old[-16:] in output
         assert exports[1] not in output and "PRIVATE KEY" not in output
         key = signer.get_key(old)
         assert not key.secret_present and not any(sub.secret_present for sub in key.subkeys)
