@@ -321,7 +321,9 @@ def secret_files_outside_homes(host, roots, homes):
     patterns = " ".join("-e '%s'" % marker for marker in SECRET_MARKERS)
     found = host.run("find %s %s -type f -size -2M -print 2>/dev/null | xargs -r grep -l -s -F %s || true",
                      " ".join(roots), excluded, patterns).stdout.split()
-    found += host.run("find %s %s -type d -name private-keys-v1.d -print 2>/dev/null || true",
+    # A GnuPG home gpg made by itself somewhere has an empty private-keys-v1.d: only one
+    # holding key files counts.
+    found += host.run("find %s %s -type d -name private-keys-v1.d ! -empty -print 2>/dev/null || true",
                       " ".join(roots), excluded).stdout.split()
     return found
 
@@ -334,7 +336,7 @@ def local_secret_files(roots, homes):
             if any(directory == home or directory.startswith(home + os.sep) for home in homes):
                 dirs[:] = []
                 continue
-            if "private-keys-v1.d" in dirs:
+            if "private-keys-v1.d" in dirs and os.listdir(os.path.join(directory, "private-keys-v1.d")):
                 found.append(os.path.join(directory, "private-keys-v1.d"))
             for name in files:
                 path = os.path.join(directory, name)
