@@ -12,6 +12,7 @@ Cycle names carry a random run id, so the verifier can run again on the same con
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -317,14 +318,15 @@ SECRET_MARKERS = ("PRIVATE KEY BLOCK", "SECRET KEY BLOCK", "(private-key")
 def secret_files_outside_homes(host, roots, homes):
     """Files under ``roots`` on a container holding secret key material outside the GnuPG
     ``homes``: armored secret keys, and any GnuPG private-keys directory elsewhere."""
-    excluded = " ".join("-path %s -prune -o" % home for home in homes)
-    patterns = " ".join("-e '%s'" % marker for marker in SECRET_MARKERS)
-    found = host.run("find %s %s -type f -size -2M -print 2>/dev/null | xargs -r grep -l -s -F %s || true",
-                     " ".join(roots), excluded, patterns).stdout.split()
+    where = " ".join(shlex.quote(root) for root in roots)
+    excluded = " ".join("-path %s -prune -o" % shlex.quote(home) for home in homes)
+    patterns = " ".join("-e %s" % shlex.quote(marker) for marker in SECRET_MARKERS)
+    found = host.run("find %s %s -type f -size -2M -print 2>/dev/null | xargs -r grep -l -s -F %s || true"
+                     % (where, excluded, patterns)).stdout.split()
     # A GnuPG home gpg made by itself somewhere has an empty private-keys-v1.d: only one
     # holding key files counts.
-    found += host.run("find %s %s -type d -name private-keys-v1.d ! -empty -print 2>/dev/null || true",
-                      " ".join(roots), excluded).stdout.split()
+    found += host.run("find %s %s -type d -name private-keys-v1.d ! -empty -print 2>/dev/null || true"
+                      % (where, excluded)).stdout.split()
     return found
 
 
