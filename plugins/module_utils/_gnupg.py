@@ -598,12 +598,28 @@ class GnuPG:
             # gpg 2.2 leaves a subkey's secret behind when the primary is only a stub (sec#):
             # delete each present secret subkey explicitly first.
             if not key.secret_present:
-                for sub in key.subkeys:
-                    if sub.secret_present:
-                        self.run(["--yes", "--delete-secret-keys", sub.fingerprint + "!"])
+                self.delete_secret(key.fingerprint)
             self.run(["--yes", "--delete-secret-and-public-key", key.fingerprint])
         else:
             self.run(["--yes", "--delete-keys", key.fingerprint])
+
+    def delete_secret(self, fingerprint, subkeys=None):
+        """Delete the secret parts (subkeys, then primary) of a key and keep its public key.
+
+        ``subkeys``: only these subkeys' secrets (fingerprints); None: every part's, the
+        primary's too. What stays verifies the key's earlier signatures and can no longer make
+        new ones. Returns the fingerprints of the parts whose secret was deleted.
+        """
+        key = self.get_key(fingerprint)
+        parts = key.subkeys + [key] if subkeys is None else [sub for sub in key.subkeys if sub.fingerprint in subkeys]
+        removed = []
+        # One part at a time ('!'): gpg 2.2 leaves a subkey's secret behind when the primary
+        # is only a stub (sec#) and the whole key is named.
+        for part in parts:
+            if part.secret_present:
+                self.run(["--yes", "--delete-secret-keys", part.fingerprint + "!"])
+                removed.append(part.fingerprint)
+        return removed
 
     # -- import / export -----------------------------------------------------------------
 

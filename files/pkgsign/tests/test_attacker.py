@@ -123,6 +123,9 @@ def fresh_home(tmp_path, name):
     return home
 
 
+DATA_KINDS = ("backdated", "notation")
+
+
 class Victim:
     """The served key as the world sees it (its public key), plus its own agent for the controls."""
 
@@ -139,12 +142,25 @@ class Victim:
         status, _headers, info = instance.request("GET", "/keys/" + name.replace("#", "%23"))
         self.fingerprint = info["fingerprint"]
         self.key_id = info["key_id"]
+        # Data signatures come from the signing subkey (the primary only certifies).
+        self.signing_fingerprint = info["signing_fingerprint"]
+        self.signing_key_id = info["signing_key_id"]
         self.instance = instance
 
-    def control_signature(self, digest):
-        """The signature value the key's primary would give over ``digest`` (the positive control)."""
+    def issuer_of(self, target):
+        """(fingerprint, key id) of the part that would make ``target``: the signing subkey for
+        data signatures, the primary for bindings, revocations and certifications."""
+        if target.kind in DATA_KINDS:
+            return self.signing_fingerprint, self.signing_key_id
+        return self.fingerprint, self.key_id
+
+    def control_signature(self, target):
+        """The signature value the right part of the key would give over ``target`` (the positive control)."""
         home = os.path.join(self.instance.root, "gnupg")
-        keygrip = _gnupg.find_secret_key_by(_gnupg.GnuPG(home, create=False), self.fingerprint).keygrip
+        key = _gnupg.find_secret_key_by(_gnupg.GnuPG(home, create=False), self.fingerprint)
+        fingerprint = self.issuer_of(target)[0]
+        keygrip = next(part.keygrip for part in [key] + list(key.subkeys) if part.fingerprint == fingerprint)
+        digest = target.digest
         socket_path = subprocess.run(["gpgconf", "--list-dirs", "agent-socket"], stdout=subprocess.PIPE, check=True,
                                      env=child_env(GNUPGHOME=home)).stdout.decode().strip()
         conn = AgentConnection(socket_path)
@@ -203,6 +219,7 @@ class Target:
 def targets(victim, mallory, data):
     now = int(time.time())
     issuer = subpacket(33, b"\x04" + bytes.fromhex(victim.fingerprint))
+    data_issuer = subpacket(33, b"\x04" + bytes.fromhex(victim.signing_fingerprint))
     created = subpacket(2, struct.pack(">I", now))
     found = [
         Target("binding", key_material(victim.primary_body) + key_material(mallory["subkey"]),
@@ -218,8 +235,9 @@ def targets(victim, mallory, data):
     found += [
         # as early as a signature by this key can be: the key's own creation time
         Target("backdated", data, hashed_area(0x00, victim.pubkey_algo,
-                                              [subpacket(2, struct.pack(">I", victim.created)), issuer])),
-        Target("notation", data, hashed_area(0x00, victim.pubkey_algo, [created, subpacket(20, notation), issuer])),
+                                              [subpacket(2, struct.pack(">I", victim.created)), data_issuer])),
+        Target("notation", data, hashed_area(0x00, victim.pubkey_algo,
+                                             [created, subpacket(20, notation), data_issuer])),
     ]
     return found
 
@@ -309,7 +327,8 @@ def test_no_request_yields_anything_but_a_fresh_data_signature(instance, mallory
     data_path.write_bytes(data)
     for target in targets(victim, mallory, data):
         # Positive control: the right digest, signed by the key itself, IS accepted by gpg.
-        control = signature_packet(target.area, victim.key_id, target.digest, victim.control_signature(target.digest))
+        control = signature_packet(target.area, victim.issuer_of(target)[1], target.digest,
+                                   victim.control_signature(target))
         assert accepted(target, victim, mallory, control, tmp_path, data_path), target.kind
         states = crafted_states(target)
         started = time.time()
@@ -326,7 +345,7 @@ def test_no_request_yields_anything_but_a_fresh_data_signature(instance, mallory
                                                      answer["creation_time"])
             # ... the attacker's packet with that signature value, and the server's packet
             # re-typed as the target: neither is accepted.
-            forged = signature_packet(target.area, victim.key_id, target.digest, mpis)
+            forged = signature_packet(target.area, victim.issuer_of(target)[1], target.digest, mpis)
             assert not accepted(target, victim, mallory, forged, tmp_path, data_path), (target.kind, item)
             retyped_area = area[:1] + bytes([target.area[1]]) + area[2:]
             retyped = signature_packet(retyped_area, answer["key_id"],
@@ -337,7 +356,7 @@ def test_no_request_yields_anything_but_a_fresh_data_signature(instance, mallory
         assert status == 200 and answer["sig_type"] == "text"
         for item in answer["signatures"]:
             _area, mpis = split_signature(parse_packets(base64.b64decode(item["signature"]))[0][1])
-            forged = signature_packet(target.area, victim.key_id, target.digest, mpis)
+            forged = signature_packet(target.area, victim.issuer_of(target)[1], target.digest, mpis)
             assert not accepted(target, victim, mallory, forged, tmp_path, data_path), (target.kind, "text")
 
 

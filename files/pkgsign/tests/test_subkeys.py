@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ED_KEY, RSA_KEY, Instance, rpm_checksig, run_admin
+from conftest import ED_KEY, RSA_KEY, Instance, rpm_checksig, run_admin, state_json
 from pkgsign import _gnupg
 from pkgsign.keystore import NoSigningKey, key_record, signing_part
 
@@ -246,7 +246,7 @@ def test_a_key_whose_only_signing_subkey_is_revoked_is_refused(private_app):
     assert listed.subkeys[0].revoked and not listed.revoked  # the subkey only: the primary could sign
     proc = run_admin("maintain", "--config", config.file, "--within-days", "0")
     assert "metadata of 1 key(s) refreshed" in proc.stderr, proc.stderr
-    response = client.post("/sign/prepare", json={"key": "rev#p@copr.test"}, headers=headers)
+    response = client.post("/sign", json={"key": "rev#p@copr.test", "states": [state_json(b"data")]}, headers=headers)
     assert response.status_code == 409 and "revoked" in response.get_json()["error"]
     info = client.get("/keys/rev%23p@copr.test", headers=headers).get_json()
     assert info["signing_fingerprint"] != info["fingerprint"]  # never the primary in its place
@@ -257,7 +257,7 @@ def test_a_key_whose_only_signing_subkey_is_revoked_is_refused(private_app):
     # add-subkey gives it a new signing subkey; it signs again, with that one
     proc = run_admin("add-subkey", "--config", config.file, "rev#p@copr.test")
     assert "added signing subkey" in proc.stderr, proc.stderr
-    prepared = client.post("/sign/prepare", json={"key": "rev#p@copr.test"}, headers=headers)
+    prepared = client.post("/sign", json={"key": "rev#p@copr.test", "states": [state_json(b"data")]}, headers=headers)
     assert prepared.status_code == 200
     fresh = _gnupg.find_secret_key_by(gpg, info["fingerprint"])
     assert [sub.revoked for sub in fresh.subkeys] == [True, False]
@@ -279,7 +279,7 @@ def test_a_key_whose_only_signing_subkey_has_expired_is_refused(private_app):
     listed = _gnupg.find_secret_key_by(gpg, fingerprint)
     assert listed.subkeys[0].expired and not listed.expired
     assert _refresh_metadata(KeyStore(config)) == 1  # what maintain does after prolonging
-    response = client.post("/sign/prepare", json={"key": "exp#p@copr.test"}, headers=headers)
+    response = client.post("/sign", json={"key": "exp#p@copr.test", "states": [state_json(b"data")]}, headers=headers)
     assert response.status_code == 409 and "expired" in response.get_json()["error"]
     with pytest.raises(NoSigningKey, match="expired"):
         signing_part(listed)
