@@ -88,4 +88,3 @@ def test_generated_and_strong_secrets_pass(inst):
     strong = secrets.token_urlsafe(30)
     run_admin("token", "add", "--config", inst.config, "--id", "mine", "--scopes", "sign", "--keys", "*", "--stdin",
               input=strong + "\n")
-
