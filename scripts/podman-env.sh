@@ -28,7 +28,7 @@ export CONTAINERS_CONF
 # name resolution, conmon): one that inherits the descriptor keeps the lock after the run
 # ended, and every later `flock /tmp/pkgsign-podman.lock ...` waits forever. Close such a
 # descriptor in this shell (the flock process itself keeps holding the lock).
-for pkgsign_fd in /proc/$$/fd/*; do
+for pkgsign_fd in "/proc/$$/fd/"*; do
     if [ "$(readlink "$pkgsign_fd" 2>/dev/null)" = /tmp/pkgsign-podman.lock ]; then
         pkgsign_fd="${pkgsign_fd##*/}"
         case "$pkgsign_fd" in
