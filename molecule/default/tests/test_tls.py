@@ -128,8 +128,8 @@ def test_missing_client_certificate_is_refused(client):
 def test_client_certificate_from_another_ca_is_refused(client):
     run_ok(client, "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
                    "-subj /CN=intruder -keyout /tmp/intruder.key -out /tmp/intruder.crt 2>/dev/null")
-    line = one_line_failure(sign_on_client(client, BASE + [CA, "client_cert: /tmp/intruder.crt",
-                                                          "client_key: /tmp/intruder.key"], "-p"))
+    intruder = ["client_cert: /tmp/intruder.crt", "client_key: /tmp/intruder.key"]
+    line = one_line_failure(sign_on_client(client, BASE + [CA] + intruder, "-p"))
     assert "client certificate" in line, line
 
 
