@@ -69,7 +69,7 @@ demo:  ## lab in podman: deploy signer + client, key ceremony, sign an RPM and a
 	scripts/demo.sh
 
 .PHONY: demo-clean
-demo-clean:  ## remove the demo lab (containers, network, lab/)
+demo-clean:  ## remove the demo lab (containers, network, lab/, the package archive; the image stays)
 	scripts/demo.sh clean
 
 # ---------------------------------------------------------------------------------------------

@@ -22,8 +22,10 @@ APT_PACKAGES=(
     # Container name resolution (the lab's client reaches pkgsign-signer by name): podman's
     # netavark backend with aardvark-dns. Both are only *recommended* by Debian's podman, so
     # --no-install-recommends below would leave them out and podman falls back to CNI,
-    # whose networks have no DNS. scripts/podman-env.sh selects the backend.
-    netavark aardvark-dns
+    # whose networks have no DNS. scripts/podman-env.sh selects the backend. netavark sets up
+    # each network with the iptables command (without it: "Error: netavark: No such file or
+    # directory", and the containers get no network); Debian's netavark does not depend on it.
+    netavark aardvark-dns iptables
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -42,12 +44,12 @@ else
 fi
 
 # --- 2. virtualenv --------------------------------------------------------------------------
-# pip's configuration on these machines lists local indexes that may not exist; hide only
-# those warnings so real errors stay visible.
+# pip's configuration on these machines lists local indexes and link directories that may
+# not exist; hide only those machine-specific warnings so real errors stay visible.
+PIP_NOISE='is ignored: it is neither a file nor a directory|Skipping link: not a file|Looking in (links|indexes):'
 pip_quiet() {
     local status=0
-    "$VENV/bin/pip" "$@" 2>&1 | { grep -v -e 'is ignored: it is neither a file nor a directory' || true; } ||
-        status=$?
+    "$VENV/bin/pip" "$@" 2>&1 | { grep -v -E "$PIP_NOISE" || true; } || status=${PIPESTATUS[0]}
     return "$status"
 }
 
@@ -73,11 +75,14 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$wanted_stamp" ]; then
     if [ -n "$service_meta" ]; then
         say "installing $SERVICE_DIR (editable, no extra dependencies)"
         # A broken service package must not stop the other suites: its own tests will fail.
-        pip_quiet install --quiet --no-deps -e "$SERVICE_DIR" ||
+        # Built with the venv's setuptools (Debian 12's 66.1), as the roles build it on the hosts
+        # (--no-build-isolation): one setuptools for the pyproject metadata, no newer one
+        # fetched that warns about what 66.1 requires (the license as a table).
+        pip_quiet install --quiet --no-deps --no-build-isolation -e "$SERVICE_DIR" ||
             { installed=no; say "WARNING: $SERVICE_DIR did not install; retried next time"; }
     fi
     [ "$installed" = no ] || echo "$wanted_stamp" >"$STAMP"
-    say "$VENV ready: $("$VENV/bin/ansible" --version | sed -n 1p)"
+    say "$VENV ready: $(PYTHONWARNINGS=ignore "$VENV/bin/ansible" --version | sed -n 1p)"
 else
     say "$VENV up to date"
 fi

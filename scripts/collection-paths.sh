@@ -12,6 +12,19 @@ WORK_DIR="${TMPDIR:-/tmp}/pkgsign-signer-$(printf '%s' "$COLLECTION_ROOT" | sha2
 COLLECTIONS_DIR="$WORK_DIR/collections"
 RESULTS_DIR="$COLLECTION_ROOT/results"
 VENV_BIN="$COLLECTION_ROOT/.venv/bin"
+# Where the signer role packs files/pkgsign on the controller: one archive per checkout, as the
+# role's default signer_package_archive_local names it (sha256 of the package directory's real path).
+PACKAGE_ARCHIVE="${TMPDIR:-/tmp}/pkgsign-package-$(printf '%s' "$(realpath "$COLLECTION_ROOT/files/pkgsign")" |
+    sha256sum | cut -c1-10).tar.gz"
+
+# The venv's tools first on PATH, once (ansible-lint warns "PATH altered" when its venv is not).
+venv_on_path() {
+    case ":$PATH:" in
+        *":$VENV_BIN:"*) ;;
+        *) PATH="$VENV_BIN:$PATH" ;;
+    esac
+    export PATH
+}
 
 collection_link() {
     mkdir -p "$COLLECTIONS_DIR/ansible_collections/pkgsign"

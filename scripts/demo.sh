@@ -32,13 +32,59 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 in_client() { podman exec pkgsign-client "$@"; }
 random_secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 admin_gpg() { LC_ALL=C gpg --batch --quiet --homedir "$ADMIN_HOME" "$@" 2>/dev/null; }
+
+HEARTBEAT=20   # seconds without a new line before progress says what is still running
+# The playbooks name the runbook's steps ("Step 5, switch-over: ..."); in the demo's output they
+# become "switch-over: ... (runbook step 5)" so that only the demo's own steps are numbered.
+runbook_name() {
+    if [[ $1 =~ ^(.*: )?Steps?\ ([0-9][0-9-]*)[,:]\ *(.*)$ ]]; then
+        printf '%s%s (runbook step %s)' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]}" "${BASH_REMATCH[2]}"
+    else
+        printf '%s' "$1"
+    fi
+}
+# progress [ansible]: shows its input indented and, after HEARTBEAT seconds without a new line,
+# what is still running. With "ansible" the input is ansible-playbook's output, of which only
+# the plays, each task the first time it runs (skipped tasks and repeats are left out: the
+# full output is in the log) and failures are shown.
+progress() {
+    local mode="${1:-plain}" line status task="" since=$SECONDS pending=0
+    local -A shown=()
+    while :; do
+        status=0
+        IFS= read -r -t "$HEARTBEAT" line || status=$?
+        if [ "$status" -gt 128 ]; then
+            printf '      ... still running (%ss): %s\n' "$((SECONDS - since))" "${task:-...}"
+            continue
+        fi
+        [ "$status" -eq 0 ] || [ -n "$line" ] || break
+        if [ "$mode" != ansible ]; then
+            printf '  %s\n' "$line"
+            task="$line" since=$SECONDS
+        elif [[ $line =~ ^PLAY\ \[(.*)\]\ \*+$ ]]; then
+            printf '  PLAY [%s]\n' "$(runbook_name "${BASH_REMATCH[1]}")"
+        elif [[ $line =~ ^TASK\ \[(.*)\]\ \*+$ ]]; then
+            task="$(runbook_name "${BASH_REMATCH[1]}")" since=$SECONDS pending=1
+        elif [[ $line =~ ^(ok|changed): ]]; then
+            if [ "$pending" = 1 ] && [ -z "${shown[$task]:-}" ]; then
+                printf '    %s\n' "$task"
+                shown[$task]=1
+            fi
+            pending=0
+        elif [[ $line =~ ^(fatal|failed):|^ERROR! ]]; then
+            [ "$pending" = 1 ] && printf '    %s\n' "$task"
+            pending=0
+            printf '    %s\n' "${line:0:400}"
+        fi
+        [ "$status" -eq 0 ] || break
+    done
+}
 # run_playbook NAME INVENTORY ARGS...: full output in lab/NAME.log, task names as progress.
 run_playbook() {
     local name="$1" inventory="$2" status
     shift 2
     set +e
-    ansible-playbook ${inventory:+-i "$inventory"} "$@" 2>&1 | tee "$LAB_DIR/$name.log" |
-        grep --line-buffered -E '^(PLAY |TASK |fatal|failed)' | sed -u -e 's/ \**$//' -e 's/^/  /'
+    ansible-playbook ${inventory:+-i "$inventory"} "$@" 2>&1 | tee "$LAB_DIR/$name.log" | progress ansible
     status=${PIPESTATUS[0]}
     set -e
     [ "$status" -eq 0 ] || die "$name failed (full output: lab/$name.log)"
@@ -48,12 +94,16 @@ run_playbook() {
 clean() {
     # shellcheck source=/dev/null
     . scripts/podman-env.sh
-    echo "demo-clean: removing the lab containers, network and lab/ (the image stays; podman rmi $IMAGE removes it)"
+    echo "demo-clean: removing the lab containers, network $NETWORK, lab/ and $PACKAGE_ARCHIVE"
     podman rm -f --time 5 "${CONTAINERS[@]}" >/dev/null 2>&1 || true
     podman network rm "$NETWORK" >/dev/null 2>&1 || true
-    [ -d "$LAB_DIR/admin.gnupg" ] && gpgconf --homedir "$LAB_DIR/admin.gnupg" --kill gpg-agent 2>/dev/null
+    if [ -d "$LAB_DIR/admin.gnupg" ]; then
+        gpgconf --homedir "$LAB_DIR/admin.gnupg" --kill gpg-agent 2>/dev/null || true
+    fi
     rm -rf "$LAB_DIR"
-    echo "demo-clean: done"
+    rm -f "$PACKAGE_ARCHIVE"
+    echo "demo-clean: done. Left: the image $IMAGE (shared with molecule; podman rmi $IMAGE removes it)," \
+        ".venv and the apt packages (make distclean removes .venv)"
 }
 
 if [ "${1:-}" = "clean" ]; then
@@ -63,15 +113,15 @@ fi
 [ "$(id -u)" -eq 0 ] || die "run as root (podman containers with systemd, apt packages)"
 
 step 1 "Machine set-up: apt packages and .venv (scripts/bootstrap.sh)"
-scripts/bootstrap.sh 2>&1 | sed -u 's/^/  /'
-export PATH="$VENV_BIN:$PATH"
+scripts/bootstrap.sh 2>&1 | progress
+venv_on_path
 collection_link
 export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_DIR" ANSIBLE_FORCE_COLOR=0
 # shellcheck source=/dev/null
 . scripts/podman-env.sh
 
 step 2 "Container image $IMAGE"
-scripts/build-image.sh "$IMAGE" 2>&1 | sed -u 's/^/  /'
+scripts/build-image.sh "$IMAGE" 2>&1 | progress
 
 step 3 "Lab containers on network $NETWORK ($SUBNET)"
 if ! podman network exists "$NETWORK"; then
@@ -80,8 +130,10 @@ if ! podman network exists "$NETWORK"; then
 fi
 for name in "${CONTAINERS[@]}"; do
     if ! podman container exists "$name"; then
+        # aardvark-dns says "failed to connect to syslog" when it starts: not a problem here.
         podman run -d --name "$name" --hostname "$name" --network "$NETWORK" \
-            --label owner=pkgsign-lab --systemd always "$IMAGE" >/dev/null
+            --label owner=pkgsign-lab --systemd always "$IMAGE" 2>&1 >/dev/null |
+            { grep -v '^failed to connect to syslog' >&2 || true; }
         say "$name started"
     elif [ "$(podman inspect -f '{{.State.Running}}' "$name")" != "true" ]; then
         podman start "$name" >/dev/null
@@ -90,6 +142,11 @@ for name in "${CONTAINERS[@]}"; do
         say "$name running (reused)"
     fi
 done
+# Name resolution between the containers (the client reaches pkgsign-signer by name): seconds
+# now instead of a failure in step 8.
+preflight_start=$(date +%s%N)
+scripts/check-container-dns.sh "${CONTAINERS[@]}" || exit 1
+say "containers resolve each other by name ($(( ($(date +%s%N) - preflight_start) / 1000000 )) ms)"
 
 step 4 "deploy-signer: signer + build client (ansible-playbook playbooks/deploy-signer.yml -i inventories/lab)"
 mkdir -p "$LAB_DIR/secrets" && chmod 0700 "$LAB_DIR" "$LAB_DIR/secrets"
@@ -204,6 +261,19 @@ for file in "$rpm_path" /root/demo/hello-1.0.tar.gz /root/demo/hello-1.0.tar.gz.
     podman cp "pkgsign-client:$file" "$out/"
 done
 secret_files="$(in_client sh -c 'find / -xdev -path "*/private-keys-v1.d/*" -type f 2>/dev/null | wc -l')"
+# Access control: the lab's restricted token may use the per-project keys only.
+podman cp "$LAB_DIR/secrets/restricted.token" pkgsign-client:/root/demo/restricted.token
+in_client chmod 0600 /root/demo/restricted.token
+in_client sh -c 'echo "access control in the lab" > /root/demo/access.txt'
+restricted() { podman exec -e SIGN_TOKEN_FILE=/root/demo/restricted.token pkgsign-client "$@"; }
+say "access control: the token lab-restricted (lab/secrets/restricted.token) may use demo#*@copr keys only"
+say "  sign -t: $(restricted sign -t)"
+restricted sign -u "$project" -d /root/demo/access.txt
+say "  sign -u $project -d access.txt: signed"
+if refused="$(restricted sign -u "$ALIAS" -d /root/demo/access.txt 2>&1)"; then
+    die "the restricted token signed with $ALIAS: access control is not working"
+fi
+say "  sign -u $ALIAS -d access.txt: refused, as it must be: $refused"
 
 step 9 "Verification on this machine with stock tools"
 rpm_file="$out/$(basename "$rpm_path")"
@@ -235,9 +305,24 @@ cat <<SUMMARY
                 project $project (made by POST /gen_key)
   signed        $(basename "$rpm_path") with the project key: rpmkeys digests signatures OK
                 hello-1.0.tar.gz with the ceremony's signing subkey: gpg good signature
+  access        token lab-restricted may use demo#*@copr keys only: signing with $ALIAS refused (403)
   outputs       lab/out/ (signed files); playbook logs lab/*.log
-  try           podman exec -it pkgsign-client sign -u $ALIAS -p
-  clean up      make demo-clean
   took          $(($(date +%s) - START)) s
+
+  explore the lab (pkgsign-admin runs as the service user pkgsign, also when started as root)
+    tokens      ls -l lab/secrets/        client.token (lab-client), local.token (lab-local),
+                                          restricted.token (lab-restricted)
+    check one   podman exec pkgsign-client sign -t
+                podman exec -e SIGN_TOKEN_FILE=/root/demo/restricted.token pkgsign-client sign -t
+    sign        podman exec pkgsign-client sign -u $ALIAS -d /root/demo/access.txt
+    config      podman exec pkgsign-signer cat /etc/pkgsign/pkgsign.conf
+    tokens      podman exec pkgsign-signer pkgsign-admin token list
+    access log  podman exec pkgsign-signer tail /var/log/apache2/pkgsign-access.log
+    service log podman exec pkgsign-signer tail /var/log/pkgsign/pkgsign.log
+    audit       podman exec pkgsign-signer pkgsign-admin audit verify
+    maintain    podman exec pkgsign-signer systemctl start pkgsign-maintain.service
+                podman exec pkgsign-signer journalctl -u pkgsign-maintain.service -o cat
+    a shell     podman exec -it pkgsign-signer bash
+  clean up      make demo-clean (containers, network, lab/; the image stays)
 =========================================================================================
 SUMMARY

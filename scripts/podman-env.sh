@@ -22,3 +22,18 @@ CONF
 fi
 CONTAINERS_CONF="$PKGSIGN_CONTAINERS_CONF"
 export CONTAINERS_CONF
+
+# Callers hold /tmp/pkgsign-podman.lock with flock(1), whose lock descriptor every child
+# inherits. podman starts daemons that outlive the run (aardvark-dns for the networks'
+# name resolution, conmon): one that inherits the descriptor keeps the lock after the run
+# ended, and every later `flock /tmp/pkgsign-podman.lock ...` waits forever. Close such a
+# descriptor in this shell (the flock process itself keeps holding the lock).
+for pkgsign_fd in /proc/$$/fd/*; do
+    if [ "$(readlink "$pkgsign_fd" 2>/dev/null)" = /tmp/pkgsign-podman.lock ]; then
+        pkgsign_fd="${pkgsign_fd##*/}"
+        case "$pkgsign_fd" in
+            [3-9]) eval "exec $pkgsign_fd<&-" ;;
+        esac
+    fi
+done
+unset pkgsign_fd

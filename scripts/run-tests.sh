@@ -33,4 +33,8 @@ for suite in "$@"; do
     echo "=== $suite: exit status $status after $seconds s"
 done
 
+# What stays outside the checkout and results/ (both reused by the next run).
+echo ""
+echo "run-tests: left outside the checkout: $WORK_DIR (collection link, test scratch)" \
+    "and ~/.ansible/test (ansible-test's venvs and offline pip stand-in)"
 exec "$VENV_BIN/python" scripts/summarize.py report "${suites[@]}"

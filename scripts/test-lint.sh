@@ -9,6 +9,7 @@ cd "$COLLECTION_ROOT"
 OUT="$RESULTS_DIR/lint"
 mkdir -p "$OUT"
 collection_link
+venv_on_path
 # FQCN names (pkgsign.signer.*) resolve through the link to this checkout.
 export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_DIR"
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Suite "molecule": `molecule test` for every scenario in molecule/ (or the one named).
+# Suite "molecule": `molecule test` for every scenario in molecule/ (or the one named), after
+# the container name-resolution preflight's own test (results/molecule/name-resolution.xml).
 # Per scenario, results/molecule/ gets
 #   <scenario>-testinfra.xml   the verifier's tests (pytest's JUnit, via PYTEST_ADDOPTS)
 #   <scenario>.xml             one case "converge + idempotence": passed when molecule succeeded,
@@ -39,12 +40,20 @@ if [ "${CI:-}" = "true" ]; then
     podman rm -f --filter label=owner=molecule >/dev/null 2>&1 || true
 fi
 
-export PATH="$VENV_BIN:$PATH"
+venv_on_path
 collection_link
 export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_DIR"
+# molecule's prerun installs the collection under ANSIBLE_HOME (default ~/.ansible): keep it in
+# the checkout's git-ignored .ansible/ instead of the user's home.
+export ANSIBLE_HOME="$COLLECTION_ROOT/.ansible"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
 overall=0
+# The name-resolution preflight (scripts/check-container-dns.sh) that the lab and the scenarios
+# run: it must fail within seconds on a network without DNS and pass on one with it.
+echo "molecule: name-resolution preflight on networks with and without DNS (tests/containers)"
+"$VENV_BIN/python" -m pytest tests/containers -q -p no:cacheprovider --junitxml="$OUT/name-resolution.xml" ||
+    overall=1
 for scenario in "${scenarios[@]}"; do
     echo "molecule: [$scenario] molecule test -s $scenario (log: results/molecule/$scenario.log)"
     junit="$OUT/$scenario-testinfra.xml"
@@ -61,4 +70,5 @@ for scenario in "${scenarios[@]}"; do
     echo "molecule: [$scenario] exit status $status"
     [ "$status" -eq 0 ] || overall=1
 done
+rm -f "$PACKAGE_ARCHIVE"  # packed by the signer role on this controller
 exit "$overall"

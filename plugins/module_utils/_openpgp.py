@@ -18,6 +18,7 @@ import base64
 import contextlib
 import datetime
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -333,6 +334,8 @@ def ensure_subkey(params, check_mode):
     gnupg.parse_expires(params["expires"])
     passphrase = check_passphrase(params.get("passphrase"))
     with keyring(params, check_mode) as gpg:
+        if params["state"] == "secret_absent":
+            return _retire_subkey_secrets(gpg, params, check_mode)
         primary = get_key(gpg, params["key"])
         algorithm, listed = subkey_algorithm(primary, usage, params.get("algorithm"))
         matching = [sub for sub in primary.subkeys
@@ -367,6 +370,31 @@ def ensure_subkey(params, check_mode):
         after = gpg.get_key(primary.fingerprint)
         sub = next(s for s in after.subkeys if s.fingerprint == fingerprint)
         return _subkey_result(after, sub, True, {"before": key_summary(primary), "after": key_summary(after)})
+
+
+def _retire_subkey_secrets(gpg, params, check_mode):
+    """state=secret_absent: the secret parts of the key's subkeys of that usage are deleted, the
+    public key stays (earlier signatures keep verifying). A key not in the keyring has nothing
+    to delete."""
+    primary = gpg.find_key(params["key"])
+    if primary is None:
+        return {"changed": False, "removed": [], "primary_fingerprint": None, "diff": {"before": {}, "after": {}}}
+    listed = None
+    if params.get("algorithm"):
+        listed = subkey_algorithm(primary, params["usage"], params["algorithm"])[1]
+    doomed = [sub for sub in primary.subkeys if sub.usage == [params["usage"]] and sub.secret_present
+              and (listed is None or algorithm_name(sub) == listed)]
+    before = key_summary(primary)
+    if doomed and not check_mode:
+        gpg.delete_secret(primary.fingerprint, subkeys=[sub.fingerprint for sub in doomed])
+        after = key_summary(gpg.get_key(primary.fingerprint))
+    else:
+        after = key_summary(primary)
+        for sub in after["subkeys"]:
+            if sub["fingerprint"] in [d.fingerprint for d in doomed]:
+                sub["secret_present"] = False
+    return {"changed": bool(doomed), "removed": [sub.fingerprint for sub in doomed],
+            "primary_fingerprint": primary.fingerprint, "diff": {"before": before, "after": after}}
 
 
 def _without_subkeys(summary, fingerprints):
@@ -582,8 +610,37 @@ def _scratch_copy(gpg):
 
 # -- openpgp_revocation -------------------------------------------------------------------
 
+REVOCATION_GUARD_NOTE = (
+    "Revocation certificate of the OpenPGP key %s.\n"
+    "A colon precedes its armor header line, so that importing this file by accident does not\n"
+    "revoke the key. To revoke it: delete that colon (sed 's/^:-----BEGIN/-----BEGIN/' this file)\n"
+    "and import the result with gpg --import.\n\n")
+
+
+def revocation_armor(data):
+    """The armored certificate alone: without the guard and the text before the armor."""
+    lines = unguard_revocation(data).splitlines(True)
+    start = next((i for i, line in enumerate(lines) if line.startswith(b"-----BEGIN PGP ")), 0)
+    return b"".join(lines[start:])
+
+
+def guard_revocation(data, fingerprint):
+    """The certificate with an explanation and a ':' before its armor header line (gpg's guard)."""
+    return (REVOCATION_GUARD_NOTE % fingerprint).encode("ascii") + b":" + revocation_armor(data)
+
+
+def unguard_revocation(data):
+    """The certificate gpg would import: the guarding ':' before an armor header line removed."""
+    return re.sub(br"(?m)^:(-----BEGIN PGP )", br"\1", data)
+
+
+def is_guarded(data):
+    return re.search(br"(?m)^:-----BEGIN PGP ", data) is not None
+
+
 def ensure_revocation(params, check_mode):
     path = params["path"]
+    guard = params.get("import_guard", True)
     passphrase = check_passphrase(params.get("passphrase"))
     description = "\n".join(line.strip() for line in (params.get("description") or "").splitlines() if line.strip())
     for char in description:
@@ -598,16 +655,22 @@ def ensure_revocation(params, check_mode):
             raise ModuleFailure("%s holds the revocation certificate of another key (%s); refusing to overwrite it"
                                 % (path, current["fingerprint"]))
         desired = {"path": path, "fingerprint": key.fingerprint, "reason": params["reason"],
-                   "description": description, "valid": True}
+                   "description": description, "valid": True, "import_guard": guard}
         changed = current != desired
+        # Only the guard differs: the certificate is kept, no passphrase needed.
+        reguard = changed and current is not None and dict(current, import_guard=guard) == desired
         result = {"changed": changed or mode_differs(path, 0o600), "path": path, "fingerprint": key.fingerprint,
-                  "reason": params["reason"], "diff": {"before": current or {}, "after": desired}}
+                  "reason": params["reason"], "import_guard": guard,
+                  "diff": {"before": current or {}, "after": desired}}
         if check_mode:
             return result
-        if changed:
+        if reguard:
+            data = unguard_revocation(existing)
+        elif changed:
             data = gpg.generate_revocation(key.fingerprint, reason=params["reason"], description=description,
                                            passphrase=passphrase)
-            write_file(path, data, 0o600)
+        if changed:
+            write_file(path, guard_revocation(data, key.fingerprint) if guard else revocation_armor(data), 0o600)
         elif mode_differs(path, 0o600):
             os.chmod(path, 0o600)
         return result
@@ -616,12 +679,14 @@ def ensure_revocation(params, check_mode):
 def _revocation_state(gpg, key, data, path):
     if not data:
         return None
+    guarded = is_guarded(data)
+    data = unguard_revocation(data)
     details = gpg.revocation_details(data)
     if details is None:
         return {"path": path, "note": "not a revocation certificate"}
     state = {"path": path, "fingerprint": details["issuer"], "reason": details["reason"],
              "description": "\n".join(l.strip() for l in details["description"].splitlines() if l.strip()),
-             "valid": False}
+             "valid": False, "import_guard": guarded}
     if details["issuer"] == key.fingerprint:
         # The certificate counts only if it really revokes this key: try it on a scratch copy.
         with gnupg.TemporaryGnuPG(prefix="pkgsign-revcheck-") as scratch:

@@ -45,6 +45,16 @@ options:
       - Free text explaining the revocation; several lines allowed, no other control characters.
     type: str
     default: ''
+  import_guard:
+    description:
+      - Write the certificate the way gpg stores its own (in C(openpgp-revocs.d)), with a short
+        explanation and then a colon before the armor header line. A plain C(gpg --import) of the
+        file then finds no OpenPGP data and revokes nothing; deleting the colon makes it usable,
+        for example with C(sed 's/^:-----BEGIN/-----BEGIN/').
+      - Changing only this option rewrites the existing certificate without a new one being
+        made (no O(passphrase) needed).
+    type: bool
+    default: true
   passphrase:
     description:
       - Passphrase of the primary key. Never logged.
@@ -78,6 +88,10 @@ fingerprint:
   description: Fingerprint of the key the certificate revokes.
   returned: success
   type: str
+import_guard:
+  description: Whether the certificate carries the import guard.
+  returned: success
+  type: bool
 reason:
   description: The revocation reason.
   returned: success
@@ -100,6 +114,7 @@ def main():
         path=dict(type="path", required=True),
         reason=dict(type="str", default="compromised", choices=["unspecified", "compromised", "superseded", "retired"]),
         description=dict(type="str", default=""),
+        import_guard=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_module(module, ensure_revocation)

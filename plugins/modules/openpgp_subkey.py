@@ -52,8 +52,12 @@ options:
       - V(absent) deletes, public and secret parts, every subkey of that O(usage) (and
         O(algorithm) when given) from this keyring. Deleting does not withdraw a subkey that
         was already published.
+      - V(secret_absent) deletes only the secret parts of the subkeys of that O(usage) (and
+        O(algorithm) when given) and keeps the public key, so that signatures they made keep
+        verifying while no new ones can be made here (a retired signing key on a signer). A
+        O(key) that is not in O(homedir) has nothing to delete. O(passphrase) is not needed.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, secret_absent]
     default: present
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -73,6 +77,13 @@ EXAMPLES = r'''
     algorithm: rsa4096
     passphrase: "{{ signing_key_passphrase }}"
   register: signing_subkey
+
+- name: Retire the previous key on a signer (its signatures keep verifying, it signs no more)
+  pkgsign.signer.openpgp_subkey:
+    homedir: /var/lib/pkgsign/gnupg
+    key: "{{ previous_fingerprint }}"
+    usage: sign
+    state: secret_absent
 '''
 
 RETURN = r'''
@@ -110,12 +121,13 @@ secret_present:
   returned: success and state=present
   type: bool
 primary_fingerprint:
-  description: Fingerprint of the primary key.
+  description: Fingerprint of the primary key (null with O(state=secret_absent) when the key is not there).
   returned: success
   type: str
 removed:
-  description: Fingerprints of the deleted subkeys.
-  returned: state=absent
+  description: Fingerprints of the deleted subkeys (of the subkeys whose secret part was deleted, with
+    O(state=secret_absent)).
+  returned: state=absent or state=secret_absent
   type: list
   elements: str
 '''
@@ -135,7 +147,7 @@ def main():
         usage=dict(type="str", default="sign", choices=["sign", "encrypt", "auth"]),
         algorithm=dict(type="str", choices=["rsa2048", "rsa3072", "rsa4096", "ed25519"]),
         expires=dict(type="str", default="0"),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
+        state=dict(type="str", default="present", choices=["present", "absent", "secret_absent"]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_module(module, ensure_subkey)

@@ -7,8 +7,9 @@ import stat
 import threading
 import time
 
+import pytest
 
-from conftest import Instance, run_admin
+from conftest import Instance, run_admin, state_json
 from pkgsign import _gnupg
 
 
@@ -211,10 +212,11 @@ def test_maintain_prolongs_expiring_keys(tmp_path):
     fpr = never.get_json()["fingerprint"]
     certificate = (root / "gnupg" / "openpgp-revocs.d" / (fpr + ".rev")).read_text()
     gpg.import_keys(certificate.replace(":-----BEGIN PGP PUBLIC KEY BLOCK", "-----BEGIN PGP PUBLIC KEY BLOCK"))
-    assert client.post("/sign/prepare", json={"key": "never#p@copr.test"}, headers=headers).status_code == 200
+    sign_body = {"key": "never#p@copr.test", "states": [state_json(b"maintained")]}
+    assert client.post("/sign", json=sign_body, headers=headers).status_code == 200
     proc = run_admin("maintain", "--config", inst.config, "--within-days", "30")
     assert "metadata of 1 key(s) refreshed" in proc.stderr, proc.stderr
-    response = client.post("/sign/prepare", json={"key": "never#p@copr.test"}, headers=headers)
+    response = client.post("/sign", json=sign_body, headers=headers)
     assert response.status_code == 409 and "revoked" in response.get_json()["error"]
     gpg.kill_agent()
 
@@ -227,7 +229,8 @@ def test_key_pool_binds_pregenerated_keys_and_refills(tmp_path):
     proc = run_admin("pool", "fill", "--config", str(conf))
     assert "ed25519 2/2" in proc.stdout and "rsa2048 2/2" in proc.stdout, proc.stdout + proc.stderr
     ready = sorted(os.listdir(str(root / "pool" / "ready")))
-    assert len(ready) == 4 and all(stat.S_IMODE(os.stat(str(root / "pool" / "ready" / n)).st_mode) & 0o077 == 0
+    # two keys per algorithm, two pieces of key material each (certify-only primary, signing subkey)
+    assert len(ready) == 8 and all(stat.S_IMODE(os.stat(str(root / "pool" / "ready" / n)).st_mode) & 0o077 == 0
                                    for n in ready)
     from pkgsign.app import create_app
     from pkgsign.config import load_config
@@ -244,25 +247,175 @@ def test_key_pool_binds_pregenerated_keys_and_refills(tmp_path):
     assert info["algorithm"] == "rsa2048" and info["uids"] == ["fast <fast#rsa@copr.test>"]
     gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
     key = _gnupg.find_secret_key_by(gpg, info["fingerprint"])
-    assert "rsa2048-%s.key" % key.keygrip in ready  # the pool's material, not a fresh key
+    # the pool's material, not fresh keys, for both parts
+    assert "rsa2048-%s.key" % key.keygrip in ready and "rsa2048-%s.key" % key.subkeys[0].keygrip in ready
+    assert key.usage == ["cert"] and [sub.usage for sub in key.subkeys] == [["sign"]]
+    assert info["signing_fingerprint"] == key.subkeys[0].fingerprint
     assert elapsed < 5
     # the pool key signs and the signature verifies
-    prepared = client.post("/sign/prepare", json={"key": "fast#rsa@copr.test"}, headers=headers).get_json()
-    from pkgsign import wire
-
-    digest = wire.digest_bytes(b"pool", "sha256", bytes.fromhex(prepared["hashed_area"]))
-    signed = client.post("/sign", json={"key": "fast#rsa@copr.test", "hashed_area": prepared["hashed_area"],
-                                        "digests": [digest], "armor": True}, headers=headers).get_json()
+    signed = client.post("/sign", json={"key": "fast#rsa@copr.test", "states": [state_json(b"pool")],
+                                        "armor": True}, headers=headers).get_json()
     (tmp_path / "d").write_bytes(b"pool")
     (tmp_path / "d.asc").write_text(signed["signatures"][0]["armored"])
     assert gpg.verify(str(tmp_path / "d.asc"), str(tmp_path / "d")) == [info["fingerprint"]]
     # the background thread tops the pool up again
     deadline = time.time() + 60
-    while time.time() < deadline and len(os.listdir(str(root / "pool" / "ready"))) < 4:
+    while time.time() < deadline and len(os.listdir(str(root / "pool" / "ready"))) < 8:
         time.sleep(0.2)
-    assert len(os.listdir(str(root / "pool" / "ready"))) == 4
+    assert len(os.listdir(str(root / "pool" / "ready"))) == 8
     app.extensions["pkgsign"].keys.pool.stop()
     gpg.kill_agent()
     # pool keys are made by agents that were our children: no agent or scratch home is left
     assert not (root / "pool" / "gnupg").exists()
     assert [name for name in os.listdir(str(root / "keygen")) if not name.startswith(".")] == []
+
+
+def _ceremony_key(tmp_path, expires):
+    """A key as the ceremony leaves it on a signer: primary on the 'bastion' (with a passphrase),
+    only its signing subkey exported; returns (primary fingerprint, subkey-only export)."""
+    bastion = _gnupg.GnuPG(str(tmp_path / "bastion"))
+    fpr = bastion.generate_key("Ceremony", "release@ceremony.test", algorithm="ed25519", usage=("cert",),
+                               expires=expires, passphrase="bastion secret")
+    sub = bastion.add_subkey(fpr, algorithm="ed25519", usage="sign", passphrase="bastion secret")
+    export = bastion.export_secret_subkeys([sub], passphrase="bastion secret")
+    bastion.kill_agent()
+    return fpr, export
+
+
+def test_maintain_skips_sec_stub_keys_and_warns_before_they_expire(tmp_path):
+    root = tmp_path / "m"
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    fpr, export = _ceremony_key(tmp_path, "20d")
+    gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
+    gpg.import_keys(export)
+    assert not gpg.get_key(fpr).secret_present  # sec#
+    before = gpg.get_key(fpr).expires
+    inst = Instance(root)
+    inst.set_option("maintenance", "warn_days", "30")
+    proc = run_admin("maintain", "--config", inst.config, "--within-days", "365", check=False)
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if "skipped " + fpr in line]
+    assert len(skipped) == 1, proc.stderr
+    date = time.strftime("%Y-%m-%d", time.gmtime(before))
+    assert skipped[0].startswith("WARNING: ") and "sec#" in skipped[0] and date in skipped[0], skipped[0]
+    assert "FAILED" not in proc.stderr and "0 key(s) expire within 365 days" in proc.stderr, proc.stderr
+    assert gpg.get_key(fpr).expires == before
+    # outside the warning window: still reported as skipped, without the warning
+    proc = run_admin("maintain", "--config", inst.config, "--within-days", "365", "--warn-days", "10")
+    skipped = [line for line in proc.stderr.splitlines() if "skipped " + fpr in line]
+    assert len(skipped) == 1 and not skipped[0].startswith("WARNING"), proc.stderr
+    # outside both windows: not mentioned
+    proc = run_admin("maintain", "--config", inst.config, "--within-days", "5", "--warn-days", "10")
+    assert fpr not in proc.stderr, proc.stderr
+    gpg.kill_agent()
+
+
+def test_maintain_prolongs_held_key_by_months_next_to_a_sec_stub(tmp_path):
+    # One grammar for lifetimes: in [maintenance] extend, m is months as in gpg and the modules.
+    root = tmp_path / "m"
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    inst = Instance(root)
+    inst.set_option("maintenance", "extend", "2m")
+    gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
+    held = gpg.generate_key("Held", "held@signer.test", algorithm="ed25519", expires="5d")
+    stub, export = _ceremony_key(tmp_path, "5d")
+    gpg.import_keys(export)
+    proc = run_admin("maintain", "--config", inst.config, "--within-days", "30", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "extended " + held in proc.stderr and "skipped " + stub in proc.stderr, proc.stderr
+    expires = gpg.get_key(held).expires
+    assert abs(expires - (time.time() + 60 * 86400)) < 2 * 86400, "2m is two months"
+    assert gpg.get_key(stub).expires < time.time() + 6 * 86400
+    gpg.kill_agent()
+
+
+def test_maintain_extend_is_a_lifetime_in_the_modules_grammar(tmp_path):
+    from pkgsign.config import ConfigError, load_config
+
+    root = tmp_path / "m"
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    inst = Instance(root)
+    assert load_config(inst.config).maintain_extend == "1825d"
+    for good, spec in (("6m", "6m"), ("5y", "5y"), ("90", "90d"), ("2w", "2w")):
+        inst.set_option("maintenance", "extend", good)
+        assert load_config(inst.config).maintain_extend == spec
+    for bad in ("0", "never", "5h", "2030-01-01", "m"):
+        inst.set_option("maintenance", "extend", bad)
+        with pytest.raises(ConfigError, match="lifetime"):
+            load_config(inst.config)
+    proc = run_admin("maintain", "--config", inst.config, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "lifetime" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start pkgsign-admin as root")
+def test_admin_started_as_root_runs_as_the_state_owner_and_the_service_keeps_answering(tmp_path):
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+
+    from conftest import PYTHON, child_env
+
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="pkgsign-owner-test-", dir="/tmp")  # reachable by nobody
+    try:
+        root = os.path.join(base, "inst")
+        run_admin("init", root, "--algorithm", "ed25519")
+        for directory, dirs, files in os.walk(base):
+            for name in [directory] + [os.path.join(directory, n) for n in dirs + files]:
+                os.chown(name, nobody.pw_uid, nobody.pw_gid)
+        inst = Instance(root)
+        inst.tokens["client"] = open(os.path.join(root, "client.token")).read().strip()
+        port = __import__("conftest")._free_port()
+        server = subprocess.Popen(
+            [PYTHON, "-m", "pkgsign.admin", "serve", "--config", inst.config, "--bind", "127.0.0.1:%d" % port],
+            env=child_env(HOME=base), user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            inst.url = "http://127.0.0.1:%d" % port
+            deadline = time.time() + 30
+            while not _up(inst):
+                assert server.poll() is None and time.time() < deadline, "server did not start"
+                time.sleep(0.1)
+            tokens = os.stat(inst.tokens_file)
+            # as root, the default configuration from $PKGSIGN_CONFIG, no --config
+            proc = subprocess.run([PYTHON, "-m", "pkgsign.admin", "token", "add", "--id", "added-by-root",
+                                   "--scopes", "keygen", "--keys", "*"], env=child_env(PKGSIGN_CONFIG=inst.config),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+            assert proc.returncode == 0, proc.stderr
+            after = os.stat(inst.tokens_file)
+            assert (after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode)) == \
+                (tokens.st_uid, tokens.st_gid, stat.S_IMODE(tokens.st_mode)) == (nobody.pw_uid, nobody.pw_gid, 0o600)
+            inst.tokens["added-by-root"] = proc.stdout.strip()
+            status, _headers, body = inst.request("POST", "/gen_key", {"name_real": "r", "name_email": "r#o@x.test"},
+                                                  token="added-by-root")
+            assert status == 201, body
+            assert inst.request("GET", "/keys/r%23o@x.test")[0] == 200
+            not_owned = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files
+                         if os.lstat(os.path.join(d, n)).st_uid != nobody.pw_uid]
+            assert not_owned == []
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(10)
+        # a state directory that does not exist: refused in one line, nothing created
+        missing = os.path.join(base, "missing.conf")
+        with open(inst.config) as handle:
+            text = handle.read().replace(root, os.path.join(base, "gone"))
+        with open(missing, "w") as handle:
+            handle.write(text)
+        proc = run_admin("token", "list", "--config", missing, check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "state directory" in proc.stderr
+        assert not os.path.exists(os.path.join(base, "gone"))
+    finally:
+        # the agent the server (as nobody) started, by its own socket
+        subprocess.run(["gpgconf", "--homedir", os.path.join(base, "inst", "gnupg"), "--kill", "gpg-agent"],
+                       user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], env=child_env(HOME=base),
+                       check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _up(inst):
+    try:
+        return inst.request("GET", "/ping", token=None)[0] == 200
+    except OSError:
+        return False

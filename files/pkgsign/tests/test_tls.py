@@ -249,7 +249,7 @@ def _imports_after_sign_t(instance, conf):
             "print(rc, 'ssl' in sys.modules)\n")
     proc = subprocess.run([PYTHON, "-c", code], env=child_env(SIGN_CONF=conf), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, check=False, timeout=60)
-    return proc.stdout.split()
+    return proc.stdout.strip().splitlines()[-1].split()  # (sign -t prints a line of its own first)
 
 
 def test_ssl_is_imported_for_https_servers_only(instance, pki, https, tmp_path):

@@ -12,7 +12,9 @@ Cycle names carry a random run id, so the verifier can run again on the same con
 import os
 import re
 import secrets
+import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -179,6 +181,39 @@ class Ceremony:
             assert proc.returncode == 0, output[-6000:]
         return proc.returncode, output
 
+    def playbook_interrupted(self, name, *args, marker, sig, delay=1.0):
+        """Start ansible-playbook NAME and send it ``sig`` ``delay`` seconds after ``marker``
+        (a task name) appears in its output, as an operator's Ctrl-C (SIGINT) or a killed
+        session (SIGKILL) would. Returns (rc, output, interrupted)."""
+        argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                "--vault-password-file", self.vault_password_file, "-e", "@" + self.vault_file,
+                "-e", "bastion_controller_dir=" + self.controller_dir]
+        if os.path.exists(self.admins_vars):
+            argv += ["-e", "@" + self.admins_vars]
+        argv += list(args) + [os.path.join(PLAYBOOKS, name)]
+        print("ceremony: ansible-playbook %s %s (signal %d after %r)" % (name, " ".join(args), sig, marker),
+              flush=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self._env())
+        lines, interrupted = [], False
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            lines.append(line)
+            if not interrupted and marker in line:
+                time.sleep(delay)
+                proc.send_signal(sig)
+                interrupted = True
+                if sig == signal.SIGKILL:
+                    break
+        proc.stdout.close()
+        rc = proc.wait()
+        output = "".join(lines)
+        self.outputs.append((" ".join(argv), output))
+        with open(os.path.join(self.workdir, "ceremony.log"), "a") as log:
+            log.write("### %s (rc=%d, signal %d after %r)\n%s\n" % (" ".join(argv), rc, sig, marker, output))
+        # Modules a killed controller started keep running on the hosts: let them end.
+        time.sleep(5)
+        return rc, output, interrupted
+
     def make_admins(self):
         """Root admins with their own passphrase-protected keys on their 'own machine'."""
         lines = ["bastion_attestation_admins:"]
@@ -274,3 +309,46 @@ def sign_on_signer(signer, path, text):
     run_ok(signer, "printf '%%s\\n' %s > %s && chmod 0644 %s", text, path, path)
     run_ok(signer, "cd /tmp && sudo -u pkgsign sign -u release -d %s", path)
     return signer.file(path + ".asc").content_string
+
+
+SCRATCH = "/root/signing-ceremony/scratch"
+SECRET_MARKERS = ("PRIVATE KEY BLOCK", "SECRET KEY BLOCK", "(private-key")
+
+
+def secret_files_outside_homes(host, roots, homes):
+    """Files under ``roots`` on a container holding secret key material outside the GnuPG
+    ``homes``: armored secret keys, and any GnuPG private-keys directory elsewhere."""
+    where = " ".join(shlex.quote(root) for root in roots)
+    excluded = " ".join("-path %s -prune -o" % shlex.quote(home) for home in homes)
+    patterns = " ".join("-e %s" % shlex.quote(marker) for marker in SECRET_MARKERS)
+    found = host.run("find %s %s -type f -size -2M -print 2>/dev/null | xargs -r grep -l -s -F %s || true"
+                     % (where, excluded, patterns)).stdout.split()
+    # A GnuPG home gpg made by itself somewhere has an empty private-keys-v1.d: only one
+    # holding key files counts.
+    found += host.run("find %s %s -type d -name private-keys-v1.d ! -empty -print 2>/dev/null || true"
+                      % (where, excluded)).stdout.split()
+    return found
+
+
+def local_secret_files(roots, homes):
+    """The same on the controller."""
+    found = []
+    for root in roots:
+        for directory, dirs, files in os.walk(root):
+            if any(directory == home or directory.startswith(home + os.sep) for home in homes):
+                dirs[:] = []
+                continue
+            if "private-keys-v1.d" in dirs and os.listdir(os.path.join(directory, "private-keys-v1.d")):
+                found.append(os.path.join(directory, "private-keys-v1.d"))
+            for name in files:
+                path = os.path.join(directory, name)
+                try:
+                    if os.path.islink(path) or os.path.getsize(path) > 2 * 1024 * 1024:
+                        continue
+                    with open(path, "rb") as handle:
+                        data = handle.read()
+                except OSError:
+                    continue
+                if any(marker.encode() in data for marker in SECRET_MARKERS):
+                    found.append(path)
+    return found

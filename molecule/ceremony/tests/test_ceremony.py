@@ -11,9 +11,13 @@ passphrase appears in any output.
 
 import os
 import re
+import signal
+import subprocess
+import time
 
-from conftest import (BASTION_HOME, KEY_EMAIL, KEY_NAME, SIGNER_HOME, LocalGpg, assert_nothing_changed,
-                      bastion_keys, recap_changes, run_ok, sign_on_signer, signer_key_id)
+from conftest import (BASTION_HOME, KEY_EMAIL, KEY_NAME, SCRATCH, SIGNER, SIGNER_HOME, LocalGpg,
+                      assert_nothing_changed, bastion_keys, local_secret_files, recap_changes, run_ok,
+                      secret_files_outside_homes, sign_on_signer, signer_key_id)
 
 
 def _uid(cycle):
@@ -56,10 +60,13 @@ def test_cycle1_generate_certify_publish(ceremony, bastion, facts):
     assert os.stat(certificate).st_mode & 0o777 == 0o600
     assert os.stat(os.path.dirname(certificate)).st_mode & 0o777 == 0o700
     assert bastion.file("/root/signing-ceremony/%s/revoke-0x%s.asc" % (cycle, fingerprint)).mode == 0o600
-    # The subkey-only hand-off export: 0600, and the temporary check home is gone.
-    handoff = bastion.file("/root/signing-ceremony/%s/signing-subkey-0x%s.asc" % (cycle, fingerprint))
-    assert handoff.exists and handoff.mode == 0o600
-    assert run_ok(bastion, "ls /tmp").stdout.count("pkgsign-handoff-") == 0
+    # The subkey-only export was checked in the scratch directory and shredded there: it rests
+    # nowhere (the switch-over makes it again), the scratch directory is 0700 and empty.
+    assert not bastion.file("/root/signing-ceremony/%s/signing-subkey-0x%s.asc" % (cycle, fingerprint)).exists
+    assert bastion.file("/root/signing-ceremony/%s/signing-subkey-0x%s.asc.checked" % (cycle, fingerprint)).exists
+    assert bastion.file(SCRATCH).mode == 0o700 and bastion.file(SCRATCH).user == "root"
+    assert run_ok(bastion, "ls -A %s", SCRATCH).stdout.strip() == ""
+    assert run_ok(bastion, "ls /tmp").stdout.count("pkgsign-") == 0
     # Publication: minimal clean key named after the full fingerprint, fingerprint listing.
     published = os.path.join(ceremony.publication(cycle), "0x%s.txt" % fingerprint.lower())
     gpg = LocalGpg(os.path.join(ceremony.workdir, "verify-c1"))
@@ -72,6 +79,31 @@ def test_cycle1_generate_certify_publish(ceremony, bastion, facts):
     announcement = os.path.join(ceremony.publication(cycle), "announcement.txt.asc")
     assert len(gpg.verified_by(announcement)) == 1
     gpg.stop()
+    facts["c1-listing"] = listing
+
+
+def test_stored_revocation_certificate_is_guarded(ceremony, facts):
+    """A plain `gpg --import` of an admin's copy revokes nothing; the runbook's procedure
+    (delete the colon, then import) revokes."""
+    cycle, fingerprint = ceremony.cycle(1), facts["c1"]
+    stored = os.path.join(ceremony.controller_dir, cycle, "revocation", "revoke-0x%s.asc" % fingerprint)
+    with open(stored, "rb") as handle:
+        text = handle.read()
+    assert b"\n:-----BEGIN PGP PUBLIC KEY BLOCK-----\n" in text
+    gpg = LocalGpg(os.path.join(ceremony.workdir, "revocation-guard"))
+    gpg.import_file(os.path.join(ceremony.publication(cycle), "0x%s.txt" % fingerprint.lower()))
+    plain = gpg.run("--import", stored, check=False)
+    assert plain.returncode != 0
+    assert not re.search(r"^pub:r:", gpg.run("--with-colons", "-k", fingerprint).stdout.decode(), re.MULTILINE)
+    # The documented procedure (docs/runbook.md, 6.2), on a copy.
+    usable = os.path.join(ceremony.workdir, "revoke-usable.asc")
+    with open(usable, "wb") as handle:
+        handle.write(subprocess.run(["sed", "s/^:-----BEGIN/-----BEGIN/", stored], stdout=subprocess.PIPE,
+                                    check=True).stdout)
+    gpg.import_file(usable)
+    assert re.search(r"^pub:r:", gpg.run("--with-colons", "-k", fingerprint).stdout.decode(), re.MULTILINE)
+    gpg.stop()
+    os.unlink(usable)
 
 
 def test_cycle1_switch_over_refused_without_quorum(ceremony, signer, facts):
@@ -83,6 +115,8 @@ def test_cycle1_switch_over_refused_without_quorum(ceremony, signer, facts):
     assert "0 of the 2" in refusal
     for name in ("alice", "bob", "carol"):
         assert name in refusal
+    # A refused switch-over changes nothing (the count runs in a scratch home).
+    assert set(recap_changes(output).values()) == {0}, recap_changes(output)
     # Nothing reached the signer.
     listing = run_ok(signer, "sudo -u pkgsign gpg --batch --homedir %s --with-colons -k", SIGNER_HOME).stdout
     assert facts["c1"] not in listing
@@ -102,6 +136,7 @@ def test_cycle1_attest_and_switch_over(ceremony, signer, facts):
     rc, output = ceremony.playbook("rotate-key.yml", "--tags", "switch-over", "-e", "bastion_cycle=" + cycle,
                                    expect_ok=False)
     assert rc != 0 and "1 of the 2" in output
+    assert set(recap_changes(output).values()) == {0}, recap_changes(output)
     refusal = output.split("Switch-over refused", 1)[1][:2000]
     assert "bob" in refusal and "carol" in refusal and "alice" not in refusal.split("Missing:", 1)[1].split(".")[0]
     # A wrong fingerprint read on the bastion stops the attestation.
@@ -138,10 +173,26 @@ def test_cycle2_interrupted_rotation_continues(ceremony, bastion, facts):
     ceremony.playbook("rotate-key.yml", "--tags", "master-key,revocation,subkey", *common)
     first = bastion_keys(bastion, "(%s)" % cycle)
     assert len(first) == 1
-    assert not bastion.file("/root/signing-ceremony/%s/signing-subkey-0x%s.asc" % (cycle, first[0])).exists
-    ceremony.playbook("rotate-key.yml", *common, verbosity=3)
+    assert not bastion.file("/root/signing-ceremony/%s/signing-subkey-0x%s.asc.checked" % (cycle, first[0])).exists
+    # Ctrl-C while step 4 checks the unprotected export in its scratch home.
+    rc, _output, interrupted = ceremony.playbook_interrupted(
+        "rotate-key.yml", *common, marker="Import the export alone into the temporary home", sig=signal.SIGINT)
+    assert interrupted and rc != 0
+    left = run_ok(bastion, "ls -A %s", SCRATCH).stdout.split()
+    # The next run shreds what was left, says so, and completes.
+    _rc, output = ceremony.playbook("rotate-key.yml", *common, verbosity=3)
+    if left:
+        assert "Shredded on ceremony-bastion" in output and all(name in output for name in left), left
+    assert run_ok(bastion, "ls -A %s", SCRATCH).stdout.strip() == ""
     assert bastion_keys(bastion, "(%s)" % cycle) == first
     facts["c2"] = first[0]
+    # Cycle 1's listing did not change when cycle 2 was published; the top listing has both.
+    with open(os.path.join(ceremony.publication(ceremony.cycle(1)), "fingerprints.txt")) as handle:
+        assert handle.read() == facts["c1-listing"]
+    with open(os.path.join(ceremony.controller_dir, "fingerprints.txt")) as handle:
+        every = handle.read()
+    for fingerprint in (facts["c1"], facts["c2"]):
+        assert " ".join(fingerprint[i:i + 4] for i in range(0, 40, 4)) in every
 
 
 def test_cycle2_certified_by_cycle1_and_announced_by_both(ceremony, facts):
@@ -171,12 +222,49 @@ def test_cycle2_certified_by_cycle1_and_announced_by_both(ceremony, facts):
     minimal.stop()
 
 
-def test_cycle2_attest_and_switch_over(ceremony, signer, facts):
+def _no_leftovers(bastion, signer, ceremony):
+    """No temporary copy of key material anywhere, and no secret key file outside the homes."""
+    assert run_ok(bastion, "ls -A %s", SCRATCH).stdout.strip() == ""
+    assert secret_files_outside_homes(bastion, ["/root", "/tmp", "/var/tmp", "/home", "/srv"],
+                                      [BASTION_HOME]) == []
+    assert secret_files_outside_homes(signer, ["/root", "/tmp", "/var/tmp", "/home", "/srv", "/var/lib/pkgsign"],
+                                      ["/var/lib/pkgsign"]) == []
+    # The service's own key stores (per-project keys made by /gen_key) are GnuPG homes too.
+    stores = ["/var/lib/pkgsign/" + name for name in ("keys", "pool", "keygen", "pending")]
+    assert secret_files_outside_homes(signer, ["/var/lib/pkgsign"], [SIGNER_HOME] + stores) == []
+    homes = [os.path.join(ceremony.workdir, name) for name in os.listdir(ceremony.workdir)
+             if name.startswith(("admin-", "verify-", "revocation-guard"))
+             and os.path.isdir(os.path.join(ceremony.workdir, name))]
+    roots = [ceremony.workdir]
+    roots += [os.path.join("/tmp", name) for name in os.listdir("/tmp") if name.startswith("pkgsign-handoff-")]
+    assert local_secret_files([root for root in roots if os.path.isdir(root)], homes) == []
+
+
+def test_cycle2_attest_and_switch_over(ceremony, bastion, signer, facts):
     cycle, new = ceremony.cycle(2), facts["c2"]
     ceremony.attest("alice", cycle, new)
     ceremony.attest("carol", cycle, new)
-    ceremony.playbook("rotate-key.yml", "--tags", "switch-over", "-e", "bastion_cycle=" + cycle,
-                      "-e", "bastion_previous_cycle=" + ceremony.cycle(1))
+    switch = ["--tags", "switch-over", "-e", "bastion_cycle=" + cycle, "-e", "bastion_previous_cycle=" + ceremony.cycle(1)]
+    # A killed session while the bastion checks the export, then the signer down during a
+    # switch-over: nothing is left behind, and the next run completes.
+    rc, _output, interrupted = ceremony.playbook_interrupted(
+        "rotate-key.yml", *switch, marker="Sign the probe with the exported subkey", sig=signal.SIGKILL, delay=0.5)
+    assert interrupted
+    run_ok(bastion, "true")
+    subprocess.run(["podman", "stop", "-t", "20", SIGNER], check=True, stdout=subprocess.DEVNULL)
+    try:
+        rc, output = ceremony.playbook("rotate-key.yml", *switch, expect_ok=False)
+        assert rc != 0
+        assert "Shredded on ceremony-bastion" in output
+        assert run_ok(bastion, "ls -A %s", SCRATCH).stdout.strip() == ""
+    finally:
+        subprocess.run(["podman", "start", SIGNER], check=True, stdout=subprocess.DEVNULL)
+        for _attempt in range(60):
+            if signer.run("systemctl is-active apache2").stdout.strip() == "active":
+                break
+            time.sleep(1)
+    ceremony.playbook("rotate-key.yml", *switch)
+    _no_leftovers(bastion, signer, ceremony)
     gpg = LocalGpg(os.path.join(ceremony.workdir, "verify-c2"))
     new_subkey, new_subkey_id = _signing_subkey(gpg, new)
     assert signer_key_id(signer) == new_subkey_id
@@ -198,6 +286,26 @@ def test_cycle2_attest_and_switch_over(ceremony, signer, facts):
         handle.write(facts["artifact-c1.asc"])
     old_subkey, _old_key_id = _signing_subkey(gpg, facts["c1"])
     assert gpg.verified_by(local1 + ".txt.asc", local1 + ".txt") == [old_subkey]
+    # The signer holds the previous cycle's key public only: it cannot sign with it any more,
+    # neither through gpg nor through the service.
+    assert facts["c1"] not in run_ok(signer, "sudo -u pkgsign gpg --batch --homedir %s --with-colons -K",
+                                     SIGNER_HOME).stdout
+    old_sign = signer.run("cd /tmp && sudo -u pkgsign gpg --batch --homedir %s --pinentry-mode error -u %s! "
+                          "--detach-sign -o /tmp/old-key.sig /tmp/artifact-c2.txt", SIGNER_HOME, old_subkey)
+    assert old_sign.rc != 0
+    run_ok(signer, "printf 'x\\n' > /tmp/artifact-old.txt && chmod 0644 /tmp/artifact-old.txt")
+    assert signer.run("cd /tmp && sudo -u pkgsign sign -u %s -d /tmp/artifact-old.txt", facts["c1"]).rc != 0
+    # The certified key is published with the attestations and the previous key's certification.
+    certified = LocalGpg(os.path.join(ceremony.workdir, "verify-c2-certified"))
+    for name in ("alice", "carol"):
+        certified.run("--import", os.path.join(ceremony.workdir, "admin-%s.pub" % name))
+    certified.import_file(os.path.join(ceremony.publication(ceremony.cycle(1)), "0x%s.txt" % facts["c1"].lower()))
+    certified.import_file(os.path.join(ceremony.publication(cycle), "0x%s.certified.asc" % new.lower()))
+    sigs = certified.run("--with-colons", "--check-sigs", new).stdout.decode()
+    issuers = {line.split(":")[4] for line in sigs.splitlines() if line.startswith("sig:!:")}
+    for fingerprint in (facts["c1"], ceremony.admins["alice"]["fingerprint"], ceremony.admins["carol"]["fingerprint"]):
+        assert fingerprint[-16:] in issuers, sigs
+    certified.stop()
     gpg.stop()
 
 
@@ -213,6 +321,15 @@ def test_rerunning_completed_rotation_changes_nothing(ceremony):
 
 def test_revoke_with_master_key_available(ceremony, signer, facts):
     revoked, fallback = facts["c2"], facts["c1"]
+    # The fallback signs no more on the signer (retired at cycle 2's switch-over): revoking is
+    # refused, nothing is revoked, until the fallback is switched over again (docs/runbook.md 7.1).
+    rc, output = ceremony.playbook("revoke-key.yml", "-e", "bastion_revoke_cycle=" + ceremony.cycle(2),
+                                   "-e", "bastion_revoke_fallback_cycle=" + ceremony.cycle(1), expect_ok=False)
+    assert rc != 0 and "is not installed as a signing-subkey-only key" in output
+    assert "is revoked" not in output
+    ceremony.playbook("rotate-key.yml", "--tags", "switch-over", "-e", "bastion_cycle=" + ceremony.cycle(1))
+    listing = run_ok(signer, "sudo -u pkgsign gpg --batch --homedir %s --with-colons -K", SIGNER_HOME).stdout
+    assert fallback in listing and revoked not in listing
     ceremony.playbook("revoke-key.yml", "-e", "bastion_revoke_cycle=" + ceremony.cycle(2),
                       "-e", "bastion_revoke_fallback_cycle=" + ceremony.cycle(1),
                       "-e", "bastion_revoke_reason=superseded",
@@ -240,6 +357,22 @@ def test_revoke_with_master_key_available(ceremony, signer, facts):
     assert_nothing_changed(output)
 
 
+def test_revoked_cycle_is_not_rotated_again(ceremony, signer, facts):
+    common = ["-e", "bastion_cycle=" + ceremony.cycle(2), "-e", "bastion_previous_cycle=" + ceremony.cycle(1)]
+    for check in ([], ["--check"]):
+        rc, output = ceremony.playbook("rotate-key.yml", *(check + common), expect_ok=False)
+        assert rc != 0 and "is revoked (revoke-key.yml ran)" in output, output[-3000:]
+        assert set(recap_changes(output).values()) == {0}, recap_changes(output)
+    # An inventory alias still naming the revoked key: deploy-signer refuses it by name.
+    rc, output = ceremony.playbook("deploy-signer.yml", "-e", '{"signer_aliases": {"release": "%s"}}' % facts["c2"],
+                                   expect_ok=False)
+    assert rc != 0 and "alias 'release' names %s" % facts["c2"] in output, output[-3000:]
+    # The service kept the fallback key in service.
+    verify = LocalGpg(os.path.join(ceremony.workdir, "verify-c1"))
+    assert signer_key_id(signer) == _signing_subkey(verify, facts["c1"])[1]
+    verify.stop()
+
+
 def test_revoke_with_master_key_lost(ceremony, bastion, facts):
     """Cycle 3's master key is made, then 'lost': only the stored certificate can revoke it."""
     cycle = ceremony.cycle(3)
@@ -257,6 +390,10 @@ def test_revoke_with_master_key_lost(ceremony, bastion, facts):
     gpg.import_file(os.path.join(ceremony.publication(cycle), "0x%s.txt" % lost.lower()))
     assert "[revoked: " in gpg.run("-k", lost).stdout.decode()
     gpg.stop()
+
+
+def test_no_key_material_left_behind(ceremony, bastion, signer):
+    _no_leftovers(bastion, signer, ceremony)
 
 
 def test_no_passphrase_in_any_output(ceremony):

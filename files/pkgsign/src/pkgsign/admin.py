@@ -1,16 +1,23 @@
-"""pkgsign-admin: set up, serve and maintain a pkgsign instance."""
+"""pkgsign-admin: set up, serve and maintain a pkgsign instance.
+
+The configuration is --config, else $PKGSIGN_CONFIG, else /etc/pkgsign/pkgsign.conf. Started as
+root, it runs as the owner of the instance's state directory (the service user), so that what it
+writes stays the service's."""
 
 import argparse
 import json
 import os
 import sys
+import time
 
 from . import _gnupg
-from .config import ConfigError, load_config, parse_duration
+from .config import CONFIG_HELP, ConfigError, load_config
 from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, read_tokens, remove_idle_rate_limit_files,
                      revoke_token)
 
 DEFAULT_BIND = "127.0.0.1:5003"
+# Commands that work without an existing instance: they run as whoever started them.
+NO_INSTANCE_COMMANDS = ("init", "backup-decrypt")
 
 
 class AdminError(Exception):
@@ -85,7 +92,7 @@ def cmd_serve(args):
     app = create_app(config)
 
     class KeepAliveHandler(WSGIRequestHandler):
-        # HTTP/1.1 keeps the client's connection open between prepare and sign.
+        # HTTP/1.1 keeps the client's connection open between its requests (batches, -p then -r).
         protocol_version = "HTTP/1.1"
 
         def log_request(self, code="-", size="-"):
@@ -197,37 +204,71 @@ def cmd_audit_verify(args):
 # -- maintain ----------------------------------------------------------------------------
 
 def cmd_maintain(args):
+    """Prolong the keys this signer may prolong; report the ones whose expiry belongs elsewhere.
+
+    Only a key whose primary secret is in the keyring can get a new expiry (gpg signs the new
+    self-signature with the primary). A ceremony key is held as ``sec#`` (signing subkey only):
+    its expiry is the bastion's business, so it is reported as skipped with its expiry date, as a
+    warning once it is within ``warn_days``. Exit status 1 only when a prolongation failed.
+    """
+    import datetime
+
+    from .config import parse_lifetime
     from .keystore import KeyStore, key_record
 
     config = load_config(args.config)
     within = args.within_days if args.within_days is not None else config.maintain_within_days
-    extend = args.extend or config.maintain_extend
-    extend_days = max(1, parse_duration(extend) // 86400)
+    warn_days = args.warn_days if args.warn_days is not None else config.maintain_warn_days
+    extend = parse_lifetime(args.extend or config.maintain_extend)
     store = KeyStore(config)
     gnupg = store.gnupg
     by_fingerprint = {record["fingerprint"]: record for record in store.all_metadata()}
     with store.keyring_lock():
-        expiring = gnupg.keys_expiring_within(within)
-    _say("%d key(s) expire within %d days; extending to %d days from now" % (len(expiring), within, extend_days))
+        expiring = gnupg.keys_expiring_within(max(within, warn_days))
+    now = time.time()
+
+    def first_expiry(key):
+        dates = [part.expires for part in [key] + [sub for sub in key.subkeys if not sub.revoked] if part.expires]
+        return min(dates)
+
+    prolong = [key for key in expiring if key.secret_present and first_expiry(key) <= now + within * 86400]
+    held_elsewhere = [key for key in expiring if not key.secret_present]
+    until = datetime.datetime.fromtimestamp(_gnupg.expires_to_epoch(extend, now), datetime.timezone.utc)
+    _say("%d key(s) expire within %d days with their primary secret key here: new expiry %s from now (%s)"
+         % (len(prolong), within, extend, until.strftime("%Y-%m-%d")))
     failures = 0
-    for number, key in enumerate(expiring, 1):
+    for number, key in enumerate(prolong, 1):
         record = by_fingerprint.get(key.fingerprint)
         passphrase = store.passphrase_for(record) if record else None
+        # One absolute moment for the primary and its subkeys: they keep expiring together.
+        stamp = _gnupg.isotime(_gnupg.expires_to_epoch(extend, time.time()))
         try:
             with store.keyring_lock(exclusive=True):  # the server may be running
-                gnupg.set_expire(key.fingerprint, "%dd" % extend_days, passphrase=passphrase)
+                gnupg.set_expire(key.fingerprint, stamp, passphrase=passphrase)
                 subkeys = [sub.fingerprint for sub in key.subkeys if not sub.revoked and sub.expires]
                 if subkeys:
-                    gnupg.set_expire(key.fingerprint, "%dd" % extend_days, subkeys=subkeys, passphrase=passphrase)
+                    gnupg.set_expire(key.fingerprint, stamp, subkeys=subkeys, passphrase=passphrase)
             if record:
                 refreshed = store.lookup_gpg(key.fingerprint)
                 fields = {k: v for k, v in record.items() if k not in key_record(refreshed)}
                 store.save_metadata(key_record(refreshed, record["name_email"], record.get("origin", "generated"),
                                                **fields))
-            _say("[%d/%d] extended %s %s" % (number, len(expiring), key.fingerprint, ", ".join(key.emails)))
+            _say("[%d/%d] extended %s %s" % (number, len(prolong), key.fingerprint, ", ".join(key.emails)))
         except _gnupg.GpgError as err:
             failures += 1
-            _say("[%d/%d] FAILED %s: %s" % (number, len(expiring), key.fingerprint, err.message))
+            _say("[%d/%d] FAILED %s: %s" % (number, len(prolong), key.fingerprint, err.message))
+    for key in held_elsewhere:
+        expires = first_expiry(key)
+        date = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).strftime("%Y-%m-%d")
+        days = int((expires - now) // 86400)
+        late = expires <= now + warn_days * 86400
+        if not late and expires > now + within * 86400:
+            continue
+        _say("%sskipped %s %s: primary secret key not here (sec#), %s %s (%s); prolong it where the primary "
+             "key is kept (playbooks/rotate-key.yml on the bastion) and import the new public key"
+             % ("WARNING: " if late else "", key.fingerprint, ", ".join(key.emails),
+                "expired" if days < 0 else "expires", date,
+                "%d days ago" % -days if days < 0 else "in %d days" % days))
     refreshed_count = _refresh_metadata(store)
     _say("metadata of %d key(s) refreshed from the keyring (expiry, revocation)" % refreshed_count)
     gnupg.run(["--check-trustdb"], check=False)
@@ -241,8 +282,9 @@ def cmd_maintain(args):
 
 
 def _refresh_metadata(store):
-    """Bring expiry and revocation in the metadata in line with the keyring (changed by hand)."""
-    from .keystore import key_record
+    """Bring expiry, revocation and the signing part in the metadata in line with the keyring
+    (changed by hand: a revoked or expired signing subkey is refused from then on)."""
+    from .keystore import RECORD_KEY_FIELDS, key_record
 
     with store.keyring_lock():
         listed = {key.fingerprint: key for key in store.gnupg.list_keys(secret=True)}
@@ -253,9 +295,7 @@ def _refresh_metadata(store):
             continue
         with store.email_lock(record["name_email"]):
             fresh = key_record(key, record["name_email"], record.get("origin", "generated"))
-            merged = dict(record, **{k: fresh[k] for k in ("expires", "revoked", "signing_fingerprint",
-                                                           "signing_key_id", "signing_keygrip", "pubkey_algo",
-                                                           "signing_algorithm", "uids")})
+            merged = dict(record, **{k: fresh[k] for k in RECORD_KEY_FIELDS})
             if merged != record:
                 store.save_metadata(merged)
                 changed += 1
@@ -278,8 +318,32 @@ def cmd_pool(args):
         _say("filling the key pool to %d per algorithm: %s" % (config.pool_size, ", ".join(config.pool_algorithms)))
         made = store.pool.refill(progress=lambda algo, have, want: _say("  %s %d/%d" % (algo, have, want)))
         _say("made %d key(s)" % made)
+    from .keypool import KEY_PARTS
+
     for algorithm, count in sorted(store.pool.counts().items()):
-        print("%s %d/%d" % (algorithm, count, config.pool_size))
+        # A key takes KEY_PARTS pieces of material (certify-only primary, sign-only subkey).
+        print("%s %d/%d (%d pieces of key material)" % (algorithm, count // KEY_PARTS, config.pool_size, count))
+    return 0
+
+
+# -- add-subkey --------------------------------------------------------------------------
+
+def cmd_add_subkey(args):
+    from .keystore import KeyStore, KeyStoreError, UnknownKey
+
+    config = load_config(args.config)
+    store = KeyStore(config)
+    try:
+        added, record, message = store.add_signing_subkey(args.key, dry_run=args.check)
+    except UnknownKey:
+        raise AdminError("no key %r in %s" % (args.key, config.gnupg_home))
+    except KeyStoreError as err:
+        raise AdminError(str(err))
+    _say(message)
+    if added:
+        _say("clients that imported the old public key need the new one: re-import it into rpm "
+             "(rpmkeys --import), re-publish it for apt/dnf repositories (GET /pubkey/%s)"
+             % (record.get("name_email") or record["fingerprint"]))
     return 0
 
 
@@ -342,7 +406,7 @@ def build_parser():
     init.set_defaults(func=cmd_init)
 
     serve = sub.add_parser("serve", help="run the service on a multi-threaded HTTP server")
-    serve.add_argument("--config", required=True)
+    serve.add_argument("--config", help=CONFIG_HELP)
     serve.add_argument("--bind", default=DEFAULT_BIND, help="HOST:PORT (port 0 picks a free one)")
     serve.add_argument("--access-log", action="store_true", help="log every request to standard error")
     serve.set_defaults(func=cmd_serve)
@@ -351,7 +415,7 @@ def build_parser():
     token_sub = token.add_subparsers(dest="token_command", required=True)
     for name, helptext in (("add", "add a token"), ("rotate", "give a token a new secret")):
         tok = token_sub.add_parser(name, help=helptext)
-        tok.add_argument("--config", required=True)
+        tok.add_argument("--config", help=CONFIG_HELP)
         tok.add_argument("--id", required=True)
         if name == "add":
             tok.add_argument("--scopes", required=True, help="comma-separated: %s" % ", ".join(SCOPES))
@@ -369,48 +433,99 @@ def build_parser():
         tok.add_argument("--client-cert-sha256", metavar="HEX",
                          help="bind the token to the client certificate with this SHA-256 fingerprint")
     revoke = token_sub.add_parser("revoke", help="revoke a token at once")
-    revoke.add_argument("--config", required=True)
+    revoke.add_argument("--config", help=CONFIG_HELP)
     revoke.add_argument("--id", required=True)
     revoke.set_defaults(func=cmd_token_revoke)
     listing = token_sub.add_parser("list", help="list tokens (never their secrets)")
-    listing.add_argument("--config", required=True)
+    listing.add_argument("--config", help=CONFIG_HELP)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_token_list)
 
     audit = sub.add_parser("audit", help="audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log")
-    verify.add_argument("--config", required=True)
+    verify.add_argument("--config", help=CONFIG_HELP)
     verify.set_defaults(func=cmd_audit_verify)
 
     maintain = sub.add_parser("maintain", help="prolong expiring keys, check the trustdb, recover interrupted work")
-    maintain.add_argument("--config", required=True)
+    maintain.add_argument("--config", help=CONFIG_HELP)
     maintain.add_argument("--within-days", type=int)
-    maintain.add_argument("--extend", help="new lifetime, e.g. 1825d")
+    maintain.add_argument("--extend", help="new lifetime from today: N days or <n>d|w|m|y (m = months), e.g. 5y")
+    maintain.add_argument("--warn-days", type=int,
+                          help="warn about keys held as sec# (not prolonged here) this many days before they expire")
     maintain.set_defaults(func=cmd_maintain)
 
     pool = sub.add_parser("pool", help="the pool of pre-generated keys ([keygen] pool_size)")
     pool_sub = pool.add_subparsers(dest="pool_command", required=True)
     for name, helptext in (("status", "ready keys per algorithm"), ("fill", "generate until the pool is full")):
         pool_cmd = pool_sub.add_parser(name, help=helptext)
-        pool_cmd.add_argument("--config", required=True)
+        pool_cmd.add_argument("--config", help=CONFIG_HELP)
         pool_cmd.set_defaults(func=cmd_pool)
+
+    add_subkey = sub.add_parser("add-subkey", help="give a key a sign-only subkey (e.g. an imported copr-keygen key)")
+    add_subkey.add_argument("--config", help=CONFIG_HELP)
+    add_subkey.add_argument("--check", action="store_true", help="only say whether a subkey would be added")
+    add_subkey.add_argument("key", help="email, fingerprint or key id")
+    add_subkey.set_defaults(func=cmd_add_subkey)
 
     from .backup import add_commands as add_backup_commands
 
     add_backup_commands(sub, _say, AdminError)
 
     imp = sub.add_parser("import-copr", help="import a copr-keygen keyring and its phrase files")
-    imp.add_argument("--config", required=True)
+    imp.add_argument("--config", help=CONFIG_HELP)
     imp.add_argument("--gnupghome", required=True)
     imp.add_argument("--phrases", help="copr-keygen's phrases directory (one file per name_email)")
     imp.set_defaults(func=cmd_import_copr)
     return parser
 
 
+def run_as_state_owner(config_path):
+    """Started as root: become the owner of the state directory before anything is touched.
+
+    tokens.json, the keyring and the audit log are the service user's; a file rewritten by root
+    would be root's, and the service could not read it any more. Refuses (AdminError) when the
+    state directory is missing, since what root would create there would be root's too.
+    """
+    if os.geteuid() != 0:
+        return
+    import pwd
+
+    config = load_config(config_path)
+    try:
+        owner = os.stat(config.state_dir)
+    except OSError as err:
+        raise AdminError("started as root and the state directory %s cannot be read (%s): create it for the "
+                         "service user, or run as that user (sudo -u USER pkgsign-admin ...)"
+                         % (config.state_dir, err.strerror)) from None
+    if owner.st_uid == 0:
+        return  # an instance of root's own
+    try:
+        entry = pwd.getpwuid(owner.st_uid)
+    except KeyError:
+        entry = None
+    try:
+        if entry is not None:
+            os.initgroups(entry.pw_name, owner.st_gid)
+        else:
+            os.setgroups([owner.st_gid])
+        os.setgid(owner.st_gid)
+        os.setuid(owner.st_uid)
+    except OSError as err:
+        raise AdminError("started as root and cannot become the state directory's owner (uid %d): %s; run as "
+                         "that user (sudo -u USER pkgsign-admin ...)" % (owner.st_uid, err.strerror)) from None
+    if os.getuid() != owner.st_uid or os.geteuid() != owner.st_uid:
+        raise AdminError("started as root and could not drop to uid %d; run as that user" % owner.st_uid)
+    if entry is not None:
+        os.environ.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+    os.umask(0o077)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if args.command not in NO_INSTANCE_COMMANDS:
+            run_as_state_owner(getattr(args, "config", None))
         status = args.func(args)
     except (AdminError, ConfigError, TokenFileError, _gnupg.InvalidInput) as err:
         print("pkgsign-admin: %s" % err, file=sys.stderr)

@@ -32,7 +32,7 @@ import tempfile
 import time
 
 from . import _gnupg
-from .config import load_config
+from .config import CONFIG_HELP, load_config
 
 FORMAT = 1
 ARCHIVE_PREFIX = "pkgsign-backup-"
@@ -260,7 +260,7 @@ def add_commands(sub, say, error_class):
     ``error_class`` is the exception pkgsign-admin turns into one line and exit status 2.
     """
     parser = sub.add_parser("backup", help="write an encrypted backup of keys, metadata, tokens and audit log")
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", help=CONFIG_HELP)
     parser.add_argument("--recipient-file", action="append", required=True,
                         help="operator public key file to encrypt to (repeatable)")
     parser.add_argument("--output-dir", required=True)
@@ -268,7 +268,7 @@ def add_commands(sub, say, error_class):
     parser.set_defaults(func=lambda args: _cmd_backup(args, say, error_class))
 
     parser = sub.add_parser("restore", help="restore a backup into a fresh instance")
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", help=CONFIG_HELP)
     parser.add_argument("--archive", required=True, help="backup file ('-' for standard input)")
     parser.add_argument("--gnupghome", help="GnuPG home with the operator's secret key, to decrypt the archive")
     parser.add_argument("--passphrase-stdin", action="store_true",

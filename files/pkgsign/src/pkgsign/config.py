@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 DEFAULT_CONFIG_PATH = "/etc/pkgsign/pkgsign.conf"
+CONFIG_HELP = "instance configuration (default: $PKGSIGN_CONFIG, else %s)" % DEFAULT_CONFIG_PATH
 KEYGEN_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
 KNOWN_DIGESTS = ("sha1", "sha224", "sha256", "sha384", "sha512")
 DEFAULT_EMAIL_PATTERN = r"^[A-Za-z0-9._+-]+(#[A-Za-z0-9._+-]+)?@[A-Za-z0-9.-]+$"
@@ -26,6 +27,20 @@ def parse_duration(text: str) -> int:
     if not match:
         raise ConfigError("invalid duration %r (use a number with an optional s/m/h/d unit)" % text)
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_lifetime(text) -> str:
+    """A key lifetime counted from today, in the one grammar of the modules and gpg: N days or
+    <n>d|w|m|y (m = months, y = years). 'never' and dates are not lifetimes."""
+    from ._gnupg import InvalidInput, parse_expires
+
+    try:
+        spec = parse_expires(text)
+    except InvalidInput:
+        spec = ""
+    if spec == "0" or not re.fullmatch(r"[1-9]\d*[dwmy]", spec or ""):
+        raise ConfigError("invalid lifetime %r (use N days or <n>d|w|m|y, m = months, e.g. 6m or 5y)" % (text,))
+    return spec
 
 
 def parse_rate(text: str) -> Optional[Tuple[int, int]]:
@@ -82,12 +97,13 @@ class Config:
     default_digest: str = "sha256"
     allowed_digests: Tuple[str, ...] = ("sha256", "sha384", "sha512")
     max_digests_per_request: int = 1000
-    max_clock_skew: int = 300
     rate_limit_default: Optional[Tuple[int, int]] = (600, 60)
     rate_limit_anonymous: Optional[Tuple[int, int]] = (60, 60)
     aliases: Dict[str, str] = field(default_factory=dict)
+    # [maintenance]; the defaults below are the only place they are written.
     maintain_within_days: int = 365
     maintain_extend: str = "1825d"
+    maintain_warn_days: int = 30
 
     @property
     def metadata_dir(self) -> str:
@@ -230,12 +246,11 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         default_digest=default_digest,
         allowed_digests=tuple(allowed),
         max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", 1000)),
-        max_clock_skew=parse_duration(get("signing", "max_clock_skew", "5m")),
         rate_limit_default=parse_rate(get("rate_limit", "default", "600/60")),
         rate_limit_anonymous=parse_rate(get("rate_limit", "anonymous", "60/60")),
         aliases=aliases,
-        maintain_within_days=get_int("maintenance", "within_days", 365),
-        maintain_extend=get("maintenance", "extend", "1825d"),
+        maintain_within_days=get_int("maintenance", "within_days", Config.maintain_within_days),
+        maintain_extend=parse_lifetime(get("maintenance", "extend", Config.maintain_extend)),
+        maintain_warn_days=get_int("maintenance", "warn_days", Config.maintain_warn_days),
     )
-    parse_duration(config.maintain_extend)
     return config

@@ -6,6 +6,9 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import pytest
+
+from ansible_collections.pkgsign.signer.plugins.module_utils import _gnupg as gnupg
 from ansible_collections.pkgsign.signer.plugins.modules import openpgp_subkey
 
 
@@ -62,3 +65,38 @@ def test_absent_removes_subkey(run, gpg, homedir, passphrase):
     assert removed["changed"] is True and removed["removed"] == [added["fingerprint"]]
     assert gpg.get_key(fpr).subkeys == []
     assert run(openpgp_subkey, homedir=homedir, key=fpr, state="absent")["changed"] is False
+
+
+def test_secret_absent_retires_a_signing_subkey(run, gpg, homedir, protected_key, tmp_path, passphrase):
+    """A signer holding a signing-subkey-only key: after secret_absent it signs no more, while
+    what it signed before still verifies and the public key stays."""
+    fpr, sub = protected_key
+    exported = gpg.export_secret_subkeys([sub], armor=False, passphrase=passphrase)
+    signer = gnupg.GnuPG(str(tmp_path / "signer"))
+    try:
+        signer.import_keys(exported)
+        data = tmp_path / "artifact.txt"
+        data.write_bytes(b"signed before the switch-over\n")
+        signature = tmp_path / "artifact.txt.sig"
+        signature.write_bytes(signer.sign(data.read_bytes(), fpr, armor=False, passphrase=passphrase))
+
+        checked = run(openpgp_subkey, homedir=signer.homedir, key=fpr, state="secret_absent", check_mode=True, diff=True)
+        assert checked["changed"] is True and checked["removed"] == [sub]
+        assert checked["diff"]["after"]["subkeys"][0]["secret_present"] is False
+        assert signer.get_key(fpr).subkeys[0].secret_present
+
+        retired = run(openpgp_subkey, homedir=signer.homedir, key=fpr, state="secret_absent")
+        assert retired["changed"] is True and retired["removed"] == [sub]
+        key = signer.get_key(fpr)
+        assert not key.secret_present and not key.subkeys[0].secret_present
+        assert signer.list_keys(secret=True) == []
+        with pytest.raises(gnupg.GpgError):
+            signer.sign(b"after the switch-over\n", fpr, passphrase=passphrase)
+        assert signer.verify(str(signature), str(data))
+
+        again = run(openpgp_subkey, homedir=signer.homedir, key=fpr, state="secret_absent")
+        assert again["changed"] is False and again["removed"] == []
+        missing = run(openpgp_subkey, homedir=signer.homedir, key="0" * 40, state="secret_absent")
+        assert missing["changed"] is False and missing["primary_fingerprint"] is None
+    finally:
+        signer.kill_agent()
