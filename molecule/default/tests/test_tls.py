@@ -2,7 +2,6 @@
 checked on the deployed containers (real httpd + mod_ssl, the real `sign`, tcpdump on the wire)."""
 
 import base64
-import hashlib
 import json
 import time
 
