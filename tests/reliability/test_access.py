@@ -16,6 +16,13 @@ KEY_A = "a#one@copr.test"    # alias "modern" points at it
 KEY_B = "b#two@copr.test"
 NEW_A = "a#new@copr.test"    # made by /gen_key in the matrix
 NEW_B = "b#new@copr.test"
+# The hash state of empty data (SHA-256's initial value): what POST /sign takes per file.
+EMPTY_STATE = {"chaining_value": "6a09e667bb67ae853c6ef372a54ff53a510e527f9b05688c1f83d9ab5be0cd19",
+               "byte_count": 0, "tail": ""}
+
+
+def sign_body(key):
+    return {"key": key, "states": [EMPTY_STATE]}
 
 # token id -> (scopes, key patterns); "fpr-b" gets KEY_B's fingerprint as its pattern.
 TOKENS = {
@@ -33,7 +40,7 @@ def expected(token, operation, key):
     if token in ("none", "garbage", "revoked"):
         return 401
     scopes, patterns = TOKENS[token]
-    needed = {"gen_key": "keygen", "delete": "admin", "prepare": "sign", "sign": "sign"}.get(operation)
+    needed = {"gen_key": "keygen", "delete": "admin", "sign": "sign"}.get(operation)
     if needed and needed not in scopes:
         return 403
     names = {KEY_A: {KEY_A, "modern"}, KEY_B: {KEY_B, "fpr"}, NEW_A: {NEW_A}, NEW_B: {NEW_B}}[key]
@@ -75,7 +82,7 @@ def served(new_instance_module):
     return inst, fingerprints
 
 
-def _call(inst, token, operation, key, prepared=None):
+def _call(inst, token, operation, key):
     token_arg = None if token == "none" else token
     quoted = key.replace("#", "%23")
     if operation == "gen_key":
@@ -86,26 +93,18 @@ def _call(inst, token, operation, key, prepared=None):
         return inst.request("GET", "/keys/" + quoted, token=token_arg)
     if operation == "delete":
         return inst.request("DELETE", "/keys/" + quoted, token=token_arg)
-    if operation == "prepare":
-        return inst.request("POST", "/sign/prepare", {"key": key}, token=token_arg)
-    return inst.request("POST", "/sign", {"key": key, "hashed_area": prepared[key], "digests": ["ab" * 32]},
-                        token=token_arg)
+    return inst.request("POST", "/sign", sign_body(key), token=token_arg)
 
 
 def test_access_matrix(served):
     inst, fingerprints = served
-    prepared = {}
-    for key in (KEY_A, KEY_B):
-        status, _ignored, body = inst.request("POST", "/sign/prepare", {"key": key}, token="admin")
-        assert status == 200
-        prepared[key] = body["hashed_area"]
     tokens = list(TOKENS) + ["none", "garbage", "revoked"]
     checked, mismatches = 0, []
     for token in tokens:
-        for operation in ("gen_key", "pubkey", "info", "prepare", "sign"):
+        for operation in ("gen_key", "pubkey", "info", "sign"):
             keys = (NEW_A, NEW_B) if operation == "gen_key" else (KEY_A, KEY_B)
             for key in keys:
-                status, headers, body = _call(inst, token, operation, key, prepared)
+                status, headers, body = _call(inst, token, operation, key)
                 want = expected(token, operation, key)
                 checked += 1
                 if status not in (want if isinstance(want, tuple) else (want,)):
@@ -118,18 +117,18 @@ def test_access_matrix(served):
     for token, key, want in (("fpr-b", fingerprints[KEY_B], 200), ("fpr-b", fingerprints[KEY_A], 403),
                              ("alias-modern", "modern", 200), ("alias-modern", fingerprints[KEY_A], 200),
                              ("alias-modern", fingerprints[KEY_B], 403), ("sign-a", "modern", 200)):
-        status, _ignored, body = inst.request("POST", "/sign/prepare", {"key": key}, token=token)
+        status, _ignored, body = inst.request("POST", "/sign", sign_body(key), token=token)
         checked += 1
         if status != want:
-            mismatches.append((token, "prepare", key, status, want, body))
+            mismatches.append((token, "sign", key, status, want, body))
     # Unknown keys: 404 only for a token that could use such a name, else 403 (no existence oracle).
     for token, key, want in (("sign-a", "a#missing@copr.test", 404), ("sign-a", "b#missing@copr.test", 403),
                              ("sign-a", KEY_B, 403), ("admin", "b#missing@copr.test", 404),
                              ("fpr-b", "c#missing@copr.test", 403)):
-        status, _ignored, body = inst.request("POST", "/sign/prepare", {"key": key}, token=token)
+        status, _ignored, body = inst.request("POST", "/sign", sign_body(key), token=token)
         checked += 1
         if status != want:
-            mismatches.append((token, "prepare", key, status, want, body))
+            mismatches.append((token, "sign", key, status, want, body))
     print("access matrix: %d combinations checked" % checked)
     assert mismatches == []
 
@@ -149,36 +148,35 @@ def test_delete_needs_admin_scope_and_pattern(served):
 def test_rate_limit_answers_429_with_retry_after(served):
     inst, _ignored = served
     inst.add_token("slow", ["sign"], ["*"], rate="3/3600")
-    answers = [inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="slow") for _ignored in range(5)]
+    answers = [inst.request("POST", "/sign", sign_body(KEY_A), token="slow") for _ignored in range(5)]
     assert [a[0] for a in answers] == [200, 200, 200, 429, 429]
     assert int(answers[3][1]["Retry-After"]) > 0
     # Another token is not affected.
-    assert inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="admin")[0] == 200
+    assert inst.request("POST", "/sign", sign_body(KEY_A), token="admin")[0] == 200
 
 
 def test_revoke_and_rotate_while_running(served):
     inst, _ignored = served
     inst.add_token("short-lived", ["sign"], ["*"])
-    assert inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="short-lived")[0] == 200
+    assert inst.request("POST", "/sign", sign_body(KEY_A), token="short-lived")[0] == 200
     run_admin("token", "revoke", "--config", inst.config, "--id", "short-lived")
-    status, _ignored, body = inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="short-lived")
+    status, _ignored, body = inst.request("POST", "/sign", sign_body(KEY_A), token="short-lived")
     assert status == 401, body  # the very next request, no restart
     inst.add_token("rotating", ["sign"], ["*"])
     old = inst.tokens["rotating"]
     new = "pks_rotated-secret-" + "x" * 20
     run_admin("token", "rotate", "--config", inst.config, "--id", "rotating", "--stdin", input=new + "\n")
     inst.tokens["rotating"] = old
-    assert inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="rotating")[0] == 401
+    assert inst.request("POST", "/sign", sign_body(KEY_A), token="rotating")[0] == 401
     inst.tokens["rotating"] = new
-    assert inst.request("POST", "/sign/prepare", {"key": KEY_A}, token="rotating")[0] == 200
+    assert inst.request("POST", "/sign", sign_body(KEY_A), token="rotating")[0] == 200
 
 
 def test_audit_chain_detects_every_single_line_tampering(served, tmp_path):
     inst, _ignored = served
     for number in range(3):
-        status, _ignored, prepared = inst.request("POST", "/sign/prepare", {"key": KEY_B}, token="admin")
-        assert inst.request("POST", "/sign", {"key": KEY_B, "hashed_area": prepared["hashed_area"],
-                                              "digests": ["%064x" % number]}, token="admin")[0] == 200
+        state = dict(EMPTY_STATE, byte_count=64 + number, tail="00" * number)
+        assert inst.request("POST", "/sign", {"key": KEY_B, "states": [state]}, token="admin")[0] == 200
     result = run_admin("audit", "verify", "--config", inst.config, check=False)
     assert result.returncode == 0, result.stdout
     with open(inst.audit_log, "rb") as handle:

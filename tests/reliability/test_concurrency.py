@@ -52,11 +52,10 @@ def test_distinct_emails_at_once_all_get_their_key(new_instance):
 
 
 def _sign_one(inst, key, digest_byte):
-    status, _ignored, prepared = inst.request("POST", "/sign/prepare", {"key": key})
-    if status != 200:
-        return status, prepared
-    body = {"key": key, "hashed_area": prepared["hashed_area"], "digests": ["%02x" % digest_byte * 32]}
-    status, _ignored, body = inst.request("POST", "/sign", body)
+    # the hash state after one 64-byte block (any chaining value) and digest_byte % 64 more bytes
+    size = digest_byte % 64
+    state = {"chaining_value": "%02x" % digest_byte * 32, "byte_count": 64 + size, "tail": "ab" * size}
+    status, _ignored, body = inst.request("POST", "/sign", {"key": key, "states": [state]})
     return status, body
 
 

@@ -97,12 +97,11 @@ def test_kill9_during_signing(new_instance):
     key = "signer#p@copr.test"
     status, _ignored, body = inst.request("POST", "/gen_key", {"name_real": "signer", "name_email": key})
     assert status == 201, body
-    status, _ignored, prepared = inst.request("POST", "/sign/prepare", {"key": key})
-    assert status == 200
     for _ignored in range(ROUNDS + 1):
         stop, answered = threading.Event(), []
-        threads = _fire(inst, lambda n: {"key": key, "hashed_area": prepared["hashed_area"],
-                                         "digests": ["%064x" % (n * 1000 + i) for i in range(20)]},
+        threads = _fire(inst, lambda n: {"key": key, "states": [
+            {"chaining_value": "%064x" % (n * 1000 + i), "byte_count": 64 * (n + 1) + i, "tail": "00" * i}
+            for i in range(20)]},
                         "/sign", stop, answered, workers=8)
         deadline = time.time() + 30
         while len(answered) < 10 and time.time() < deadline:
@@ -118,5 +117,6 @@ def test_kill9_during_signing(new_instance):
         assert_consistent(inst)
         verify = run_admin("audit", "verify", "--config", inst.config, check=False)
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        status, _ignored, prepared = inst.request("POST", "/sign/prepare", {"key": key})
-        assert status == 200
+        status, _ignored, body = inst.request("POST", "/sign", {"key": key, "states": [
+            {"chaining_value": "00" * 32, "byte_count": 0, "tail": ""}]})
+        assert status == 200, body

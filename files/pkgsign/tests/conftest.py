@@ -27,18 +27,8 @@ ED_KEY = "alice#ed@copr.test"
 RSA_KEY = "bob#rsa@copr.test"
 
 
-# The `sign` runs of this test session cache hashed areas here, not in the user's own cache.
-SIGN_RUNTIME_DIR = None
-
-
 def child_env(**extra):
-    global SIGN_RUNTIME_DIR
-    if SIGN_RUNTIME_DIR is None:
-        import tempfile
-
-        SIGN_RUNTIME_DIR = tempfile.mkdtemp(prefix="pkgsign-test-runtime-")
     env = dict(os.environ)
-    env["XDG_RUNTIME_DIR"] = SIGN_RUNTIME_DIR
     env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
     env["LC_ALL"] = "C"
     env.update(extra)
@@ -252,6 +242,13 @@ def rpm_checksig(path, pubkeys, dbpath):
     proc = subprocess.run(["rpmkeys", "--dbpath", str(dbpath), "--checksig", "-v", str(path)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     return proc.returncode, proc.stdout
+
+
+def state_json(data, digest_algo="sha256"):
+    """The hash state of ``data`` as POST /sign takes it (what the `sign` client sends)."""
+    from pkgsign.hashstate import Hasher
+
+    return Hasher(digest_algo).update(data).state().to_json()
 
 
 def hex_re(n):

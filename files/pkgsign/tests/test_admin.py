@@ -8,7 +8,7 @@ import threading
 import time
 
 
-from conftest import Instance, run_admin
+from conftest import Instance, run_admin, state_json
 from pkgsign import _gnupg
 
 
@@ -211,10 +211,11 @@ def test_maintain_prolongs_expiring_keys(tmp_path):
     fpr = never.get_json()["fingerprint"]
     certificate = (root / "gnupg" / "openpgp-revocs.d" / (fpr + ".rev")).read_text()
     gpg.import_keys(certificate.replace(":-----BEGIN PGP PUBLIC KEY BLOCK", "-----BEGIN PGP PUBLIC KEY BLOCK"))
-    assert client.post("/sign/prepare", json={"key": "never#p@copr.test"}, headers=headers).status_code == 200
+    sign_body = {"key": "never#p@copr.test", "states": [state_json(b"maintained")]}
+    assert client.post("/sign", json=sign_body, headers=headers).status_code == 200
     proc = run_admin("maintain", "--config", inst.config, "--within-days", "30")
     assert "metadata of 1 key(s) refreshed" in proc.stderr, proc.stderr
-    response = client.post("/sign/prepare", json={"key": "never#p@copr.test"}, headers=headers)
+    response = client.post("/sign", json=sign_body, headers=headers)
     assert response.status_code == 409 and "revoked" in response.get_json()["error"]
     gpg.kill_agent()
 
@@ -247,12 +248,8 @@ def test_key_pool_binds_pregenerated_keys_and_refills(tmp_path):
     assert "rsa2048-%s.key" % key.keygrip in ready  # the pool's material, not a fresh key
     assert elapsed < 5
     # the pool key signs and the signature verifies
-    prepared = client.post("/sign/prepare", json={"key": "fast#rsa@copr.test"}, headers=headers).get_json()
-    from pkgsign import wire
-
-    digest = wire.digest_bytes(b"pool", "sha256", bytes.fromhex(prepared["hashed_area"]))
-    signed = client.post("/sign", json={"key": "fast#rsa@copr.test", "hashed_area": prepared["hashed_area"],
-                                        "digests": [digest], "armor": True}, headers=headers).get_json()
+    signed = client.post("/sign", json={"key": "fast#rsa@copr.test", "states": [state_json(b"pool")],
+                                        "armor": True}, headers=headers).get_json()
     (tmp_path / "d").write_bytes(b"pool")
     (tmp_path / "d.asc").write_text(signed["signatures"][0]["armored"])
     assert gpg.verify(str(tmp_path / "d.asc"), str(tmp_path / "d")) == [info["fingerprint"]]

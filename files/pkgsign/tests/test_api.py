@@ -1,12 +1,12 @@
 """The HTTP API through the Flask test client and over real HTTP."""
 
 import base64
-import struct
+import hashlib
 import time
 
 import pytest
 
-from conftest import ED_KEY, RSA_KEY, bearer, gpg_verify
+from conftest import ED_KEY, RSA_KEY, bearer, gpg_verify, state_json
 from pkgsign import openpgp, wire
 
 
@@ -23,9 +23,11 @@ def test_ping_and_health(app_client, instance):
 def test_openapi_served_and_lists_every_route(app_client):
     spec = app_client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    for path in ("/ping", "/gen_key", "/pubkey/{key}", "/keys/{key}", "/sign/prepare", "/sign",
+    for path in ("/ping", "/gen_key", "/pubkey/{key}", "/keys/{key}", "/sign",
                  "/health/live", "/health/ready"):
         assert path in spec["paths"], path
+    assert "/sign/prepare" not in spec["paths"]
+    assert set(spec["components"]["schemas"]["SignRequest"]["properties"]) == {"key", "digest_algo", "sig_type", "states", "armor"}
 
 
 def test_gen_key_created_then_exists_json_and_form(app_client, instance):
@@ -79,7 +81,7 @@ def test_gen_key_bad_input_is_400_with_message(app_client, instance, body, fragm
     (b"\xff\xfe", "application/json"),
 ])
 def test_malformed_bodies_are_400(app_client, instance, raw, content_type):
-    for path in ("/gen_key", "/sign/prepare", "/sign"):
+    for path in ("/gen_key", "/sign"):
         response = app_client.post(path, data=raw, content_type=content_type, headers=bearer(instance, "admin"))
         assert response.status_code == 400, (path, response.get_json())
         assert response.get_json()["error"]
@@ -107,103 +109,116 @@ def test_unknown_route_and_method_are_json_errors(app_client, instance):
 
 # -- remote signing through the API -------------------------------------------------------
 
-def _prepare(app_client, instance, key=ED_KEY, digest_algo="sha256", token="client"):
-    response = app_client.post("/sign/prepare", json={"key": key, "digest_algo": digest_algo},
-                               headers=bearer(instance, token))
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
+def _sign(app_client, instance, key=ED_KEY, digest_algo="sha256", datas=(b"x",), token="client", **extra):
+    body = {"key": key, "digest_algo": digest_algo, "states": [state_json(data, digest_algo) for data in datas]}
+    body.update(extra)
+    return app_client.post("/sign", json=body, headers=bearer(instance, token))
 
 
 @pytest.mark.parametrize("key", [ED_KEY, RSA_KEY])
-@pytest.mark.parametrize("digest_algo", ["sha256", "sha512"])
-def test_sign_digests_verify_with_stock_gpg(app_client, instance, verifier, tmp_path, key, digest_algo):
-    prepared = _prepare(app_client, instance, key, digest_algo)
-    area = bytes.fromhex(prepared["hashed_area"])
+@pytest.mark.parametrize("digest_algo", ["sha256", "sha384", "sha512"])
+def test_sign_states_verify_with_stock_gpg(app_client, instance, verifier, tmp_path, key, digest_algo):
     files = []
     for number in range(3):
         path = tmp_path / ("file%d" % number)
-        path.write_bytes(b"content %d\n" % number * 100)
+        path.write_bytes(b"content %d\n" % number * (100 + 37 * number))
         files.append(path)
-    digests = [wire.digest_file(str(path), digest_algo, area) for path in files]
-    response = app_client.post("/sign", json={"key": key, "digest_algo": digest_algo, "hashed_area": prepared["hashed_area"],
-                                              "digests": digests, "armor": True}, headers=bearer(instance))
+    started = int(time.time())
+    response = _sign(app_client, instance, key, digest_algo, [path.read_bytes() for path in files], armor=True)
     assert response.status_code == 200, response.get_json()
-    signatures = response.get_json()["signatures"]
-    assert [s["digest"] for s in signatures] == digests
+    answer = response.get_json()
+    assert answer["sig_type"] == "binary" and answer["digest_algo"] == digest_algo
+    assert started <= answer["creation_time"] <= time.time() + 1
+    signatures = answer["signatures"]
+    assert len(signatures) == 3
+    # the digest the server signed is the data's hash finished with the server's own hashed area
+    area = openpgp.build_hashed_area(0, answer["pubkey_algo"], digest_algo, answer["signing_fingerprint"],
+                                     answer["creation_time"])
     for path, item in zip(files, signatures):
-        (tmp_path / (path.name + ".sig")).write_bytes(base64.b64decode(item["signature"]))
+        expected = hashlib.new(digest_algo, path.read_bytes() + area + wire.trailer(area)).hexdigest()
+        assert item["digest"] == expected
+        packet = base64.b64decode(item["signature"])
+        assert area in packet
+        (tmp_path / (path.name + ".sig")).write_bytes(packet)
         (tmp_path / (path.name + ".asc")).write_text(item["armored"])
-        assert gpg_verify(verifier, tmp_path / (path.name + ".sig"), path) == [prepared["fingerprint"]]
-        assert gpg_verify(verifier, tmp_path / (path.name + ".asc"), path) == [prepared["fingerprint"]]
+        assert gpg_verify(verifier, tmp_path / (path.name + ".sig"), path) == [answer["fingerprint"]]
+        assert gpg_verify(verifier, tmp_path / (path.name + ".asc"), path) == [answer["fingerprint"]]
     # a signature is bound to its file: another file does not verify
     with pytest.raises(Exception):
         gpg_verify(verifier, tmp_path / "file0.sig", files[1])
 
 
-def _sign_body(prepared, **changes):
-    body = {"key": ED_KEY, "digest_algo": "sha256", "hashed_area": prepared["hashed_area"], "digests": ["ab" * 32]}
+def test_text_signature_type(app_client, instance, verifier, tmp_path):
+    text = b"a text\r\nsigned as text"
+    response = _sign(app_client, instance, RSA_KEY, "sha256", [text], sig_type="text")
+    assert response.status_code == 200, response.get_json()
+    packet = base64.b64decode(response.get_json()["signatures"][0]["signature"])
+    body = 2 if packet[0] & 3 == 0 else 3  # old-format packet, 1- or 2-byte length
+    assert packet[body:body + 2] == b"\x04\x01"  # version 4, signature type 0x01 (text)
+    (tmp_path / "t.txt").write_bytes(text)
+    (tmp_path / "t.sig").write_bytes(packet)
+    gpg_verify(verifier, tmp_path / "t.sig", tmp_path / "t.txt")
+
+
+def _sign_body(**changes):
+    body = {"key": ED_KEY, "digest_algo": "sha256", "states": [state_json(b"abc")]}
     body.update(changes)
     return body
 
 
-def _area(prepared, **changes):
-    fields = dict(sig_type=0, pubkey_algo=prepared["pubkey_algo"], digest_algo="sha256",
-                  fingerprint=prepared["signing_fingerprint"], creation_time=int(time.time()))
-    fields.update(changes)
-    return openpgp.build_hashed_area(**fields).hex()
-
-
-def test_sign_rejects_forged_or_malformed_requests(app_client, instance):
-    prepared = _prepare(app_client, instance)
-    other = _prepare(app_client, instance, RSA_KEY)
+def test_sign_rejects_malformed_requests(app_client, instance):
+    good = state_json(b"x" * 100)
     cases = [
-        (_sign_body(prepared, digests=[]), "digests"),
-        (_sign_body(prepared, digests="ab" * 32), "digests"),
-        (_sign_body(prepared, digests=["zz" * 32]), "hex"),
-        (_sign_body(prepared, digests=["ab" * 31]), "64 hex"),
-        (_sign_body(prepared, digests=[5]), "hex"),
-        (_sign_body(prepared, digest_algo="md5"), "not allowed"),
-        (_sign_body(prepared, digest_algo="sha1", digests=["ab" * 20]), "not allowed"),
-        (_sign_body(prepared, digest_algo=7), "string"),
-        (_sign_body(prepared, hashed_area="xyz"), "hashed_area"),
-        (_sign_body(prepared, hashed_area=""), "hashed_area"),
-        (_sign_body(prepared, hashed_area=None), "hashed_area"),
-        (_sign_body(prepared, hashed_area="05" + prepared["hashed_area"][2:]), "version 4"),
-        (_sign_body(prepared, hashed_area=other["hashed_area"]), "another"),
-        (_sign_body(prepared, hashed_area=_area(prepared, digest_algo="sha512")), "digest"),
-        (_sign_body(prepared, hashed_area=_area(prepared, pubkey_algo=1)), "public-key algorithm"),
-        (_sign_body(prepared, hashed_area=_area(prepared, creation_time=int(time.time()) - 3600)), "clock"),
-        (_sign_body(prepared, hashed_area=_area(prepared, sig_type=0x13)), "signature type"),
-        (_sign_body(prepared, hashed_area=prepared["hashed_area"] + "0102"), "length"),
-        (_sign_body(prepared, key=None), "key must be"),
-        (_sign_body(prepared, key=["x"]), "key must be"),
-        (_sign_body(prepared, key="k" * 300), "key must be"),
+        (_sign_body(states=[]), "states"),
+        (_sign_body(states=good), "states"),
+        (_sign_body(states=None), "states"),
+        (_sign_body(states=[5]), "states[0] must be an object"),
+        (_sign_body(states=[good, dict(good, chaining_value="zz" * 32)]), "states[1].chaining_value"),
+        (_sign_body(states=[dict(good, chaining_value="ab" * 64)]), "32 bytes"),
+        (_sign_body(states=[dict(good, tail="00" * 64, byte_count=128)]), "shorter than"),
+        (_sign_body(states=[dict(good, byte_count=101)]), "leaves 37"),
+        (_sign_body(states=[dict(good, byte_count=-28)]), "integer"),
+        (_sign_body(states=[dict(good, digest="00" * 32)]), "exactly the fields"),
+        (_sign_body(states=[state_json(b"x" * 100, "sha512")]), "32 bytes"),
+        (_sign_body(digest_algo="md5"), "not allowed"),
+        (_sign_body(digest_algo="sha1"), "not allowed"),
+        (_sign_body(digest_algo=7), "string"),
+        (_sign_body(sig_type="cert"), "binary or text"),
+        (_sign_body(sig_type=0x18), "binary or text"),
+        (_sign_body(sig_type=None), "binary or text"),
+        (_sign_body(armor="yes"), "armor"),
+        (_sign_body(hashed_area="04001608"), "no longer signed"),
+        (_sign_body(digests=["ab" * 32]), "no longer signed"),
+        (_sign_body(creation_time=1), "unknown field"),
+        (_sign_body(notations={"a@b": "c"}), "unknown field"),
+        (_sign_body(key=None), "key must be"),
+        (_sign_body(key=["x"]), "key must be"),
+        (_sign_body(key="k" * 300), "key must be"),
     ]
-    # an extra, unknown hashed subpacket (here: a policy URL) is never signed
-    area = bytes.fromhex(prepared["hashed_area"])
-    extra = b"\x05\x1ahttp"
-    forged = area[:4] + struct.pack(">H", len(area) - 6 + len(extra)) + area[6:] + extra
-    cases.append((_sign_body(prepared, hashed_area=forged.hex()), "exactly"))
     for body, fragment in cases:
         response = app_client.post("/sign", json=body, headers=bearer(instance))
         assert response.status_code == 400, (body, response.get_json())
         assert fragment in response.get_json()["error"], (fragment, response.get_json())
-    too_many = _sign_body(prepared, digests=["ab" * 32] * 1001)
-    assert app_client.post("/sign", json=too_many, headers=bearer(instance)).status_code == 400
+    too_many = _sign_body(states=[good] * 1001)
+    response = app_client.post("/sign", json=too_many, headers=bearer(instance))
+    assert response.status_code == 400 and "at most 1000 states" in response.get_json()["error"]
 
 
-def test_prepare_rejects_bad_input(app_client, instance):
-    for body, status in (({"key": ED_KEY, "sig_type": "cert"}, 400), ({"key": ED_KEY, "digest_algo": "sha1"}, 400),
-                         ({}, 400), ({"key": "nobody@nowhere.test"}, 404), ({"key": "DEADBEEF"}, 404)):
-        response = app_client.post("/sign/prepare", json=body, headers=bearer(instance))
-        assert response.status_code == status, (body, response.get_json())
+def test_sign_unknown_keys_and_the_removed_prepare_route(app_client, instance):
+    for name in ("nobody@nowhere.test", "DEADBEEF"):
+        response = app_client.post("/sign", json=_sign_body(key=name), headers=bearer(instance))
+        assert response.status_code == 404, response.get_json()
+    assert app_client.post("/sign", json={}, headers=bearer(instance)).status_code == 400
+    # the raw-digest route and the client-built hashed area are gone
+    response = app_client.post("/sign/prepare", json={"key": ED_KEY}, headers=bearer(instance))
+    assert response.status_code == 404
 
 
 # -- access control -----------------------------------------------------------------------
 
 def test_401_without_or_with_bad_token(app_client):
     for method, path, body in (("POST", "/gen_key", {"name_real": "x", "name_email": "x#y@copr.test"}),
-                               ("GET", "/pubkey/modern", None), ("POST", "/sign/prepare", {"key": "modern"}),
+                               ("GET", "/pubkey/modern", None),
                                ("POST", "/sign", {"key": "modern"}), ("DELETE", "/keys/modern", None)):
         for headers in ({}, {"Authorization": "Bearer wrong-secret-value"}, {"Authorization": "Basic abc"},
                         {"Authorization": "Bearer "}):
@@ -214,13 +229,13 @@ def test_401_without_or_with_bad_token(app_client):
 
 def test_403_outside_scope_or_keys(app_client, instance):
     # keygen-only token cannot sign; limited token (sign, alice#*) cannot sign with bob's key
-    response = app_client.post("/sign/prepare", json={"key": ED_KEY}, headers=bearer(instance, "keygen-only"))
+    response = _sign(app_client, instance, ED_KEY, token="keygen-only")
     assert response.status_code == 403 and "scope" in response.get_json()["error"]
-    response = app_client.post("/sign/prepare", json={"key": RSA_KEY}, headers=bearer(instance, "limited"))
+    response = _sign(app_client, instance, RSA_KEY, token="limited")
     assert response.status_code == 403 and "may not use key" in response.get_json()["error"]
-    assert app_client.post("/sign/prepare", json={"key": ED_KEY}, headers=bearer(instance, "limited")).status_code == 200
+    assert _sign(app_client, instance, ED_KEY, token="limited").status_code == 200
     # the alias of alice's key is allowed too: patterns see every name of the key
-    assert app_client.post("/sign/prepare", json={"key": "modern"}, headers=bearer(instance, "limited")).status_code == 200
+    assert _sign(app_client, instance, "modern", token="limited").status_code == 200
     response = app_client.post("/gen_key", json={"name_real": "x", "name_email": "alice#new@copr.test"},
                                headers=bearer(instance, "limited"))
     assert response.status_code == 403
@@ -268,7 +283,7 @@ def test_keygen_without_token_only_from_listed_networks(tmp_path):
     outside = app.post("/gen_key", json=body, environ_overrides={"REMOTE_ADDR": "192.0.2.7"})
     assert outside.status_code == 401
     # only /gen_key is open; signing still needs a token
-    assert app.post("/sign/prepare", json={"key": "copr#open@copr.test"}).status_code == 401
+    assert app.post("/sign", json={"key": "copr#open@copr.test", "states": [state_json(b"x")]}).status_code == 401
     from pkgsign import _gnupg
 
     _gnupg.GnuPG(str(tmp_path / "open" / "gnupg"), create=False).kill_agent()
@@ -279,11 +294,13 @@ def test_pathological_input_is_400_not_500(app_client, instance):
     nested = b"[" * 100000 + b"]" * 100000
     surrogate = b'{"name_real": "x\\ud800", "name_email": "x#y@copr.test"}'
     cases = [("/gen_key", nested), ("/sign", nested), ("/gen_key", surrogate),
-             ("/sign/prepare", b'{"key": "\\udfff@x"}'), ("/sign", b'{"key": "modern", "digests": ["\\ud800"]}'),
+             ("/sign", b'{"key": "\\udfff@x"}'), ("/sign", b'{"key": "modern", "states": ["\\ud800"]}'),
+             ("/sign", b'{"key": "modern", "states": [{"chaining_value": "\\ud800", "byte_count": 0, "tail": ""}]}'),
+             ("/sign", b'{"key": "modern", "states": [{"chaining_value": "00", "byte_count": 1e400, "tail": ""}]}'),
              ("/gen_key", b'{"name_real": "x", "name_email": "x#y@copr.test", "key_length": 1e400}'),
              ("/gen_key", b'{"name_real": "x", "name_email": "x#y@copr.test", "expire": 99999999999}'),
              ("/gen_key", b'{"name_real": null, "name_email": "x#y@copr.test"}'),
-             ("/sign/prepare", b'null'), ("/sign/prepare", b'{"key": "modern", "digest_algo": null}')]
+             ("/sign", b'null'), ("/sign", b'{"key": "modern", "digest_algo": null}')]
     for path, raw in cases:
         response = app_client.post(path, data=raw, headers=headers)
         assert response.status_code == 400, (path, raw[:60], response.status_code, response.get_json())

@@ -1,9 +1,12 @@
 """The real `sign` client against `pkgsign-admin serve` on 127.0.0.1 (real gpg, real rpm)."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -284,36 +287,10 @@ def tempfile_dir():
     return tempfile.gettempdir()
 
 
-def test_consecutive_runs_share_a_cached_hashed_area(instance, verifier, tmp_path):
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    env_conf = instance.sign_conf
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.write_bytes(b"first\n")
-    second.write_bytes(b"second\n")
-    for path in (first, second):
-        proc = subprocess.run([sys.executable, "-m", "pkgsign.client", "-u", ED_KEY, "-D", str(path)],
-                              env=child_env(SIGN_CONF=env_conf, XDG_RUNTIME_DIR=str(runtime)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
-        assert proc.returncode == 0, proc.stderr
-        assert gpg_verify(verifier, str(path) + ".sig", path)
-    cache = runtime / "pkgsign"
-    entries = os.listdir(str(cache))
-    assert len(entries) == 1 and entries[0].startswith("prepared-")
-    assert os.stat(str(cache)).st_mode & 0o777 == 0o700 and os.stat(str(cache / entries[0])).st_mode & 0o777 == 0o600
-    # The second run used the first run's hashed area: the packets agree up to the hashed area's end.
-    first_packet, second_packet = (open(str(p) + ".sig", "rb").read() for p in (first, second))
-    body = 2 if first_packet[0] & 3 == 0 else 3  # old-format packet with a 1- or 2-byte length
-    area_end = body + 6 + int.from_bytes(first_packet[body + 4:body + 6], "big")
-    assert first_packet[:area_end] == second_packet[:area_end]
-
-
-def test_cached_hashed_area_of_a_replaced_key_is_renewed(instance, verifier, tmp_path):
-    """A key replaced behind the same name: the cached area names the old key, the run still signs."""
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
+def test_a_key_replaced_behind_its_name_signs_with_the_new_key(instance, tmp_path):
+    """Nothing of a key is kept between runs: a key replaced behind the same name signs at once."""
     email = "replaced@copr.test"
-    env = child_env(SIGN_CONF=instance.sign_conf, XDG_RUNTIME_DIR=str(runtime))
+    env = child_env(SIGN_CONF=instance.sign_conf)
     fingerprints = []
     for round_number in range(2):
         status, _headers, body = instance.request("POST", "/gen_key", {"name_real": "replaced", "name_email": email})
@@ -335,24 +312,171 @@ def test_cached_hashed_area_of_a_replaced_key_is_renewed(instance, verifier, tmp
     assert fingerprints[0] != fingerprints[1]
 
 
-def test_prepare_cache_off_and_unsafe_directories(instance, tmp_path):
+def test_one_request_per_run_and_the_servers_creation_time(instance, verifier, tmp_path):
+    """A one-file run sends exactly one POST /sign (the audit log has one new line) and the
+    signature's creation time is the server's clock when it signed."""
+    data = tmp_path / "once"
+    data.write_bytes(b"once\n")
+    with open(instance.audit_log) as handle:
+        before = len(handle.readlines())
+    started = time.time()
+    proc = instance.sign("-u", ED_KEY, "-D", str(data))
+    assert proc.returncode == 0, proc.stderr
+    with open(instance.audit_log) as handle:
+        lines = handle.readlines()[before:]
+    signs = [json.loads(line) for line in lines if '"operation": "sign"' in line or '"operation":"sign"' in line]
+    assert len(signs) == 1 and signs[0]["result"] == "ok" and signs[0]["sig_type"] == "binary", lines
+    created = signature_creation_time(str(data) + ".sig", verifier)
+    assert int(started) <= created <= time.time() + 1 and created == signs[0]["created"]
+    gpg_verify(verifier, str(data) + ".sig", data)
+
+
+def signature_creation_time(path, gpg):
+    listing = subprocess.run(["gpg", "--list-packets", path], stdout=subprocess.PIPE, text=True, check=False,
+                             env={"LC_ALL": "C", "GNUPGHOME": gpg.homedir, "PATH": os.environ["PATH"]}).stdout
+    return int(re.search(r"created (\d+)", listing).group(1))
+
+
+# -- file safety ----------------------------------------------------------------------------
+
+def _snapshot(*paths):
+    return {str(p): (os.lstat(str(p)).st_ino, open(str(p), "rb").read()) for p in paths}
+
+
+def test_symbolic_links_are_never_followed(instance, tmp_path):
+    secret = tmp_path / "secret.key"
+    secret.write_bytes(b"not for you\n")
+    os.chmod(str(secret), 0o600)
+    link = tmp_path / "innocent.txt"
+    link.symlink_to(secret)
+    before = _snapshot(secret)
+    for args in (["-d", str(link)], ["-D", str(link)], ["-c", str(link)]):
+        proc = instance.sign("-u", ED_KEY, *args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.decode().strip() == "sign: %s: is a symbolic link (refused)" % link, proc.stderr
+        assert len(proc.stderr.decode().strip().splitlines()) == 1
+    assert _snapshot(secret) == before and os.path.islink(str(link))
+    assert not os.path.exists(str(link) + ".asc") and not os.path.exists(str(link) + ".sig")
+    # an output name that is a link to someone's file: the link is replaced, the file is untouched
     data = tmp_path / "data"
-    data.write_bytes(b"x\n")
-    off = tmp_path / "off.conf"
-    off.write_text(open(instance.sign_conf).read() + "prepare_cache: no\n")
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    proc = subprocess.run([sys.executable, "-m", "pkgsign.client", "-u", ED_KEY, "-D", str(data)],
-                          env=child_env(SIGN_CONF=str(off), XDG_RUNTIME_DIR=str(runtime)),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    data.write_bytes(b"data\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"victim\n")
+    (tmp_path / "data.asc").symlink_to(victim)
+    proc = instance.sign("-u", ED_KEY, "-d", str(data))
     assert proc.returncode == 0, proc.stderr
-    assert not os.path.exists(str(runtime / "pkgsign"))
-    # A cache directory others can write is neither read nor written.
-    shared = tmp_path / "shared"
-    (shared / "pkgsign").mkdir(parents=True)
-    os.chmod(str(shared / "pkgsign"), 0o777)
-    proc = subprocess.run([sys.executable, "-m", "pkgsign.client", "-u", ED_KEY, "-D", str(data)],
-                          env=child_env(SIGN_CONF=instance.sign_conf, XDG_RUNTIME_DIR=str(shared)),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert victim.read_bytes() == b"victim\n"
+    assert not os.path.islink(str(tmp_path / "data.asc"))
+    assert (tmp_path / "data.asc").read_text().startswith("-----BEGIN PGP SIGNATURE-----")
+    # a directory or a FIFO is not an input
+    os.mkfifo(str(tmp_path / "fifo"))
+    for path in (tmp_path, tmp_path / "fifo"):
+        proc = instance.sign("-u", ED_KEY, "-d", str(path))
+        assert proc.returncode == 1 and b"not a regular file" in proc.stderr, proc.stderr
+
+
+def test_in_place_output_needs_a_file_of_ones_own_with_one_link(instance, tiny_rpm, tmp_path):
+    text = tmp_path / "note.txt"
+    text.write_bytes(b"note\n")
+    linked = tmp_path / "linked.txt"
+    os.link(str(text), str(linked))
+    rpm = tmp_path / "p.rpm"
+    shutil.copy(str(tiny_rpm), str(rpm))
+    rpm_link = tmp_path / "p-link.rpm"
+    os.link(str(rpm), str(rpm_link))
+    before = _snapshot(text, rpm)
+    for args in (["-c", str(linked)], ["-r", str(rpm_link)]):
+        proc = instance.sign("-u", ED_KEY, *args)
+        assert proc.returncode == 1 and b"hard links: not rewritten in place" in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1
+    assert _snapshot(text, rpm) == before
+    rpm_symlink = tmp_path / "sym.rpm"
+    rpm_symlink.symlink_to(rpm)
+    for conf_text in ("", "rpm_signing: rpmsign\n"):
+        conf = tmp_path / "c.conf"
+        conf.write_text(open(instance.sign_conf).read() + conf_text)
+        proc = instance.sign("-u", ED_KEY, "-r", str(rpm_symlink), conf=str(conf))
+        assert proc.returncode == 1 and b"is a symbolic link (refused)" in proc.stderr, proc.stderr
+    assert _snapshot(rpm) == {str(rpm): before[str(rpm)]}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a file owned by another user")
+def test_in_place_output_refused_on_a_file_of_another_user(instance, tiny_rpm, tmp_path):
+    other = 65534  # nobody
+    text = tmp_path / "theirs.txt"
+    text.write_bytes(b"theirs\n")
+    rpm = tmp_path / "theirs.rpm"
+    shutil.copy(str(tiny_rpm), str(rpm))
+    for path in (text, rpm):
+        os.chown(str(path), other, other)
+    before = _snapshot(text, rpm)
+    for args in (["-c", str(text)], ["-r", str(rpm)]):
+        for conf_text in ("", "rpm_signing: rpmsign\n"):
+            conf = tmp_path / "c.conf"
+            conf.write_text(open(instance.sign_conf).read() + conf_text)
+            proc = instance.sign("-u", ED_KEY, *args, conf=str(conf))
+            assert proc.returncode == 1, proc.stderr
+            assert proc.stderr.decode().strip().endswith("not by you (uid %d): not rewritten in place" % os.geteuid())
+            assert len(proc.stderr.splitlines()) == 1
+    assert _snapshot(text, rpm) == before
+    # reading it for a detached signature is fine (the output is a new file of the caller's own)
+    proc = instance.sign("-u", ED_KEY, "-d", str(text))
+    assert proc.returncode == 0 and os.stat(str(text) + ".asc").st_uid == os.geteuid()
+
+
+def test_new_outputs_are_owner_only_until_complete_and_keep_modes(instance, tmp_path):
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 1000)
+    proc = subprocess.run(["sh", "-c", "umask 027; exec \"$@\"", "sh", sys.executable, "-m", "pkgsign.client",
+                           "-u", ED_KEY, "-d", str(data)], env=child_env(SIGN_CONF=instance.sign_conf),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert os.listdir(str(shared / "pkgsign")) == []
+    assert os.stat(str(data) + ".asc").st_mode & 0o777 == 0o640  # the umask's mode, as a plain creation
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"note\n")
+    os.chmod(str(note), 0o604)
+    assert instance.sign("-u", ED_KEY, "-c", str(note)).returncode == 0
+    assert os.stat(str(note)).st_mode & 0o777 == 0o604  # clearsigned in place: its mode is kept
+    assert not [name for name in os.listdir(str(tmp_path)) if name.endswith(".sign-tmp")]
+
+
+# -- other verifiers -----------------------------------------------------------------------
+
+@pytest.mark.skipif(not shutil.which("sqv"), reason="sqv (Sequoia's verifier) not installed")
+@pytest.mark.parametrize("key", [ED_KEY, RSA_KEY])
+def test_sequoia_sqv_accepts_detached_and_clearsigned(instance, tmp_path, key):
+    pubkey = tmp_path / "key.asc"
+    pubkey.write_bytes(instance.sign("-u", key, "-p").stdout)
+    keyring = tmp_path / "key.gpg"
+    subprocess.run(["gpg", "--dearmor", "--output", str(keyring), str(pubkey)], check=True,
+                   env=child_env(GNUPGHOME=str(tmp_path)))
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(5000))
+    for digest_algo in ("sha256", "sha512"):
+        for flag, suffix in (("-d", ".asc"), ("-D", ".sig")):
+            assert instance.sign("-u", key, "-h", digest_algo, flag, str(data)).returncode == 0
+            proc = subprocess.run(["sqv", "--keyring", str(keyring), str(data) + suffix, str(data)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+            assert proc.returncode == 0, (digest_algo, flag, proc.stderr)
+        # a changed byte is refused by sqv as well
+        tampered = tmp_path / "tampered.bin"
+        tampered.write_bytes(data.read_bytes()[:-1] + b"\0")
+        proc = subprocess.run(["sqv", "--keyring", str(keyring), str(data) + ".sig", str(tampered)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        assert proc.returncode != 0
+    # clearsigned: sqv verifies a detached signature, so check it against the canonical text
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"Line one\n- dash\ntrailing blanks   \nend\n")
+    proc = instance.sign("-u", key, "-c", str(note))
+    assert proc.returncode == 0, proc.stderr
+    signed = note.read_bytes()
+    text_part, _sep, armor = signed.partition(b"\n-----BEGIN PGP SIGNATURE-----")
+    body = text_part.split(b"\n\n", 1)[1]
+    cleartext = b"\n".join(line[2:] if line.startswith(b"- ") else line for line in body.split(b"\n"))
+    from pkgsign import wire
+
+    (tmp_path / "clear.txt").write_bytes(wire.canonical_text(cleartext))
+    (tmp_path / "clear.asc").write_bytes(b"-----BEGIN PGP SIGNATURE-----" + armor)
+    proc = subprocess.run(["sqv", "--keyring", str(keyring), str(tmp_path / "clear.asc"), str(tmp_path / "clear.txt")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

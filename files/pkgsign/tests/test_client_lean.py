@@ -78,10 +78,11 @@ def test_raw_socket_http_exchange_with_chunked_answer():
               + chunked + b"0\r\n\r\n")
     port, seen, thread = _one_shot_server(answer)
     api = Api("http://127.0.0.1:%d" % port, token="t0ken")
-    result = api.call("POST", "/sign", {"key": "k", "digests": ["00"]})
+    request = {"key": "k", "states": [{"chaining_value": "00" * 32, "byte_count": 0, "tail": ""}]}
+    result = api.call("POST", "/sign", request)
     thread.join(5)
     assert result == json.loads(body)
-    assert json.loads(seen["body"]) == {"key": "k", "digests": ["00"]}
+    assert json.loads(seen["body"]) == request
     assert b"Authorization: Bearer t0ken" in seen["head"]
 
 
@@ -152,7 +153,7 @@ def test_many_files_are_written_as_their_batches_come_back(instance, verifier, t
     assert proc.returncode == 0, proc.stderr
     for path in files:
         assert gpg_verify(verifier, path + ".sig", path)
-    assert not [name for name in os.listdir(str(tmp_path)) if ".tmp-sign-" in name]
+    assert not [name for name in os.listdir(str(tmp_path)) if ".sign-tmp" in name]
 
 
 def test_launcher_starts_the_client_isolated(instance, tmp_path):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -13,7 +14,7 @@ from conftest import ED_KEY, child_env, gpg_verify
 from pkgsign import _gnupg
 from pkgsign.agent import PIPELINE_WINDOW, AgentConnection, AgentError, AgentPool
 from pkgsign.audit import AuditLog, verify
-from pkgsign.client import Api, Signer
+from pkgsign.client import Api, SignError, Signer
 
 
 def _agent_socket(home):
@@ -113,7 +114,7 @@ def test_many_files_signed_by_worker_threads_each_verifies(instance, verifier, t
     # An error in one worker (a file gone after the start) reaches the caller; the others stop.
     signer = Signer(Api(instance.url, token=instance.tokens["client"]), ED_KEY, "sha256")
     delivered = []
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SignError, match="gone.txt: No such file"):
         signer.sign_blobs(files[:4] + [str(tmp_path / "gone.txt")] + files[4:], jobs=2, chunk=1,
                           deliver=lambda index, packet: delivered.append(index))
     assert 4 not in delivered and len(delivered) < len(files)
@@ -139,33 +140,33 @@ def test_table_crc24_equals_the_bitwise_definition():
         assert wire.crc24(data) == _crc24_bitwise(data), size
 
 
-def test_a_long_run_renews_the_hashed_area_between_batches(instance, verifier, tmp_path):
-    """Each batch takes the hashed area after hashing: a run longer than the server's clock
-    skew limit (5 min) gets a fresh creation time instead of being refused halfway."""
+def test_each_batch_is_one_request_with_the_servers_time(instance, verifier, tmp_path):
+    """Many files: one POST /sign per batch of hash states, nothing else; every signature
+    carries the creation time the server chose when it signed that batch."""
     signer = Signer(Api(instance.url, token=instance.tokens["client"]), ED_KEY, "sha256")
-    prepares = []
+    calls = []
     real_call = signer.api.call
 
     def counting_call(method, path, body=None, key=None):
-        if path == "/sign/prepare":
-            prepares.append(body)
+        calls.append((method, path, len(body["states"])))
+        assert set(body) == {"key", "digest_algo", "sig_type", "states"}
         return real_call(method, path, body, key=key)
 
     signer.api.call = counting_call
-
-    def deliver(index, packet):
-        if index == 0:  # after the first batch: as if it had taken 1000 s
-            signer._prepared_at -= 1000  # pylint: disable=protected-access
-
     files = []
     for number in range(80):
         path = tmp_path / ("late%02d" % number)
         path.write_bytes(b"late %d\n" % number)
         files.append(str(path))
-    packets = signer.sign_blobs(files, jobs=1, deliver=deliver)  # two batches of 40
-    assert len(prepares) == 2
+    started = time.time()
+    packets = signer.sign_blobs(files, jobs=1)  # two batches of 40
+    assert calls == [("POST", "/sign", 40), ("POST", "/sign", 40)]
     for path, packet in zip(files, packets):
         with open(path + ".sig", "wb") as handle:
             handle.write(packet)
     for path in (files[0], files[-1]):
         gpg_verify(verifier, path + ".sig", path)
+    for packet in packets:
+        body = 2 if packet[0] & 3 == 0 else 3
+        created = int.from_bytes(packet[body + 8:body + 12], "big")  # the first subpacket: creation time
+        assert packet[body + 6:body + 8] == b"\x05\x02" and int(started) <= created <= time.time() + 1

@@ -26,8 +26,10 @@ spec = {
         "title": "pkgsign", "version": "0.1.0",
         "description": "copr-keygen compatible key service and blind remote OpenPGP v4 signer. "
                        "Every request except /ping, /health/* and /openapi.json carries 'Authorization: Bearer <token>'. "
-                       "Signing: POST /sign/prepare returns the hashed area of a v4 signature; the client computes "
-                       "H(data || hashed_area || 0x04 0xFF || len32(hashed_area)) and sends only that digest to POST /sign."},
+                       "Signing: the client hashes each file and sends the hash state after the data (chaining value, byte count, "
+                       "last partial block) to POST /sign; the server appends the hashed area of a v4 signature, which it builds "
+                       "itself (type binary or text, its own creation time, the signing key's fingerprint), and the trailer "
+                       "04 FF len32(hashed_area), finishes the hash and signs it. The client never sends a digest."},
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
@@ -67,42 +69,44 @@ spec = {
                     "created": {"type": "integer", "nullable": True}, "expires": {"type": "integer", "nullable": True},
                     "signing_fingerprint": {"type": "string"}, "signing_key_id": {"type": "string"},
                     "pubkey_algo": {"type": "integer"}, "signing_algorithm": {"type": "string"}, "origin": {"type": "string"}}},
-            "PrepareRequest": {
-                "type": "object", "required": ["key"], "properties": {
-                    "key": KEY,
-                    "digest_algo": {"type": "string", "enum": ["sha256", "sha384", "sha512", "sha1"], "default": "sha256",
-                                    "description": "sha1 only when the server's allow_sha1 is on"},
-                    "sig_type": {"type": "string", "enum": ["binary", "text"], "default": "binary"}}},
-            "PrepareResponse": {
-                "type": "object",
-                "required": ["hashed_area", "digest_algo", "fingerprint", "signing_fingerprint", "key_id", "pubkey_algo",
-                             "creation_time", "valid_for"],
+            "HashState": {
+                "type": "object", "required": ["chaining_value", "byte_count", "tail"], "additionalProperties": False,
+                "description": "where the client's hash of one file stands after the file's bytes (pkgsign/hashstate.py); "
+                               "the server appends its hashed area and the v4 trailer and finishes the hash",
                 "properties": {
-                    "key": {"type": "string"}, "fingerprint": {"type": "string"}, "signing_fingerprint": {"type": "string"},
-                    "key_id": {"type": "string"}, "pubkey_algo": {"type": "integer"}, "digest_algo": {"type": "string"},
-                    "sig_type": {"type": "string"}, "creation_time": {"type": "integer"},
-                    "hashed_area": {
-                        "type": "string", "pattern": "^[0-9a-f]+$",
-                        "description": "hex: 04 | sig type | pubkey algo | hash algo | len16 | subpackets (creation time, issuer fingerprint)"},
-                    "valid_for": {"type": "integer", "description": "seconds the creation time stays acceptable"}}},
+                    "chaining_value": {
+                        "type": "string", "pattern": "^([0-9a-fA-F]{64}|[0-9a-fA-F]{128})$",
+                        "description": "the internal state words, big-endian, in hex: 32 bytes for sha256 (and sha224), "
+                                       "64 bytes for sha384 and sha512 (the whole state, not the truncated digest)"},
+                    "byte_count": {"type": "integer", "minimum": 0, "maximum": 2 ** 60,
+                                   "description": "bytes hashed so far, the tail included"},
+                    "tail": {"type": "string", "pattern": "^([0-9a-fA-F]{2}){0,127}$",
+                             "description": "hex of the last byte_count mod block-size bytes (block: 64 bytes for sha256, "
+                                            "128 for sha384/sha512), not yet compressed"}}},
             "SignRequest": {
-                "type": "object", "required": ["key", "hashed_area", "digests"], "properties": {
+                "type": "object", "required": ["key", "states"], "additionalProperties": False, "properties": {
                     "key": KEY,
-                    "digest_algo": {"type": "string", "enum": ["sha256", "sha384", "sha512", "sha1"], "default": "sha256"},
-                    "hashed_area": {"type": "string", "pattern": "^([0-9a-fA-F]{2})+$", "maxLength": 512,
-                                    "description": "exactly as /sign/prepare returned it"},
-                    "digests": {
-                        "type": "array", "minItems": 1, "maxItems": 1000,
-                        "items": {"type": "string",
-                                  "pattern": "^([0-9a-fA-F]{40}|[0-9a-fA-F]{56}|[0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})$"},
-                        "description": "hex digests of data || hashed_area || 04 FF || len32(hashed_area)"},
+                    "digest_algo": {"type": "string", "enum": ["sha256", "sha384", "sha512"], "default": "sha256",
+                                    "description": "the hash of the states and of the signature (one of the server's allowed_digests)"},
+                    "sig_type": {"type": "string", "enum": ["binary", "text"], "default": "binary",
+                                 "description": "OpenPGP signature type 0x00 or 0x01 (text: the client hashed canonical CRLF text)"},
+                    "states": {"type": "array", "minItems": 1, "maxItems": 1000,
+                               "items": {"$ref": "#/components/schemas/HashState"},
+                               "description": "one hash state per file; at most max_digests_per_request (1000 by default)"},
                     "armor": {"type": "boolean", "default": False, "description": "also return ASCII-armored signatures"}}},
             "SignResponse": {
-                "type": "object", "required": ["signatures", "fingerprint", "key_id", "digest_algo"], "properties": {
+                "type": "object",
+                "required": ["signatures", "fingerprint", "signing_fingerprint", "key_id", "pubkey_algo", "digest_algo",
+                             "sig_type", "creation_time"],
+                "properties": {
                     "key": {"type": "string"}, "fingerprint": {"type": "string"}, "signing_fingerprint": {"type": "string"},
-                    "key_id": {"type": "string"}, "digest_algo": {"type": "string"},
-                    "signatures": {"type": "array", "items": {"type": "object", "required": ["digest", "signature"], "properties": {
-                        "digest": {"type": "string"},
+                    "key_id": {"type": "string", "description": "key id of the signing (sub)key"},
+                    "pubkey_algo": {"type": "integer"}, "digest_algo": {"type": "string"},
+                    "sig_type": {"type": "string"},
+                    "creation_time": {"type": "integer", "description": "the server's clock when it signed: the signatures' creation time"},
+                    "signatures": {"type": "array", "description": "in the order of the states",
+                                   "items": {"type": "object", "required": ["digest", "signature"], "properties": {
+                        "digest": {"type": "string", "description": "hex of the finished hash the key signed (as in the audit log)"},
                         "signature": {"type": "string", "format": "byte", "description": "base64 of the binary OpenPGP signature packet"},
                         "armored": {"type": "string"}}}}}},
         },
@@ -147,13 +151,9 @@ spec = {
                 "summary": "delete a per-project key; scope admin", "parameters": [key_param],
                 "responses": dict({"200": resp("deleted", {"type": "object", "properties": {"deleted": {"type": "string"}, "fingerprint": {"type": "string"}}}),
                                    "400": err, "404": err, "500": err}, **auth_errors)}},
-        "/sign/prepare": {"post": {
-            "summary": "hashed area of a v4 signature by key; scope sign",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PrepareRequest"}}}},
-            "responses": dict({"200": resp("hashed area", {"$ref": "#/components/schemas/PrepareResponse"}),
-                               "400": err, "404": err, "409": err, "413": err}, **auth_errors)}},
         "/sign": {"post": {
-            "summary": "sign digests with gpg-agent; scope sign",
+            "summary": "finish each hash state with the server's hashed area (binary or text signature, created now, "
+                       "by the signing key) and sign it with gpg-agent; scope sign",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SignRequest"}}}},
             "responses": dict({"200": resp("signature packets", {"$ref": "#/components/schemas/SignResponse"}),
                                "400": err, "404": err, "409": err, "413": err, "500": err}, **auth_errors)}},

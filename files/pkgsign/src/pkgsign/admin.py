@@ -84,7 +84,7 @@ def cmd_serve(args):
     app = create_app(config)
 
     class KeepAliveHandler(WSGIRequestHandler):
-        # HTTP/1.1 keeps the client's connection open between prepare and sign.
+        # HTTP/1.1 keeps the client's connection open between its requests (batches, -p then -r).
         protocol_version = "HTTP/1.1"
 
         def log_request(self, code="-", size="-"):

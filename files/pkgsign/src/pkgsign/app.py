@@ -3,7 +3,6 @@
 import ipaddress
 import logging
 import os
-import re
 import tempfile
 import time
 from binascii import b2a_base64
@@ -11,19 +10,18 @@ from binascii import b2a_base64
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import _gnupg, __version__
+from . import _gnupg, __version__, hashstate
 from .agent import AgentError, AgentPool
 from .audit import AuditLog
 from .config import load_config
 from .keystore import KeyStore, KeyStoreError, UnknownKey
-from .openpgp import HashedAreaError, build_hashed_area, signature_packets, validate_hashed_area
+from .openpgp import build_hashed_area, signature_packets
 from .tokens import RateLimiter, TokenFileError, TokenStore
-from .wire import DIGEST_SIZES, SIG_TYPES, armor
+from .wire import SIG_TYPES, armor, trailer
 
 log = logging.getLogger("pkgsign")
 
 MAX_KEY_NAME = 256
-_HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
 
 
 class ApiError(Exception):
@@ -279,27 +277,16 @@ def create_app(config=None):
 
     # -- remote signing ------------------------------------------------------------
 
-    @app.route("/sign/prepare", methods=["POST"])
-    def sign_prepare():
-        token = authenticate("sign")
-        body = json_body()
-        record = resolve(body.get("key"))
-        authorize_key(token, record, body["key"])
-        digest_algo = digest_algo_of(body)
-        sig_type = body.get("sig_type", "binary")
-        if sig_type not in SIG_TYPES:
-            raise ApiError(400, "sig_type must be binary or text")
-        _check_usable(record, body["key"])
-        now = int(time.time())
-        area = build_hashed_area(SIG_TYPES[sig_type], record["pubkey_algo"], digest_algo,
-                                 record["signing_fingerprint"], now)
-        return jsonify(key=body["key"], fingerprint=record["fingerprint"],
-                       signing_fingerprint=record["signing_fingerprint"], key_id=record["signing_key_id"],
-                       pubkey_algo=record["pubkey_algo"], digest_algo=digest_algo, sig_type=sig_type,
-                       creation_time=now, hashed_area=area.hex(), valid_for=config.max_clock_skew)
+    SIGN_FIELDS = {"key", "digest_algo", "sig_type", "states", "armor"}
 
     @app.route("/sign", methods=["POST"])
     def sign():
+        """Finish the hash of each state with a hashed area made here, and sign the digests.
+
+        The client sends where its hash stands after the data (hashstate.py), never a digest:
+        the last bytes hashed are always this server's hashed area (a binary or text signature,
+        created now, by the signing key) and the v4 trailer, so a signature made here verifies
+        only as a data signature of that type and time (README.md, "Why the signer is no oracle")."""
         token = authenticate("sign")
         body = json_body()
         name = body.get("key")
@@ -309,31 +296,38 @@ def create_app(config=None):
         except ApiError:
             audit("sign", "denied", key=name, fingerprint=record["fingerprint"])
             raise
+        unknown = set(body) - SIGN_FIELDS
+        if unknown:
+            if unknown & {"digests", "hashed_area"}:
+                raise ApiError(400, "digests are no longer signed: send the hash states of the data "
+                                    "(\"states\"; this client is older than the server)")
+            raise ApiError(400, "unknown field(s): %s" % ", ".join(sorted(unknown)))
         digest_algo = digest_algo_of(body)
-        area_hex = body.get("hashed_area")
-        if not isinstance(area_hex, str) or not area_hex or len(area_hex) > 512 or len(area_hex) % 2 \
-                or not _HEX_RE.match(area_hex):
-            raise ApiError(400, "hashed_area must be the hex string POST /sign/prepare returned")
-        digests = body.get("digests")
-        if not isinstance(digests, list) or not digests:
-            raise ApiError(400, "digests must be a non-empty list of hex strings")
-        if len(digests) > config.max_digests_per_request:
-            raise ApiError(400, "at most %d digests per request" % config.max_digests_per_request)
-        size = DIGEST_SIZES[digest_algo] * 2
-        for item in digests:
-            if not isinstance(item, str) or len(item) != size or not _HEX_RE.match(item):
-                raise ApiError(400, "each digest must be %d hex characters (%s)" % (size, digest_algo))
-        _check_usable(record, name)
+        if digest_algo not in hashstate.ALGORITHMS:
+            raise ApiError(400, "digest_algo %s cannot be signed from a hash state (use %s)"
+                           % (digest_algo, ", ".join(a for a in config.allowed_digests if a in hashstate.ALGORITHMS)))
+        sig_type = body.get("sig_type", "binary")
+        if not isinstance(sig_type, str) or sig_type not in SIG_TYPES:
+            raise ApiError(400, "sig_type must be binary or text")
+        want_armor = body.get("armor", False)
+        if not isinstance(want_armor, bool):
+            raise ApiError(400, "armor must be true or false")
+        items = body.get("states")
+        if not isinstance(items, list) or not items:
+            raise ApiError(400, "states must be a non-empty list of hash states")
+        if len(items) > config.max_digests_per_request:
+            raise ApiError(400, "at most %d states per request" % config.max_digests_per_request)
         try:
-            validate_hashed_area(bytes.fromhex(area_hex), fingerprint=record["signing_fingerprint"],
-                                 pubkey_algo=record["pubkey_algo"], digest_algo=digest_algo,
-                                 max_skew=config.max_clock_skew)
-        except HashedAreaError as err:
-            raise ApiError(400, "hashed_area rejected: %s" % err)
-        area = bytes.fromhex(area_hex)
-        want_armor = body.get("armor") is True
+            states = [hashstate.parse_state(digest_algo, item, index) for index, item in enumerate(items)]
+        except hashstate.StateError as err:
+            raise ApiError(400, str(err))
+        _check_usable(record, name)
+        now = int(time.time())
+        area = build_hashed_area(SIG_TYPES[sig_type], record["pubkey_algo"], digest_algo,
+                                 record["signing_fingerprint"], now)
+        suffix = area + trailer(area)
+        digests = [hashstate.finish(state, suffix).hex() for state in states]
         passphrase = service.keys.passphrase_for(record)
-        digests = [digest.lower() for digest in digests]
         try:
             # All digests of the request on one agent connection, pipelined (agent.py).
             sexps = service.agent.sign_many(record["signing_keygrip"], digest_algo, digests, passphrase)
@@ -341,7 +335,7 @@ def create_app(config=None):
         except (AgentError, ValueError) as err:
             log.error("signing with %s failed: %s", record["fingerprint"], err)
             audit("sign", "error", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
-                  digests=digests)
+                  sig_type=sig_type, created=now, digests=digests)
             raise ApiError(500, "gpg-agent could not sign with %s" % name)
         results = []
         for digest, packet in zip(digests, packets):
@@ -350,9 +344,10 @@ def create_app(config=None):
                 item["armored"] = armor(packet)
             results.append(item)
         audit("sign", "ok", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
-              digests=digests)
+              sig_type=sig_type, created=now, digests=digests)
         return jsonify(key=name, fingerprint=record["fingerprint"], signing_fingerprint=record["signing_fingerprint"],
-                       key_id=record["signing_key_id"], digest_algo=digest_algo, signatures=results)
+                       key_id=record["signing_key_id"], pubkey_algo=record["pubkey_algo"], digest_algo=digest_algo,
+                       sig_type=sig_type, creation_time=now, signatures=results)
 
     return app
 

@@ -9,8 +9,9 @@
     sign -t                                                     test the connection
     sign --unsign FILE.rpm...                                   remove RPM signatures
 
-The file never leaves this host: the client hashes it together with the signature's hashed area
-(from POST /sign/prepare) and sends only the digest (POST /sign). Configuration comes from
+The file never leaves this host: the client hashes it and sends only the state of the hash
+(POST /sign); the server appends the signature's hashed area, which it makes itself, finishes
+the hash and signs. Configuration comes from
 $SIGN_CONF or /etc/sign.conf (``server:``, ``token_file:``, ``hash:``, ``user:``).
 
 Kept free of heavy imports: one run of `sign` per file must start fast.
@@ -361,137 +362,50 @@ def _error_message(payload):
 
 
 # -- signing ---------------------------------------------------------------------------
+# The client hashes each input and sends where its hash stands after the data (chaining value,
+# byte count, last partial block: hashstate.py); the server appends the signature's hashed area,
+# which it builds itself, finishes the hash and signs. One POST /sign per file or per batch.
 
-MIN_BATCH = 32  # digests per /sign request when signing many inputs (see sign_blobs)
-
-
-# -- the hashed area, shared by the `sign` runs of one user --------------------------------
-# Copr runs `sign` once per file. A hashed area stays valid for the server's clock-skew limit
-# (valid_for, 5 minutes by default), so consecutive runs reuse the last one for half of that
-# and send one request per file instead of two. The cache holds nothing secret (the hashed area
-# is part of every signature made with it); the server still checks each area it is sent, and
-# an area it refuses (a key replaced behind an alias) is dropped and asked for again.
-
-def prepare_cache_dir(conf):
-    """Directory for cached hashed areas (``prepare_cache:`` in sign.conf; ``no`` disables)."""
-    setting = conf.get("prepare_cache", "auto")
-    if setting.lower() in ("no", "off", "false", "0", ""):
-        return None
-    if setting.lower() != "auto":
-        return setting
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime):
-        return os.path.join(runtime, "pkgsign")
-    home = os.environ.get("HOME")
-    return os.path.join(home, ".cache", "pkgsign") if home and os.path.isabs(home) else None
-
-
-def _private_dir_ok(path):
-    """True when ``path`` is a directory of this user that nobody else can write or read."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    return (info.st_mode & 0o170000) == 0o040000 and info.st_uid == os.getuid() and info.st_mode & 0o077 == 0
+MIN_BATCH = 32  # hash states per /sign request when signing many inputs (see sign_blobs)
 
 
 class Signer:
-    def __init__(self, api, user, digest_algo, sig_type="binary", cache_dir=None):
+    def __init__(self, api, user, digest_algo, sig_type="binary"):
         self.api = api
         self.user = user
         self.digest_algo = digest_algo
         self.sig_type = sig_type
-        self._prepared = None
-        self._prepared_at = 0.0
-        self._from_cache = False
-        self._refused = None
-        self._cache_path = None
-        if cache_dir:
-            from . import wire
 
-            identity = "\0".join(("%s://%s:%d%s" % (api.scheme, api.host, api.port, api.base), user, digest_algo, sig_type))
-            hasher = wire.new_hash("sha256", len(identity))
-            hasher.update(identity.encode("utf-8"))
-            self._cache_path = os.path.join(cache_dir, "prepared-%s.json" % hasher.hexdigest()[:32])
-        import _thread
+    def state_of(self, item):
+        """The hash state after ``item``: bytes, or the path (str) of a regular file."""
+        from . import hashstate
 
-        self._lock = _thread.allocate_lock()
-
-    def prepared(self, fresh=False):
-        """The server's answer to /sign/prepare, refreshed before its creation time goes stale.
-
-        ``fresh``: never the one cached by an earlier run (for callers that cannot retry)."""
-        import time
-
-        with self._lock:
-            if self._refused is not None:  # worker threads waiting here must not each ask again
-                raise self._refused
-            now = time.time()
-            if fresh and self._from_cache:
-                self._prepared = None
-            if self._prepared is None and not fresh:
-                self._load_cached(now)
-            if self._prepared is None or now - self._prepared_at > self._prepared.get("valid_for", 300) / 2:
-                try:
-                    self._prepared = self.api.call("POST", "/sign/prepare", {
-                        "key": self.user, "digest_algo": self.digest_algo, "sig_type": self.sig_type}, key=self.user)
-                except SignError as err:
-                    self._refused = err
-                    raise
-                self._prepared_at = time.time()
-                self._from_cache = False
-                self._store_cached()
-            return self._prepared
-
-    def forget_cached(self, area_hex):
-        """After the server refused ``area_hex``: drop it if it came from the cache; True then."""
-        with self._lock:
-            if self._prepared is None or self._prepared.get("hashed_area") != area_hex:
-                return self._prepared is not None  # another thread already took a new one
-            if not self._from_cache:
-                return False
-            self._prepared, self._from_cache = None, False
-            try:
-                os.unlink(self._cache_path)
-            except OSError:
-                pass
-            return True
-
-    def _load_cached(self, now):
-        if self._cache_path is None or not _private_dir_ok(os.path.dirname(self._cache_path)):
-            return
+        hasher = hashstate.Hasher(self.digest_algo)
+        if not isinstance(item, str):
+            return hasher.update(item).state()
+        fd = open_input(item)
         try:
-            with open(self._cache_path, "rb") as handle:
-                entry = _json_loads(handle.read().decode("utf-8"))
-            prepared, fetched_at = entry["prepared"], float(entry["fetched_at"])
-            valid_for = float(prepared.get("valid_for", 300))
-            bytes.fromhex(prepared["hashed_area"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return
-        if fetched_at <= now + 5 and now - fetched_at <= valid_for / 2:
-            self._prepared, self._prepared_at, self._from_cache = prepared, fetched_at, True
+            hasher.update_fd(fd)
+        except OSError as err:
+            raise SignError("%s: %s" % (item, err.strerror)) from None
+        finally:
+            os.close(fd)
+        return hasher.state()
 
-    def _store_cached(self):
-        """Best effort: a run that cannot write the cache still signs."""
-        if self._cache_path is None:
-            return
-        directory = os.path.dirname(self._cache_path)
-        try:
-            if not os.path.isdir(directory):
-                os.makedirs(directory, 0o700)
-            if not _private_dir_ok(directory):
-                return
-            entry = _dumps({"prepared": self._prepared, "fetched_at": int(self._prepared_at)}).encode("utf-8")
-            _write_atomic(self._cache_path, entry, 0o600)
-        except (OSError, ValueError, TypeError):
-            pass
-
-    def sign_digests(self, digests, hashed_area_hex):
-        answer = self.api.call("POST", "/sign", {"key": self.user, "digest_algo": self.digest_algo,
-                                                 "hashed_area": hashed_area_hex, "digests": digests}, key=self.user)
+    def sign_states(self, states):
+        """Signature packets for hash states, in one request."""
+        answer = self.api.call("POST", "/sign", {
+            "key": self.user, "digest_algo": self.digest_algo, "sig_type": self.sig_type,
+            "states": [state.to_json() for state in states]}, key=self.user)
         from binascii import a2b_base64  # the base64 module imports re
 
-        return [a2b_base64(item["signature"]) for item in answer["signatures"]]
+        try:
+            packets = [a2b_base64(item["signature"]) for item in answer["signatures"]]
+        except (TypeError, KeyError, ValueError):
+            raise SignError("the server's answer to POST /sign has no signatures") from None
+        if len(packets) != len(states):
+            raise SignError("the server returned %d signatures for %d files" % (len(packets), len(states)))
+        return packets
 
     def sign_blobs(self, blobs, jobs=8, chunk=200, deliver=None):
         """Signature packets for a list of byte strings or file paths (str), in order.
@@ -499,36 +413,15 @@ class Signer:
         ``deliver(index, packet)``, when given, is called from the worker threads as soon as a
         batch is signed, so writing results overlaps with signing the rest.
         """
-        from . import wire
-        # One small input: the built-in SHA code starts faster; many: OpenSSL hashes faster.
-        builtin_limit = wire.SMALL_INPUT if len(blobs) == 1 else 0
-
-        def hash_of(item):
-            if isinstance(item, str):
-                return wire.hash_file(item, self.digest_algo, builtin_limit)
-            return wire.hash_bytes(item, self.digest_algo, builtin_limit)
 
         def sign_batch(indexes):
-            # The hashed area is hashed after the data, so it is taken per batch, after hashing:
-            # a long run gets a fresh creation time (prepared() renews it before the server's
-            # clock-skew limit), and the first prepare request overlaps with hashing.
-            hashers = [hash_of(blobs[i]) for i in indexes]
-            area_hex = self.prepared()["hashed_area"]
-            try:
-                packets = self.sign_digests([wire.finish_digest(h.copy(), bytes.fromhex(area_hex)) for h in hashers], area_hex)
-            except ServerRefused as err:
-                # A hashed area cached by an earlier run may name a key replaced since: once more, fresh.
-                if err.status != 400 or not self.forget_cached(area_hex):
-                    raise
-                area_hex = self.prepared()["hashed_area"]
-                packets = self.sign_digests([wire.finish_digest(h, bytes.fromhex(area_hex)) for h in hashers], area_hex)
+            packets = self.sign_states([self.state_of(blobs[i]) for i in indexes])
             if deliver is not None:
                 for index, packet in zip(indexes, packets):
                     deliver(index, packet)
             return packets
 
         if len(blobs) == 1:
-            self.prepared()  # an unknown key is reported before the input is read
             return sign_batch([0])
         # Bare _thread: concurrent.futures imports logging (~20 ms before the first request),
         # threading functools and collections (~5 ms).
@@ -580,21 +473,112 @@ class Signer:
         return packets
 
 
-def _write_atomic(path, data, mode=None):
-    from _thread import get_ident  # results are written from several threads
+# -- files -----------------------------------------------------------------------------
+# `sign` may run for someone else (a sudo rule) on paths they name: inputs are opened without
+# following a symbolic link, files are rewritten in place only when they are the caller's own
+# with a single link, and every output is written to a new file (O_EXCL, owner-only until it is
+# complete) that is then renamed over the target, which never follows a link either.
 
-    tmp = "%s.tmp-sign-%d-%d" % (path, os.getpid(), get_ident())
-    # os-level calls: no buffered file object per signature (many files: ~20 % less CPU here).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+_S_IFMT, _S_IFREG, _S_IFLNK = 0o170000, 0o100000, 0o120000
+
+
+def _kind_error(path, info):
+    if info.st_mode & _S_IFMT == _S_IFLNK:
+        return "%s: is a symbolic link (refused)" % path
+    if info.st_mode & _S_IFMT != _S_IFREG:
+        return "%s: not a regular file" % path
+    return None
+
+
+def check_input(path):
+    """Refuse, before anything is signed, a path that is missing, a link or not a regular file."""
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise SignError("%s: no such file" % path) from None
+    except OSError as err:
+        raise SignError("%s: %s" % (path, err.strerror)) from None
+    error = _kind_error(path, info)
+    if error:
+        raise SignError(error)
+    return info
+
+
+def check_in_place(path, info=None):
+    """Refuse to rewrite ``path`` unless it is a regular file of ours with one link."""
+    info = info or check_input(path)
+    error = _kind_error(path, info)
+    if error:
+        raise SignError(error)
+    if info.st_uid != os.geteuid():
+        raise SignError("%s: owned by uid %d, not by you (uid %d): not rewritten in place"
+                        % (path, info.st_uid, os.geteuid()))
+    if info.st_nlink != 1:
+        raise SignError("%s: has %d hard links: not rewritten in place" % (path, info.st_nlink))
+    return info
+
+
+def open_input(path):
+    """A read-only descriptor of the regular file ``path`` (a symbolic link is refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        import errno  # built into the interpreter
+
+        if err.errno == errno.ELOOP:  # the last component is a symbolic link
+            raise SignError("%s: is a symbolic link (refused)" % path) from None
+        raise SignError("%s: %s" % (path, err.strerror)) from None
+    error = _kind_error(path, os.fstat(fd))
+    if error:
         os.close(fd)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, path)
+        raise SignError(error)
+    return fd
+
+
+_UMASK = []
+
+
+def creation_mode():
+    """The mode a new file gets (0666 less the umask); call it before starting threads."""
+    if not _UMASK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+        _UMASK.append(0o666 & ~mask)
+    return _UMASK[0]
+
+
+def write_new(path, data, mode):
+    """Replace ``path`` by a new file holding ``data``: written under a fresh name in the same
+    directory (O_EXCL, O_NOFOLLOW, mode 0600), then given ``mode`` and renamed over ``path``."""
+    directory, base = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _attempt in range(100):
+        tmp = os.path.join(directory, ".%s.%s.sign-tmp" % (base[:64], os.urandom(6).hex()))
+        try:
+            fd = os.open(tmp, flags, 0o600)
+            break
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise SignError("%s: %s" % (path, err.strerror)) from None
+    else:
+        raise SignError("%s: cannot make a temporary file next to it" % path)
+    try:
+        try:
+            # os-level calls: no buffered file object per signature (many files: ~20 % less CPU).
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise SignError("%s: %s" % (path, err.strerror)) from None
 
 
 def detached(signer, files, armored, jobs):
@@ -604,15 +588,15 @@ def detached(signer, files, armored, jobs):
         sys.stdout.write(wire.armor(packet)) if armored else sys.stdout.buffer.write(packet)
         return
     for path in files:
-        if not os.path.isfile(path):
-            raise SignError("%s: no such file" % path)
+        check_input(path)
     files = list(files)
+    mode = creation_mode()
 
     def write(index, packet):
         if armored:
-            _write_atomic(files[index] + ".asc", wire.armor(packet).encode("ascii"))
+            write_new(files[index] + ".asc", wire.armor(packet).encode("ascii"), mode)
         else:
-            _write_atomic(files[index] + ".sig", packet)
+            write_new(files[index] + ".sig", packet, mode)
 
     signer.sign_blobs(files, jobs, deliver=write)
 
@@ -640,16 +624,25 @@ def clearsign(signer, files, jobs):
         packet = signer.sign_blobs([wire.canonical_text(text)], jobs)[0]
         sys.stdout.buffer.write(_clearsigned(text, packet, signer.digest_algo))
         return
-    texts = []
+    for path in files:  # every file is checked before any is signed
+        check_in_place(path)
+    texts, modes = [], []
     for path in files:
+        fd = open_input(path)
         try:
-            with open(path, "rb") as handle:
-                texts.append(_clear_text(handle.read()))
+            info = check_in_place(path, os.fstat(fd))  # the file actually opened
+            from _io import FileIO
+
+            with FileIO(fd, "rb", closefd=False) as handle:
+                texts.append(_clear_text(handle.readall()))
         except OSError as err:
             raise SignError("%s: %s" % (path, err.strerror)) from None
+        finally:
+            os.close(fd)
+        modes.append(info.st_mode & 0o777)
     packets = signer.sign_blobs([wire.canonical_text(text) for text in texts], jobs)
-    for path, text, packet in zip(files, texts, packets):
-        _write_atomic(path, _clearsigned(text, packet, signer.digest_algo))
+    for path, text, packet, mode in zip(files, texts, packets, modes):
+        write_new(path, _clearsigned(text, packet, signer.digest_algo), mode)
 
 
 # -- RPM -------------------------------------------------------------------------------
@@ -730,11 +723,10 @@ def _exit_code(status):
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else 1
 
 
-def _rpmsign_group(signer, conf, area_hex, group):
-    """Run one rpmsign over ``group`` and serve its signing requests; returns an error or None."""
+def _rpmsign_group(signer, conf, group):
+    """Run one rpmsign over ``group`` and serve its signing requests; returns an error or None
+    (an unknown key is raised)."""
     import threading
-
-    from . import wire
 
     workdir = _private_workdir()
     fifo_in, fifo_out = os.path.join(workdir, "header"), os.path.join(workdir, "signature")
@@ -757,10 +749,9 @@ def _rpmsign_group(signer, conf, area_hex, group):
                     break
                 packet = b""
                 try:
-                    digest = wire.digest_bytes(header, signer.digest_algo, bytes.fromhex(area_hex))
-                    packet = signer.sign_digests([digest], area_hex)[0]
+                    packet = signer.sign_states([signer.state_of(header)])[0]
                 except SignError as err:
-                    errors.append(str(err))
+                    errors.append(err)
                 fd = _open_fifo_for_writing(fifo_out, finished)
                 if fd is None:
                     break
@@ -784,7 +775,9 @@ def _rpmsign_group(signer, conf, area_hex, group):
                 pass
             serving.join(0.01)
         if errors:
-            return errors[0]
+            if isinstance(errors[0], UnknownKey):
+                raise errors[0]
+            return str(errors[0])
         code = _exit_code(status)
         if code != 0:
             with open(output, "rb") as handle:
@@ -799,19 +792,24 @@ def _rpmsign_group(signer, conf, area_hex, group):
         os.rmdir(workdir)
 
 
-def _sign_rpms_with_rpmsign(signer, conf, area_hex, files, jobs):
+def _sign_rpms_with_rpmsign(signer, conf, files, jobs):
     """Errors of running rpmsign over ``files`` in up to ``jobs`` groups at once."""
     groups = [files[i::jobs] for i in range(min(jobs, len(files)))]
     if len(groups) == 1:
-        return [_rpmsign_group(signer, conf, area_hex, groups[0])]
+        return [_rpmsign_group(signer, conf, groups[0])]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        return list(pool.map(lambda group: _rpmsign_group(signer, conf, area_hex, group), groups))
+        return list(pool.map(lambda group: _rpmsign_group(signer, conf, group), groups))
 
 
-def _sign_rpms_in_place(signer, packages, jobs):
-    """Sign the main headers of parsed packages in shared /sign requests; returns errors."""
+def _check_rewritable_fd(path, fd):
+    check_in_place(path, os.fstat(fd))
+
+
+def _sign_rpms_in_place(signer, packages, jobs, unsupported):
+    """Sign the main headers of parsed packages in shared /sign requests; returns errors.
+    Packages that turn out not to take the signature in place are added to ``unsupported``."""
     from . import rpmheader
 
     errors = []
@@ -819,10 +817,14 @@ def _sign_rpms_in_place(signer, packages, jobs):
     def write(index, packet):
         package = packages[index]
         try:
-            # The tag follows the key that signed (the hashed area may have been renewed meanwhile).
-            package.write_signature(rpmheader.sigtag_for_packet(packet), packet)
-        except (rpmheader.NotAnRpm, rpmheader.Unsupported) as err:
+            # The tag follows the key that signed: RSA or EdDSA, as the server's packet says.
+            package.write_signature(rpmheader.sigtag_for_packet(packet), packet, check=_check_rewritable_fd)
+        except rpmheader.Unsupported:
+            unsupported.append(package.path)  # left untouched: rpmsign signs it
+        except rpmheader.NotAnRpm as err:
             errors.append("%s: %s" % (package.path, err))
+        except SignError as err:
+            errors.append(str(err))
         except OSError as err:
             errors.append("%s: %s" % (package.path, err.strerror))
 
@@ -834,11 +836,9 @@ def sign_rpms(signer, conf, files, jobs):
     """Sign RPMs in place: packages rpm 4.x laid out with reserved space get their header
     signature written directly (what rpmsign would write, byte for byte); the rest (already
     signed, old layouts) and everything when sign.conf says ``rpm_signing: rpmsign`` go
-    through rpmsign."""
+    through rpmsign. Only regular files of the caller's own, with one link, are rewritten."""
     for path in files:
-        if not os.path.isfile(path):
-            raise SignError("%s: no such file" % path)
-    area_hex = signer.prepared()["hashed_area"]  # an unknown key fails here: "unknown key: USER"
+        check_in_place(path)
     method = conf.get("rpm_signing", "native").lower()
     if method not in ("native", "rpmsign"):
         raise SignError("rpm_signing must be native or rpmsign, not %r" % method)
@@ -846,27 +846,22 @@ def sign_rpms(signer, conf, files, jobs):
     if method == "native":
         from . import rpmheader
 
-        try:
-            sigtag = rpmheader.sigtag_for(bytes.fromhex(area_hex))
-        except rpmheader.Unsupported:
-            sigtag = None
-        if sigtag is not None:
-            through_rpmsign = []
-            for path in files:
-                try:
-                    package = rpmheader.load(path)
-                    package.check_signable(sigtag)
-                    packages.append(package)
-                except rpmheader.Unsupported:
-                    through_rpmsign.append(path)
-                except rpmheader.NotAnRpm as err:  # reported; the other packages are still signed
-                    errors.append("%s: %s" % (path, err))
-                except OSError as err:
-                    errors.append("%s: %s" % (path, err.strerror))
+        through_rpmsign = []
+        for path in files:
+            try:
+                package = rpmheader.load(path)
+                package.check_signable()
+                packages.append(package)
+            except rpmheader.Unsupported:
+                through_rpmsign.append(path)
+            except rpmheader.NotAnRpm as err:  # reported; the other packages are still signed
+                errors.append("%s: %s" % (path, err))
+            except OSError as err:
+                errors.append("%s: %s" % (path, err.strerror))
     if packages:
-        errors += _sign_rpms_in_place(signer, packages, jobs)
-    if through_rpmsign:  # rpmsign's requests cannot be retried with another area: a fresh one
-        errors += _sign_rpms_with_rpmsign(signer, conf, signer.prepared(fresh=True)["hashed_area"], through_rpmsign, jobs)
+        errors += _sign_rpms_in_place(signer, packages, jobs, through_rpmsign)
+    if through_rpmsign:
+        errors += _sign_rpms_with_rpmsign(signer, conf, through_rpmsign, jobs)
     errors = [e for e in errors if e]
     if errors:
         raise SignError("; ".join(errors))
@@ -1008,19 +1003,18 @@ def _main(argv):
         print(info["signing_key_id"].lower())
         return 0
     digest_algo = digest_algo or conf.get("hash", "sha256").lower()
-    from . import wire
+    from . import hashstate
 
-    if digest_algo not in wire.HASH_IDS:
-        raise SignError("unknown hash %r (use sha256 or sha512)" % digest_algo)
-    cache_dir = prepare_cache_dir(conf)
+    if digest_algo not in hashstate.ALGORITHMS:
+        raise SignError("unknown hash %r (use sha256, sha384 or sha512)" % digest_algo)
     if mode == "rpm":
         if not files:
             raise SignError("-r needs RPM files")
-        sign_rpms(Signer(api, user, digest_algo, cache_dir=cache_dir), conf, files, jobs)
+        sign_rpms(Signer(api, user, digest_algo), conf, files, jobs)
     elif mode in ("detached", "binary"):
-        detached(Signer(api, user, digest_algo, cache_dir=cache_dir), files, mode == "detached", jobs)
+        detached(Signer(api, user, digest_algo), files, mode == "detached", jobs)
     else:
-        clearsign(Signer(api, user, digest_algo, sig_type="text", cache_dir=cache_dir), files, jobs)
+        clearsign(Signer(api, user, digest_algo, sig_type="text"), files, jobs)
     return 0
 
 

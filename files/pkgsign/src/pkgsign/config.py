@@ -82,7 +82,6 @@ class Config:
     default_digest: str = "sha256"
     allowed_digests: Tuple[str, ...] = ("sha256", "sha384", "sha512")
     max_digests_per_request: int = 1000
-    max_clock_skew: int = 300
     rate_limit_default: Optional[Tuple[int, int]] = (600, 60)
     rate_limit_anonymous: Optional[Tuple[int, int]] = (60, 60)
     aliases: Dict[str, str] = field(default_factory=dict)
@@ -230,7 +229,6 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         default_digest=default_digest,
         allowed_digests=tuple(allowed),
         max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", 1000)),
-        max_clock_skew=parse_duration(get("signing", "max_clock_skew", "5m")),
         rate_limit_default=parse_rate(get("rate_limit", "default", "600/60")),
         rate_limit_anonymous=parse_rate(get("rate_limit", "anonymous", "60/60")),
         aliases=aliases,

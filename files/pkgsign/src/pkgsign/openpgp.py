@@ -1,15 +1,13 @@
 """OpenPGP v4 signature packets around a signature value made by gpg-agent.
 
 No cryptography happens here: gpg-agent computes the signature (``PKSIGN``); this module only
-lays out the bytes RFC 4880 5.2.3 prescribes around it, and checks that a hashed area sent back
-by a client is exactly one the server would have produced.
+lays out the bytes RFC 4880 5.2.3 prescribes around it. The hashed area is always built here, by
+the server, for the request at hand (app.py); clients never send one.
 """
 
 import struct
-import time
-from dataclasses import dataclass
 
-from .wire import HASH_IDS, HASH_NAMES, SIG_TYPES
+from .wire import HASH_IDS, SIG_TYPES
 
 SUBPACKET_CREATION_TIME = 2
 SUBPACKET_ISSUER_KEY_ID = 16
@@ -21,10 +19,6 @@ PUBKEY_EDDSA = 22
 SIGNING_PUBKEY_ALGOS = (PUBKEY_RSA, 3, 17, PUBKEY_ECDSA, PUBKEY_EDDSA)
 
 
-class HashedAreaError(ValueError):
-    """A hashed area the server would not have produced."""
-
-
 def _subpacket(kind: int, body: bytes) -> bytes:
     length = len(body) + 1
     if length >= 192:
@@ -34,77 +28,15 @@ def _subpacket(kind: int, body: bytes) -> bytes:
 
 def build_hashed_area(sig_type: int, pubkey_algo: int, digest_algo: str, fingerprint: str,
                       creation_time: int) -> bytes:
+    """The hashed part of a v4 signature the service makes: version 4, a binary or text
+    signature, creation time and issuer fingerprint; nothing else is ever signed."""
+    if sig_type not in SIG_TYPES.values():
+        raise ValueError("the service makes binary and text signatures only, not 0x%02x" % sig_type)
     fpr = bytes.fromhex(fingerprint)
     subpackets = (_subpacket(SUBPACKET_CREATION_TIME, struct.pack(">I", creation_time))
                   + _subpacket(SUBPACKET_ISSUER_FINGERPRINT, b"\x04" + fpr))
     return (bytes([4, sig_type, pubkey_algo, HASH_IDS[digest_algo]])
             + struct.pack(">H", len(subpackets)) + subpackets)
-
-
-@dataclass
-class HashedArea:
-    sig_type: int
-    pubkey_algo: int
-    digest_algo: str
-    fingerprint: str
-    creation_time: int
-
-
-def parse_hashed_area(area: bytes) -> HashedArea:
-    """Parse a hashed area; raise HashedAreaError for anything build_hashed_area cannot make."""
-    if len(area) < 6 or len(area) > 256:
-        raise HashedAreaError("hashed area has an impossible length")
-    version, sig_type, pubkey_algo, hash_id = area[0], area[1], area[2], area[3]
-    if version != 4:
-        raise HashedAreaError("only version 4 signatures are produced")
-    if sig_type not in SIG_TYPES.values():
-        raise HashedAreaError("signature type 0x%02x is not produced (binary 0x00 or text 0x01)" % sig_type)
-    if hash_id not in HASH_NAMES:
-        raise HashedAreaError("unknown hash algorithm id %d" % hash_id)
-    (length,) = struct.unpack(">H", area[4:6])
-    body = area[6:]
-    if length != len(body):
-        raise HashedAreaError("hashed subpacket length does not match")
-    found = {}
-    offset = 0
-    while offset < len(body):
-        size = body[offset]
-        if size == 0 or size >= 192 or offset + 1 + size > len(body):
-            raise HashedAreaError("malformed subpacket")
-        kind = body[offset + 1]
-        data = body[offset + 2:offset + 1 + size]
-        if kind in found:
-            raise HashedAreaError("duplicate subpacket %d" % kind)
-        found[kind] = data
-        offset += 1 + size
-    if set(found) != {SUBPACKET_CREATION_TIME, SUBPACKET_ISSUER_FINGERPRINT}:
-        raise HashedAreaError("hashed subpackets must be exactly creation time and issuer fingerprint")
-    created = found[SUBPACKET_CREATION_TIME]
-    issuer = found[SUBPACKET_ISSUER_FINGERPRINT]
-    if len(created) != 4 or len(issuer) != 21 or issuer[0] != 4:
-        raise HashedAreaError("malformed creation time or issuer fingerprint subpacket")
-    parsed = HashedArea(sig_type, pubkey_algo, HASH_NAMES[hash_id], issuer[1:].hex().upper(),
-                        struct.unpack(">I", created)[0])
-    # Canonical form only: re-building must give the same bytes (no alternate encodings).
-    if build_hashed_area(parsed.sig_type, parsed.pubkey_algo, parsed.digest_algo, parsed.fingerprint,
-                         parsed.creation_time) != area:
-        raise HashedAreaError("hashed area is not in the canonical form this server produces")
-    return parsed
-
-
-def validate_hashed_area(area: bytes, *, fingerprint: str, pubkey_algo: int, digest_algo: str,
-                         max_skew: int, now: float = None) -> HashedArea:
-    parsed = parse_hashed_area(area)
-    if parsed.fingerprint != fingerprint.upper():
-        raise HashedAreaError("hashed area names another key")
-    if parsed.pubkey_algo != pubkey_algo:
-        raise HashedAreaError("hashed area names another public-key algorithm")
-    if parsed.digest_algo != digest_algo:
-        raise HashedAreaError("hashed area names digest %s, request says %s" % (parsed.digest_algo, digest_algo))
-    now = time.time() if now is None else now
-    if abs(parsed.creation_time - now) > max_skew:
-        raise HashedAreaError("signature creation time is more than %d s away from the server's clock" % max_skew)
-    return parsed
 
 
 # -- S-expressions from gpg-agent -----------------------------------------------------------

@@ -99,7 +99,11 @@ class Package:
 
     def __init__(self, path):
         self.path = path
-        with open(path, "rb") as handle:
+        import os
+
+        # A symbolic link is not followed (`sign` may run for someone else on paths they name).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as handle:
             lead = handle.read(LEAD_SIZE)
             if lead[:4] != LEAD_MAGIC:
                 raise NotAnRpm("not an RPM package")
@@ -138,25 +142,24 @@ class Package:
     def tags(self):
         return [entry[0] for entry in self.entries]
 
-    def check_signable(self, sigtag):
-        """Raise Unsupported unless a new ``sigtag`` signature can go into the reserved space."""
+    def check_signable(self, sigtag=None):
+        """Raise Unsupported unless a new signature (under ``sigtag``, when known) can go into
+        the reserved space."""
         tags = self.tags()
         if SIGNATURE_TAGS.intersection(tags):
             raise Unsupported("already signed")
         if SIGTAG_RESERVEDSPACE not in tags or tags[-1] != SIGTAG_RESERVEDSPACE:
             raise Unsupported("no reserved space at the end of the signature header")
-        if sigtag not in SIGTAG_BY_PUBKEY_ALGO.values():
+        if sigtag is not None and sigtag not in SIGTAG_BY_PUBKEY_ALGO.values():
             raise Unsupported("signature tag %d" % sigtag)
 
     def verify_header_digest(self):
         """The main header must match the SHA-256 recorded when the package was built."""
-        from . import wire
+        from .hashstate import Hasher
 
         for tag, entry_type, _count, value in self.entries:
             if tag == SIGTAG_SHA256 and entry_type == TYPE_STRING:
-                digest = wire.new_hash("sha256", len(self.header))
-                digest.update(self.header)
-                if digest.hexdigest().encode("ascii") != value.rstrip(b"\0"):
+                if Hasher("sha256").update(self.header).hexdigest().encode("ascii") != value.rstrip(b"\0"):
                     raise NotAnRpm("header digest mismatch (damaged package)")
                 return
         raise Unsupported("no SHA-256 header digest")
@@ -189,10 +192,20 @@ class Package:
             raise Unsupported("signature header would change size")
         return blob
 
-    def write_signature(self, sigtag, packet):
-        """Put ``packet`` into the package file in place; the file must not have changed."""
+    def write_signature(self, sigtag, packet, check=None):
+        """Put ``packet`` into the package file in place; the file must not have changed.
+        ``check(path, fd)``, when given, may refuse the opened file by raising."""
+        import os
+
         blob = self.signed_signature_header(sigtag, packet)
-        with open(self.path, "r+b") as handle:
+        fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if check is not None:
+                check(self.path, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        with open(fd, "r+b") as handle:
             handle.seek(LEAD_SIZE)
             if handle.read(len(self.signature_header)) != self.signature_header:
                 raise NotAnRpm("the package changed while it was being signed")
@@ -201,7 +214,7 @@ class Package:
 
 
 def sigtag_for(hashed_area):
-    """The signature tag for a signature whose hashed area (version, type, pubkey algo, ...) is given."""
+    """The signature tag for a signature whose hashed area (version, type, pubkey algo, ...) starts here."""
     try:
         return SIGTAG_BY_PUBKEY_ALGO[hashed_area[2]]
     except (IndexError, KeyError):
