@@ -68,6 +68,7 @@ MAX_UID_FIELD_LENGTH = 256
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+#=~!$&'*/?^`{|}-]+@[A-Za-z0-9.-]+$")
 _EXPIRES_RE = re.compile(r"^([1-9][0-9]{0,5})([dwmy])$")
 _ISO_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_ISO_TIME_RE = re.compile(r"^[0-9]{8}t[0-9]{6}$")  # gpg's isotime (UTC), lower-cased
 _HEX_RE = re.compile(r"^(0x)?[0-9A-Fa-f]+$")
 
 
@@ -106,7 +107,8 @@ def validate_algorithm(algorithm):
 def parse_expires(value):
     """Normalise an expiry to what gpg accepts: '0', '<n>d|w|m|y' or an ISO date.
 
-    Accepts 0/'0'/'never'/'none', an integer number of days, '<n>d|w|m|y' and 'YYYY-MM-DD'.
+    Accepts 0/'0'/'never'/'none', an integer number of days, '<n>d|w|m|y', 'YYYY-MM-DD' and an
+    exact moment as gpg writes it, 'YYYYMMDDTHHMMSS' (UTC; see ``isotime``).
     """
     if value is None:
         return "0"
@@ -129,7 +131,19 @@ def parse_expires(value):
         except ValueError:
             raise InvalidInput("expires %r is not a valid date" % value)
         return text
+    if _ISO_TIME_RE.match(text):
+        try:
+            datetime.datetime.strptime(text, "%Y%m%dt%H%M%S")
+        except ValueError:
+            raise InvalidInput("expires %r is not a valid time" % value)
+        return text.upper()
     raise InvalidInput("expires %r is not 0, never, <n>d|w|m|y or YYYY-MM-DD" % value)
+
+
+def isotime(epoch):
+    """``epoch`` as gpg's isotime 'YYYYMMDDTHHMMSS' (UTC): an expiry that means this exact second,
+    e.g. to make a subkey expire together with its primary."""
+    return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
 
 
 def expires_to_epoch(value, now=None):
@@ -144,6 +158,8 @@ def expires_to_epoch(value, now=None):
     if _ISO_DATE_RE.match(spec):
         day = datetime.datetime.strptime(spec, "%Y-%m-%d").replace(tzinfo=datetime.timezone.utc)
         return int(day.timestamp())
+    if _ISO_TIME_RE.match(spec.lower()):
+        return int(datetime.datetime.strptime(spec, "%Y%m%dT%H%M%S").replace(tzinfo=datetime.timezone.utc).timestamp())
     count, unit = int(spec[:-1]), spec[-1]
     return now + count * {"d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}[unit]
 
@@ -480,8 +496,12 @@ class GnuPG:
     # -- key generation ----------------------------------------------------------------
 
     def generate_key(self, name, email, comment=None, algorithm="rsa4096", usage=("cert", "sign"),
-                     expires="0", passphrase=None, keep_fds=()):
-        """Create a primary key from a validated batch file; returns its fingerprint."""
+                     expires="0", passphrase=None, keep_fds=(), subkey_usage=None):
+        """Create a primary key from a validated batch file; returns its fingerprint.
+
+        ``subkey_usage`` (e.g. ``("sign",)``) adds one subkey of the same algorithm with that usage,
+        made in the same gpg run, with the primary's creation time and expiry.
+        """
         validate_uid_field(name, "name", required=True)
         validate_uid_field(email, "email", required=True)
         validate_uid_field(comment, "comment")
@@ -491,6 +511,12 @@ class GnuPG:
         _check_passphrase(passphrase)
         lines = ["%s: %s" % item for item in ALGORITHMS[algorithm]["batch"].items()]
         lines.append("Key-Usage: %s" % ",".join(usage))
+        if subkey_usage:
+            subkey_usage = _validate_usage(subkey_usage, ("sign", "auth"))
+            # Key-Type -> Subkey-Type, Key-Length -> Subkey-Length, Key-Curve -> Subkey-Curve
+            lines += ["Sub%s: %s" % (item[0][0].lower() + item[0][1:], item[1])
+                      for item in ALGORITHMS[algorithm]["batch"].items()]
+            lines.append("Subkey-Usage: %s" % ",".join(subkey_usage))
         lines.append("Name-Real: %s" % name)
         if comment:
             lines.append("Name-Comment: %s" % comment)
@@ -942,6 +968,10 @@ def generate_key_from_keygrip(gpg, keygrip, name, email, comment=None, algorithm
                               usage=("cert", "sign"), expires="0", keep_fds=(), created=None):
     """Make an OpenPGP primary key around secret key material already in the agent.
 
+    A subkey from key material is added by add_subkey_from_keygrip (gpg 2.2's batch keyword
+    ``Subkey-Grip`` crashes gpg 2.2.40 for a signing subkey: it makes the back-signature with a
+    subkey it never looked up).
+
     ``keygrip`` names an unprotected key file in ``private-keys-v1.d`` (made ahead of time, e.g.
     by a pool of pre-generated keys); gpg only binds the user id and self-signs, which takes
     milliseconds instead of the seconds RSA-4096 generation needs. Returns the fingerprint.
@@ -968,6 +998,40 @@ def generate_key_from_keygrip(gpg, keygrip, name, email, comment=None, algorithm
     if not created:
         raise GpgError("gpg did not report a key made from keygrip %s" % keygrip)
     return created[0]
+
+
+def add_subkey_from_keygrip(gpg, fingerprint, keygrip, usage="sign", expires="0", created=None, keep_fds=()):
+    """Add a subkey made of key material already in the agent (``keygrip``) to the unprotected
+    primary ``fingerprint``; returns the subkey's fingerprint.
+
+    gpg 2.2 takes existing material for a subkey only in --edit-key's ``addkey`` ("Existing key",
+    an expert choice): every question is answered on the command fd. ``created`` (epoch seconds)
+    fixes the subkey's creation time (and its binding signatures'), so that with the primary's
+    ``Creation-Date`` and the same ``expires`` both parts expire at the same second, and a caller
+    knows every listed field without listing the key. It must lie in the past: gpg 2.2 ignores a
+    ``--faked-system-time`` equal to the current second and runs on the real clock, which may
+    have moved on by the time it makes the subkey.
+    """
+    if created is not None and int(created) >= int(time.time()):
+        raise InvalidInput("created must be an earlier second than now (gpg ignores a faked time of now)")
+    if not re.match(r"^[0-9A-Fa-f]{40}$", keygrip or ""):
+        raise InvalidInput("keygrip must be 40 hex digits")
+    if not re.match(r"^[0-9A-Fa-f]{40}$", fingerprint or ""):
+        raise InvalidInput("fingerprint must be 40 hex digits")
+    usage = _validate_usage(_as_list(usage), ("sign", "encrypt", "auth"))
+    letters = "".join({"sign": "s", "encrypt": "e", "auth": "a"}[item] for item in usage)
+    # keygen.algo: 13 = "Existing key"; keygen.flags: '=' sets the capabilities directly.
+    answers = ["13", keygrip.upper(), "=" + letters, parse_expires(expires)]
+    args = ["--expert"]
+    if created is not None:
+        args += ["--faked-system-time", "%d!" % int(created)]
+    result = gpg.run(args + ["--edit-key", fingerprint.upper(), "addkey", "save"], command_input=answers,
+                     keep_fds=keep_fds)
+    made = [args[1] for args in result.status_lines("KEY_CREATED") if len(args) > 1 and args[0] == "S"]
+    if not made:
+        raise GpgError("gpg did not add a subkey from keygrip %s: %s" % (
+            keygrip, (result.stderr.strip().splitlines() or ["no KEY_CREATED status"])[-1]))
+    return made[0]
 
 
 # The KEYPARAM gpg itself sends gpg-agent's GENKEY for each algorithm.

@@ -228,7 +228,8 @@ def test_key_pool_binds_pregenerated_keys_and_refills(tmp_path):
     proc = run_admin("pool", "fill", "--config", str(conf))
     assert "ed25519 2/2" in proc.stdout and "rsa2048 2/2" in proc.stdout, proc.stdout + proc.stderr
     ready = sorted(os.listdir(str(root / "pool" / "ready")))
-    assert len(ready) == 4 and all(stat.S_IMODE(os.stat(str(root / "pool" / "ready" / n)).st_mode) & 0o077 == 0
+    # two keys per algorithm, two pieces of key material each (certify-only primary, signing subkey)
+    assert len(ready) == 8 and all(stat.S_IMODE(os.stat(str(root / "pool" / "ready" / n)).st_mode) & 0o077 == 0
                                    for n in ready)
     from pkgsign.app import create_app
     from pkgsign.config import load_config
@@ -245,7 +246,10 @@ def test_key_pool_binds_pregenerated_keys_and_refills(tmp_path):
     assert info["algorithm"] == "rsa2048" and info["uids"] == ["fast <fast#rsa@copr.test>"]
     gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
     key = _gnupg.find_secret_key_by(gpg, info["fingerprint"])
-    assert "rsa2048-%s.key" % key.keygrip in ready  # the pool's material, not a fresh key
+    # the pool's material, not fresh keys, for both parts
+    assert "rsa2048-%s.key" % key.keygrip in ready and "rsa2048-%s.key" % key.subkeys[0].keygrip in ready
+    assert key.usage == ["cert"] and [sub.usage for sub in key.subkeys] == [["sign"]]
+    assert info["signing_fingerprint"] == key.subkeys[0].fingerprint
     assert elapsed < 5
     # the pool key signs and the signature verifies
     signed = client.post("/sign", json={"key": "fast#rsa@copr.test", "states": [state_json(b"pool")],
@@ -255,9 +259,9 @@ def test_key_pool_binds_pregenerated_keys_and_refills(tmp_path):
     assert gpg.verify(str(tmp_path / "d.asc"), str(tmp_path / "d")) == [info["fingerprint"]]
     # the background thread tops the pool up again
     deadline = time.time() + 60
-    while time.time() < deadline and len(os.listdir(str(root / "pool" / "ready"))) < 4:
+    while time.time() < deadline and len(os.listdir(str(root / "pool" / "ready"))) < 8:
         time.sleep(0.2)
-    assert len(os.listdir(str(root / "pool" / "ready"))) == 4
+    assert len(os.listdir(str(root / "pool" / "ready"))) == 8
     app.extensions["pkgsign"].keys.pool.stop()
     gpg.kill_agent()
     # pool keys are made by agents that were our children: no agent or scratch home is left

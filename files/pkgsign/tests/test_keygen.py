@@ -3,6 +3,7 @@ when cores are idle, the losers pooled or shredded, user ids bound without a key
 crash leftovers shredded by reconcile. Real gpg and gpg-agent in temporary homes."""
 
 import fcntl
+import json
 import logging
 import os
 import queue
@@ -54,18 +55,36 @@ def _wait(condition, timeout=30):
     return condition()
 
 
+def _assert_key_shape(store, record, days):
+    """A certify-only primary and one sign-only subkey that expires with it; the record names the subkey."""
+    listed = _gnupg.find_secret_key_by(store.gnupg, record["fingerprint"])
+    assert listed.usage == ["cert"] and listed.capabilities.startswith("c") and "s" not in listed.capabilities
+    assert [sub.usage for sub in listed.subkeys] == [["sign"]]
+    subkey = listed.subkeys[0]
+    assert subkey.secret_present and listed.secret_present
+    assert (record["signing_fingerprint"], record["signing_key_id"], record["signing_keygrip"]) == (
+        subkey.fingerprint, subkey.key_id, subkey.keygrip)
+    assert record["signing_fingerprint"] != record["fingerprint"]
+    assert subkey.algorithm == listed.algorithm == record["signing_algorithm"] == record["algorithm"]
+    assert subkey.created == listed.created and subkey.expires == listed.expires
+    assert (listed.expires is None) == (days == 0)
+    return listed
+
+
 def test_metadata_of_a_bound_key_equals_what_gpg_lists(tmp_path, stores):
     store = _store(tmp_path, generation_race=1, pool_size=1, pool_algorithms="ed25519")
     stores.append(store)
-    assert store.pool.refill() == 1  # ed25519 is bound from the pool, rsa2048 from a scratch generation
+    assert store.pool.refill() == 2  # one ed25519 key: two pieces of key material
+    # rsa2048 from scratch generations, ed25519 from the pool, then from the service's agent
     cases = [("Real Name", "user#proj@copr.test", "a comment", "rsa2048", 10),
-             ("ed", "ed#proj@copr.test", None, "ed25519", 0)]
+             ("ed", "ed#proj@copr.test", None, "ed25519", 0),
+             ("ed here", "edhere#proj@copr.test", None, "ed25519", 7)]
     for name, email, comment, algorithm, days in cases:
         created, record = store.generate(name, email, comment, algorithm, days, created_by="tok")
         assert created
-        listed = _gnupg.find_secret_key_by(store.gnupg, record["fingerprint"])
+        listed = _assert_key_shape(store, record, days)
         assert record == key_record(listed, email, origin="generated", created_by="tok")
-        assert record["algorithm"] == algorithm and record["signing_keygrip"] == listed.keygrip
+        assert record["algorithm"] == algorithm and record["signing_problem"] is None
         assert (record["expires"] is None) == (days == 0)
         assert store.get_metadata(email) == record
     assert store.pool.counts() == {"ed25519": 0}
@@ -73,23 +92,44 @@ def test_metadata_of_a_bound_key_equals_what_gpg_lists(tmp_path, stores):
     assert os.listdir(store.pending_dir) == []
 
 
-def test_race_uses_the_first_generation_and_stops_the_other_without_a_pool(tmp_path, stores, caplog):
-    store = _store(tmp_path, generation_race=2)
+def test_a_bound_key_exports_as_certify_primary_and_signing_subkey(tmp_path, stores):
+    """What clients import: gpg in a fresh home lists the exported public key as pub 'c', sub 's'."""
+    store = _store(tmp_path, generation_race=1, pool_size=1, pool_algorithms="rsa2048")
+    stores.append(store)
+    store.pool.refill()
+    created, record = store.generate("exp", "exp#p@copr.test", algorithm="rsa2048")
+    assert created and store.pool.counts() == {"rsa2048": 0}  # both pieces came from the pool
+    with _gnupg.TemporaryGnuPG() as fresh:
+        fresh.import_keys(store.gnupg.export_public(record["fingerprint"]))
+        listing = fresh.run(["--with-colons", "--fixed-list-mode", "--list-keys", record["fingerprint"]]).stdout.decode()
+    rows = [line.split(":") for line in listing.splitlines() if line.split(":")[0] in ("pub", "sub")]
+    assert [(row[0], row[11]) for row in rows] == [("pub", "cSC"), ("sub", "s")]
+    assert rows[1][4] == record["signing_key_id"]
+
+
+def _material_of(store, record):
+    listed = _gnupg.find_secret_key_by(store.gnupg, record["fingerprint"])
+    return sorted(part.keygrip for part in [listed] + listed.subkeys)
+
+
+def test_race_uses_the_first_generations_and_stops_the_other_without_a_pool(tmp_path, stores, caplog):
+    store = _store(tmp_path, generation_race=3)
     stores.append(store)
     caplog.set_level(logging.INFO, logger="pkgsign.keypool")
-    assert store.maker.width_for("rsa2048") == 2 and store.maker.width_for("ed25519") == 1
+    assert store.maker.width_for("rsa2048") == 3 and store.maker.width_for("ed25519") == 1
     created, record = store.generate("race", "race#p@copr.test", algorithm="rsa2048")
     assert created
-    assert "raced 2 rsa2048 generations" in caplog.text
+    assert "raced 3 rsa2048 generations" in caplog.text  # for the two pieces of one key
     assert "rsa2048 generation that lost the race" in caplog.text  # nothing wasted silently
     # only the bound key's material is left anywhere: the loser's home is shredded
-    assert _key_files(store) == [record["signing_keygrip"]]
+    assert _key_files(store) == _material_of(store, record) and len(_key_files(store)) == 2
+    assert record["signing_keygrip"] in _key_files(store)
     assert _scratch_homes(store) == []
-    assert store.maker.width_for("rsa2048") == 2  # every generation has ended
+    assert store.maker.width_for("rsa2048") == 3  # every generation has ended
 
 
 def test_race_loser_goes_into_the_pool(tmp_path, stores):
-    store = _store(tmp_path, generation_race=2, pool_size=2, pool_algorithms="rsa2048")
+    store = _store(tmp_path, generation_race=3, pool_size=2, pool_algorithms="rsa2048")
     stores.append(store)
     assert store.pool.counts() == {"rsa2048": 0}
     created, record = store.generate("race", "pooled#p@copr.test", algorithm="rsa2048")
@@ -97,11 +137,11 @@ def test_race_loser_goes_into_the_pool(tmp_path, stores):
     assert _wait(lambda: store.pool.counts()["rsa2048"] == 1 and not _scratch_homes(store))
     ready = os.listdir(store.pool.ready_dir)
     assert stat.S_IMODE(os.stat(os.path.join(store.pool.ready_dir, ready[0])).st_mode) == 0o600
-    assert _key_files(store) == [record["signing_keygrip"]]
-    # the spare binds like any pool key
+    assert _key_files(store) == _material_of(store, record)
+    # the spare binds like any pool key (with one piece generated for the request)
     created, second = store.generate("next", "next#p@copr.test", algorithm="rsa2048")
-    assert created and ready[0] == "rsa2048-%s.key" % second["signing_keygrip"]
-    assert _gnupg.find_secret_key_by(store.gnupg, second["fingerprint"]).keygrip == second["signing_keygrip"]
+    assert created and ready[0][len("rsa2048-"):-len(".key")] in _material_of(store, second)
+    _assert_key_shape(store, second, 0)
 
 
 def test_keys_for_different_emails_are_generated_in_parallel(tmp_path, stores):
@@ -128,7 +168,8 @@ def test_keys_for_different_emails_are_generated_in_parallel(tmp_path, stores):
     done.set()
     watcher.join()
     assert [created for created, _record in results] == [True, True]
-    assert max(peak) == 2, "generations for two emails did not overlap"
+    # each key takes two pieces of material, generated at once
+    assert max(peak) > 2, "generations for two emails did not overlap"
 
 
 def test_same_email_from_many_threads_makes_one_key(tmp_path, stores):
@@ -236,12 +277,12 @@ def test_closing_the_maker_stops_running_generations_and_shreds_their_homes(tmp_
     assert store.maker.width_for("rsa2048") == 2
 
 
-def test_a_pool_key_ready_during_generation_is_taken_and_the_generation_pooled(tmp_path, stores):
+def test_pool_material_ready_during_generation_is_taken_and_the_generations_pooled(tmp_path, stores):
     store = _store(tmp_path, generation_race=1, pool_size=1, pool_algorithms="rsa2048")
     stores.append(store)
-    made = tmp_path / "made"
-    keygrip = _gnupg.KeyMaterialGeneration(str(made), "rsa2048").wait()
-    # the service's generation starts late (a slow machine), so the pool key is there first
+    made = [tmp_path / "made0", tmp_path / "made1"]
+    keygrips = [_gnupg.KeyMaterialGeneration(str(home), "rsa2048").wait() for home in made]
+    # the service's generations start late (a slow machine), so the pool material is there first
     slow_agent = tmp_path / "slow-gpg-agent"
     slow_agent.write_text("#!/bin/sh\nsleep 2\nexec gpg-agent \"$@\"\n")
     slow_agent.chmod(0o755)
@@ -255,12 +296,65 @@ def test_a_pool_key_ready_during_generation_is_taken_and_the_generation_pooled(t
     started = time.monotonic()
     worker.start()
     time.sleep(0.3)
-    os.rename(str(made / "private-keys-v1.d" / (keygrip + ".key")),
-              os.path.join(store.pool.ready_dir, "rsa2048-%s.key" % keygrip))
+    for home, keygrip in zip(made, keygrips):
+        os.rename(str(home / "private-keys-v1.d" / (keygrip + ".key")),
+                  os.path.join(store.pool.ready_dir, "rsa2048-%s.key" % keygrip))
     worker.join()
     assert time.monotonic() - started < 1.8
     created, record = results[0]
-    assert created and record["signing_keygrip"] == keygrip
-    # the generation that lost goes into the pool once it has finished
-    assert _wait(lambda: store.pool.counts()["rsa2048"] == 1 and not _scratch_homes(store))
-    assert _key_files(store) == [keygrip]
+    assert created and record["signing_keygrip"] in keygrips
+    assert _material_of(store, record) == sorted(keygrips)
+    # the generations that lost go into the pool once they have finished
+    assert _wait(lambda: store.pool.counts()["rsa2048"] == 2 and not _scratch_homes(store))
+    assert _key_files(store) == sorted(keygrips)
+
+
+def test_a_half_made_key_is_dropped_by_reconcile(tmp_path, stores):
+    """Killed between binding the certify-only primary and adding its signing subkey: the half key
+    (it could never sign) is deleted and both pieces of material are shredded."""
+    store = _store(tmp_path)
+    stores.append(store)
+    keygrips = []
+    for number in range(2):
+        home = tmp_path / ("half%d" % number)
+        keygrip = _gnupg.KeyMaterialGeneration(str(home), "ed25519").wait()
+        os.rename(str(home / "private-keys-v1.d" / (keygrip + ".key")),
+                  os.path.join(store.private_keys_dir, keygrip + ".key"))
+        keygrips.append(keygrip)
+    fingerprint = _gnupg.generate_key_from_keygrip(store.gnupg, keygrips[0], "half", "half#p@copr.test",
+                                                   algorithm="ed25519", usage=("cert",))
+    _gnupg.write_private_file(os.path.join(store.pending_dir, "half%23p@copr.test.json"),
+                              json.dumps({"name_email": "half#p@copr.test", "started": 1,
+                                          "keygrips": keygrips}).encode())
+    assert ("generation", "half#p@copr.test") in store.reconcile()
+    assert _gnupg.find_keys_by(store.gnupg, fingerprint) == []
+    assert store.get_metadata("half#p@copr.test") is None
+    assert _key_files(store) == []
+    # the email is free again: the next request makes a whole key
+    created, record = store.generate("half", "half#p@copr.test", algorithm="ed25519")
+    assert created
+    _assert_key_shape(store, record, 0)
+
+
+def test_subkey_from_material_gets_exactly_the_given_creation_time(tmp_path):
+    """gpg's clock is frozen at ``created`` for the subkey (a moment in the past; gpg ignores a faked
+    time equal to now, and the subkey could then be a second younger than its primary)."""
+    with _gnupg.TemporaryGnuPG() as gpg:
+        keygrips = []
+        for number in range(2):
+            home = tmp_path / ("m%d" % number)
+            keygrip = _gnupg.KeyMaterialGeneration(str(home), "ed25519").wait()
+            os.makedirs(os.path.join(gpg.homedir, "private-keys-v1.d"), exist_ok=True)
+            os.rename(str(home / "private-keys-v1.d" / (keygrip + ".key")),
+                      os.path.join(gpg.homedir, "private-keys-v1.d", keygrip + ".key"))
+            keygrips.append(keygrip)
+        created = int(time.time()) - 5
+        fingerprint = _gnupg.generate_key_from_keygrip(gpg, keygrips[0], "t", "t@x.test", algorithm="ed25519",
+                                                       usage=("cert",), expires=3, created=created)
+        with pytest.raises(_gnupg.InvalidInput, match="earlier second"):
+            _gnupg.add_subkey_from_keygrip(gpg, fingerprint, keygrips[1], expires=3, created=int(time.time()) + 1)
+        subkey = _gnupg.add_subkey_from_keygrip(gpg, fingerprint, keygrips[1], expires=3, created=created)
+        key = _gnupg.find_secret_key_by(gpg, fingerprint)
+        assert [(sub.fingerprint, sub.created, sub.expires, sub.usage) for sub in key.subkeys] == [
+            (subkey, created, created + 3 * 86400, ["sign"])]
+        assert key.created == created and key.expires == created + 3 * 86400

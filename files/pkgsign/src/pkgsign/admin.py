@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from . import _gnupg
 from .config import ConfigError, load_config, parse_duration
@@ -195,12 +196,14 @@ def cmd_maintain(args):
     for number, key in enumerate(expiring, 1):
         record = by_fingerprint.get(key.fingerprint)
         passphrase = store.passphrase_for(record) if record else None
+        # One absolute moment for the primary and its subkeys: they keep expiring together.
+        until = _gnupg.isotime(time.time() + extend_days * 86400)
         try:
             with store.keyring_lock(exclusive=True):  # the server may be running
-                gnupg.set_expire(key.fingerprint, "%dd" % extend_days, passphrase=passphrase)
+                gnupg.set_expire(key.fingerprint, until, passphrase=passphrase)
                 subkeys = [sub.fingerprint for sub in key.subkeys if not sub.revoked and sub.expires]
                 if subkeys:
-                    gnupg.set_expire(key.fingerprint, "%dd" % extend_days, subkeys=subkeys, passphrase=passphrase)
+                    gnupg.set_expire(key.fingerprint, until, subkeys=subkeys, passphrase=passphrase)
             if record:
                 refreshed = store.lookup_gpg(key.fingerprint)
                 fields = {k: v for k, v in record.items() if k not in key_record(refreshed)}
@@ -223,8 +226,9 @@ def cmd_maintain(args):
 
 
 def _refresh_metadata(store):
-    """Bring expiry and revocation in the metadata in line with the keyring (changed by hand)."""
-    from .keystore import key_record
+    """Bring expiry, revocation and the signing part in the metadata in line with the keyring
+    (changed by hand: a revoked or expired signing subkey is refused from then on)."""
+    from .keystore import RECORD_KEY_FIELDS, key_record
 
     with store.keyring_lock():
         listed = {key.fingerprint: key for key in store.gnupg.list_keys(secret=True)}
@@ -235,9 +239,7 @@ def _refresh_metadata(store):
             continue
         with store.email_lock(record["name_email"]):
             fresh = key_record(key, record["name_email"], record.get("origin", "generated"))
-            merged = dict(record, **{k: fresh[k] for k in ("expires", "revoked", "signing_fingerprint",
-                                                           "signing_key_id", "signing_keygrip", "pubkey_algo",
-                                                           "signing_algorithm", "uids")})
+            merged = dict(record, **{k: fresh[k] for k in RECORD_KEY_FIELDS})
             if merged != record:
                 store.save_metadata(merged)
                 changed += 1
@@ -260,8 +262,32 @@ def cmd_pool(args):
         _say("filling the key pool to %d per algorithm: %s" % (config.pool_size, ", ".join(config.pool_algorithms)))
         made = store.pool.refill(progress=lambda algo, have, want: _say("  %s %d/%d" % (algo, have, want)))
         _say("made %d key(s)" % made)
+    from .keypool import KEY_PARTS
+
     for algorithm, count in sorted(store.pool.counts().items()):
-        print("%s %d/%d" % (algorithm, count, config.pool_size))
+        # A key takes KEY_PARTS pieces of material (certify-only primary, sign-only subkey).
+        print("%s %d/%d (%d pieces of key material)" % (algorithm, count // KEY_PARTS, config.pool_size, count))
+    return 0
+
+
+# -- add-subkey --------------------------------------------------------------------------
+
+def cmd_add_subkey(args):
+    from .keystore import KeyStore, KeyStoreError, UnknownKey
+
+    config = load_config(args.config)
+    store = KeyStore(config)
+    try:
+        added, record, message = store.add_signing_subkey(args.key, dry_run=args.check)
+    except UnknownKey:
+        raise AdminError("no key %r in %s" % (args.key, config.gnupg_home))
+    except KeyStoreError as err:
+        raise AdminError(str(err))
+    _say(message)
+    if added:
+        _say("clients that imported the old public key need the new one: re-import it into rpm "
+             "(rpmkeys --import), re-publish it for apt/dnf repositories (GET /pubkey/%s)"
+             % (record.get("name_email") or record["fingerprint"]))
     return 0
 
 
@@ -371,6 +397,12 @@ def build_parser():
         pool_cmd = pool_sub.add_parser(name, help=helptext)
         pool_cmd.add_argument("--config", required=True)
         pool_cmd.set_defaults(func=cmd_pool)
+
+    add_subkey = sub.add_parser("add-subkey", help="give a key a sign-only subkey (e.g. an imported copr-keygen key)")
+    add_subkey.add_argument("--config", required=True)
+    add_subkey.add_argument("--check", action="store_true", help="only say whether a subkey would be added")
+    add_subkey.add_argument("key", help="email, fingerprint or key id")
+    add_subkey.set_defaults(func=cmd_add_subkey)
 
     from .backup import add_commands as add_backup_commands
 

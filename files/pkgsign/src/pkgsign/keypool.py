@@ -1,22 +1,24 @@
 """Key material for POST /gen_key: made in scratch homes, raced when the pool is empty, pooled ahead.
 
 Key material is an unprotected gpg-agent key file (``private-keys-v1.d/<keygrip>.key``) with no
-OpenPGP key around it: gpg binds the requested user id to it later (``Key-Grip:``), which takes
-milliseconds. It is made by a gpg-agent that runs as our child in a scratch home
+OpenPGP key around it. A key /gen_key makes takes two pieces (``KEY_PARTS``): gpg binds the user id
+to one as a certify-only primary (``Key-Grip:``) and adds the other as a sign-only subkey, which
+takes milliseconds. It is made by a gpg-agent that runs as our child in a scratch home
 (``state_dir/keygen/<random>``, 0700, locked while in use), never by the service's own agent:
 RSA prime search keeps an agent busy for seconds, and several scratch agents run on several
 cores while the service's agent keeps signing.
 
-``KeyMaker.start`` can race several generations for one key (RSA generation time varies by a
-factor of 3-10 from key to key): the first to finish is used, the others go into the pool when it
-has room for them (at full priority: the next request may take one before its own generations
-finish), otherwise they are stopped and their homes shredded.
+``KeyMaker.start`` can race several generations for the pieces of one key (RSA generation time
+varies by a factor of 3-10 from key to key): the first ones to finish are used, the others go into
+the pool when it has room for them (at full priority: the next request may take one before its own
+generations finish), otherwise they are stopped and their homes shredded.
 
 The pool keeps ready key files in ``state_dir/pool/ready`` as ``<algorithm>-<keygrip>.key`` (0700
-inside the 0700 state directory, files 0600: protected like any key). A request claims one by
-renaming it into the service's ``private-keys-v1.d`` (atomic: two processes never get the same
-file). One refill thread per process, at a lower CPU priority; an flock makes only one process
-refill at a time.
+inside the 0700 state directory, files 0600: protected like any key), ``KEY_PARTS`` per pooled key:
+every piece is interchangeable, so files made before keys had subkeys serve as either part. A
+request claims one by renaming it into the service's ``private-keys-v1.d`` (atomic: two processes
+never get the same file). One refill thread per process, at a lower CPU priority; an flock makes
+only one process refill at a time.
 """
 
 import atexit
@@ -39,6 +41,8 @@ LOCK_NAME = "lock"
 UNLOCKED_SCRATCH_GRACE = 600
 # Racing pays off where generation time is long and random (prime search).
 RACED_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096")
+# Pieces of key material per key /gen_key makes: a certify-only primary and a sign-only subkey.
+KEY_PARTS = 2
 REFILL_NICENESS = 10
 
 
@@ -173,10 +177,10 @@ class KeyMaker:
         """A finished Candidate (call ``discard()`` once its key file is moved away); see start()."""
         return self.start(algorithm, width, spare, background).wait()
 
-    def start(self, algorithm, width=1, spare=None, background=False):
-        """Start ``width`` generations racing for one key; a Race to wait on.
+    def start(self, algorithm, width=1, spare=None, background=False, wanted=1):
+        """Start ``width`` generations racing for ``wanted`` pieces of key material; a Race to wait on.
 
-        The first to finish wins. Each other one goes to ``spare(candidate)`` when that returns
+        The first ``wanted`` to finish win. Each other one goes to ``spare(candidate)`` when that returns
         True for its algorithm (called once it has finished; ``spare.accepts(algorithm)`` is asked
         at once), otherwise it is stopped. ``background`` generations (the pool's refill, at a low
         CPU priority) do not count against the race width: requests may still race meanwhile.
@@ -191,7 +195,7 @@ class KeyMaker:
                 raise
             log.warning("could only start %d of %d key generations: %s", len(candidates), width,
                         getattr(err, "message", err))
-        return Race(self, algorithm, candidates, finished, spare)
+        return Race(self, algorithm, candidates, finished, spare, wanted)
 
     def dispose(self, candidate, spare):
         """A generation that lost the race: into the pool if it takes it, else stopped and shredded."""
@@ -248,20 +252,25 @@ class KeyMaker:
 
 
 class Race:
-    """Generations racing for one key (KeyMaker.start)."""
+    """Generations racing for ``wanted`` pieces of key material (KeyMaker.start)."""
 
-    def __init__(self, maker, algorithm, candidates, finished, spare):
+    def __init__(self, maker, algorithm, candidates, finished, spare, wanted=1):
         self.maker = maker
         self.algorithm = algorithm
         self.candidates = candidates
         self.spare = spare
-        self.winner = None
+        self.wanted = wanted
+        self.winners = []
         self._finished = finished
         self._pending = len(candidates)
 
+    @property
+    def winner(self):
+        return self.winners[0] if self.winners else None
+
     def wait(self, timeout=None):
-        """The first generation to finish (the others are disposed of), or None after ``timeout``
-        seconds; GpgError when every generation failed."""
+        """The next generation to finish (once ``wanted`` have, the others are disposed of), or None
+        after ``timeout`` seconds; GpgError when too many generations failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._pending:
             try:
@@ -271,19 +280,26 @@ class Race:
             self._pending -= 1
             if candidate.keygrip:
                 raced = len(self.candidates)
-                self.winner = candidate
-                self.abandon()
-                if raced > 1:
+                self.winners.append(candidate)
+                if len(self.winners) >= self.wanted:
+                    self.abandon()
+                if raced > self.wanted and len(self.winners) == 1:
                     log.info("raced %d %s generations; the first took %.2f s", raced, self.algorithm, candidate.seconds)
                 return candidate
         errors = [candidate.error for candidate in self.candidates if candidate.error is not None]
         raise errors[0] if errors else _gnupg.GpgError("key generation failed")
 
+    def reduce(self):
+        """One piece fewer is wanted (the caller found it elsewhere)."""
+        self.wanted -= 1
+        if len(self.winners) >= self.wanted:
+            self.abandon()
+
     def abandon(self):
-        """Give up every generation but the winner (to the spare, or stopped and shredded)."""
-        candidates, self.candidates = self.candidates, [self.winner] if self.winner else []
+        """Give up every generation that has not won (to the spare, or stopped and shredded)."""
+        candidates, self.candidates = self.candidates, list(self.winners)
         for candidate in candidates:
-            if candidate is not self.winner:
+            if candidate not in self.winners:
                 self.maker.dispose(candidate, self.spare)
         self._pending = 0
 
@@ -291,7 +307,8 @@ class Race:
 class KeyPool:
     def __init__(self, config, main_gnupg, maker=None):
         self.config = config
-        self.sizes = {algorithm: config.pool_size for algorithm in config.pool_algorithms}
+        # In pieces of key material: pool_size keys of KEY_PARTS pieces each.
+        self.sizes = {algorithm: config.pool_size * KEY_PARTS for algorithm in config.pool_algorithms}
         self.root = os.path.join(config.state_dir, "pool")
         self.ready_dir = os.path.join(self.root, "ready")
         for directory in (self.root, self.ready_dir):
@@ -315,6 +332,7 @@ class KeyPool:
         return sorted(name for name in os.listdir(self.ready_dir) if name.startswith(prefix) and name.endswith(".key"))
 
     def counts(self):
+        """Ready pieces of key material per algorithm (``KEY_PARTS`` make one key)."""
         return {algorithm: len(self.available(algorithm)) for algorithm in self.sizes}
 
     def claim(self, algorithm, before_take=None):
@@ -378,7 +396,8 @@ class KeyPool:
             candidate.discard()
 
     def refill(self, progress=None):
-        """Top every algorithm up to its size; returns the number made (0 if another process refills)."""
+        """Top every algorithm up to its size; returns the pieces of key material made (0 if another
+        process refills)."""
         lock_fd = os.open(os.path.join(self.root, "refill.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         made = 0
         try:
@@ -416,7 +435,7 @@ class KeyPool:
             try:
                 made = self.refill()
                 if made:
-                    log.info("key pool refilled with %d key(s): %s", made, self.counts())
+                    log.info("key pool refilled with %d piece(s) of key material: %s", made, self.counts())
             except (_gnupg.GpgError, OSError) as err:
                 log.error("key pool refill failed: %s", getattr(err, "message", err))
             self._wake.wait(30)

@@ -25,11 +25,15 @@ from urllib.parse import quote
 
 from . import _gnupg
 from .config import KEYGEN_ALGORITHMS
-from .keypool import RACED_ALGORITHMS, KeyMaker, KeyPool
+from .keypool import KEY_PARTS, RACED_ALGORITHMS, KeyMaker, KeyPool
 
 log = logging.getLogger(__name__)
 
 LOCK_BUCKETS = 4096
+# What a key's listing decides in its metadata (refreshed by maintain and add-subkey); the rest
+# (origin, created_by, protected ...) is the service's own.
+RECORD_KEY_FIELDS = ("uids", "expires", "revoked", "signing_fingerprint", "signing_key_id", "signing_keygrip",
+                     "pubkey_algo", "signing_algorithm", "signing_problem")
 # How often a generation looks whether a pool key has become ready meanwhile.
 POOL_WATCH_SECONDS = 0.05
 
@@ -51,9 +55,27 @@ def _write_json(path: str, data: dict):
     _gnupg.write_private_file(path, (json.dumps(data, sort_keys=True, indent=1) + "\n").encode("utf-8"))
 
 
+class NoSigningKey(Exception):
+    """A key that cannot sign here: its signing subkeys are all revoked, expired or without secret
+    material on this server, or it has neither a signing subkey nor a signing primary."""
+
+
 def key_record(key, email=None, origin="generated", **extra) -> dict:
-    """Metadata for a gpg Key: what signing and listing need."""
-    signing = _signing_part(key)
+    """Metadata for a gpg Key: what signing and listing need.
+
+    The ``signing_*`` fields, ``pubkey_algo`` and ``signing_algorithm`` name the part the service
+    signs with (``signing_part``). ``expires`` is when the key stops signing: the earlier of the
+    primary's and that part's expiry. A key that cannot sign gets ``signing_problem`` (a readable
+    reason, else None); its ``signing_*`` fields then name the signing subkey that is unusable (never
+    the primary in its place), and ``revoked``/``expires`` say so where that is the reason.
+    """
+    problem = None
+    try:
+        signing = signing_part(key)
+    except NoSigningKey as err:
+        problem = str(err)
+        signing = _unusable_signing_part(key)
+    expiries = [when for when in (key.expires, signing.expires) if when]
     record = {
         "name_email": (email or (key.emails[0] if key.emails else "")).lower(),
         "uids": list(key.uids),
@@ -61,12 +83,13 @@ def key_record(key, email=None, origin="generated", **extra) -> dict:
         "key_id": key.key_id,
         "algorithm": key.algorithm,
         "created": key.created,
-        "expires": key.expires,
+        "expires": min(expiries) if expiries else None,
         "signing_fingerprint": signing.fingerprint,
         "signing_key_id": signing.key_id,
         "signing_keygrip": signing.keygrip,
         "pubkey_algo": signing.pubkey_algo,
         "signing_algorithm": signing.algorithm,
+        "signing_problem": problem,
         "origin": origin,
         "revoked": bool(key.revoked or signing.revoked),
     }
@@ -74,25 +97,27 @@ def key_record(key, email=None, origin="generated", **extra) -> dict:
     return record
 
 
-def bound_key_record(fingerprint, keygrip, algorithm, uid, created, expire_days, email, origin="generated", **extra):
-    """Metadata of a primary-only key just bound from key material (generate_key_from_keygrip with
-    ``created``): every field is known, so no listing is needed. tests/test_keygen.py checks it against
-    key_record of gpg's own listing."""
+def bound_key_record(fingerprint, signing_fingerprint, signing_keygrip, algorithm, uid, created, expire_days, email,
+                     origin="generated", **extra):
+    """Metadata of a key just bound from key material (a certify-only primary and a sign-only
+    subkey of ``algorithm``, both created at ``created`` and expiring after ``expire_days``): every
+    field is known, so no listing is needed. tests/test_keygen.py checks it against key_record of
+    gpg's own listing."""
     pubkey_algo = 22 if algorithm == "ed25519" else 1  # EdDSA, RSA (RFC 4880 9.1, RFC 4880bis)
-    key_id = fingerprint[-16:]
     record = {
         "name_email": email.lower(),
         "uids": [uid],
         "fingerprint": fingerprint,
-        "key_id": key_id,
+        "key_id": fingerprint[-16:],
         "algorithm": algorithm,
         "created": int(created),
         "expires": int(created) + expire_days * 86400 if expire_days else None,
-        "signing_fingerprint": fingerprint,
-        "signing_key_id": key_id,
-        "signing_keygrip": keygrip.upper(),
+        "signing_fingerprint": signing_fingerprint,
+        "signing_key_id": signing_fingerprint[-16:],
+        "signing_keygrip": signing_keygrip.upper(),
         "pubkey_algo": pubkey_algo,
         "signing_algorithm": algorithm,
+        "signing_problem": None,
         "origin": origin,
         "revoked": False,
     }
@@ -105,12 +130,35 @@ def user_id(name, comment, email):
     return "%s%s <%s>" % (name, " (%s)" % comment if comment else "", email)
 
 
-def _signing_part(key):
-    """The (sub)key gpg would sign with: the newest usable signing subkey, else the primary."""
-    subkeys = [sub for sub in key.subkeys if "sign" in sub.usage and sub.usable and sub.secret_present is not False]
+def signing_part(key):
+    """The (sub)key the service signs with; NoSigningKey when there is none.
+
+    The newest usable signing subkey whose secret is here (``secret_present`` None = not looked
+    at). A key with signing subkeys never signs with its primary, even when none of them is
+    usable; only a key with no signing subkey at all (copr-keygen's one RSA primary) signs with
+    its primary, if that has sign usage and its secret is here.
+    """
+    subkeys = [sub for sub in key.subkeys if "sign" in sub.usage]
     if subkeys:
-        return max(subkeys, key=lambda sub: sub.created or 0)
+        usable = [sub for sub in subkeys if sub.usable and sub.secret_present is not False]
+        if usable:
+            return max(usable, key=lambda sub: sub.created or 0)
+        states = sorted({"revoked" if sub.revoked else "expired" if sub.expired else "disabled"
+                         if "D" in sub.capabilities else "without its secret on this server" for sub in subkeys})
+        raise NoSigningKey("every signing subkey of %s is %s; add one (pkgsign-admin add-subkey), or prolong it "
+                           "(pkgsign-admin maintain)" % (key.fingerprint, " or ".join(states)))
+    if "sign" not in key.usage:
+        raise NoSigningKey("key %s has no signing subkey and its primary key may not sign; add one "
+                           "(pkgsign-admin add-subkey)" % key.fingerprint)
+    if key.secret_present is False:
+        raise NoSigningKey("the secret of key %s is not on this server" % key.fingerprint)
     return key
+
+
+def _unusable_signing_part(key):
+    """What the record of a key that cannot sign names: its newest signing subkey, else the primary."""
+    subkeys = [sub for sub in key.subkeys if "sign" in sub.usage]
+    return max(subkeys, key=lambda sub: sub.created or 0) if subkeys else key
 
 
 class KeyStore:
@@ -313,8 +361,9 @@ class KeyStore:
                  created_by=None):
         """Create the key for ``name_email`` unless it exists; returns (created?, metadata).
 
-        RSA key material comes from the pool, else from generations in scratch homes (raced when
-        cores are idle); only binding the user id to it takes the keyring lock, so keys for
+        A key is a certify-only primary and a sign-only subkey of ``algorithm``: two pieces of key
+        material. RSA material comes from the pool, else from generations in scratch homes (raced
+        when cores are idle); only binding the user id to it takes the keyring lock, so keys for
         different emails are generated in parallel. ed25519 keys (milliseconds) come from the pool
         or the service's own agent. The email lock makes one key per email.
         """
@@ -337,84 +386,172 @@ class KeyStore:
             marker = os.path.join(self.pending_dir, _file_name(name_email))
             started = int(time.time())
 
-            def in_flight(keygrip=None):
-                # Written once, before the service's keyring or key files change: reconcile() then
-                # finishes or undoes the generation, and shreds the key file if it was never bound.
+            def in_flight(keygrips=()):
+                # Written before the service's keyring or key files change: reconcile() then
+                # finishes or undoes the generation, and shreds key files that were never bound.
                 entry = {"name_email": name_email, "started": started}
-                if keygrip:
-                    entry["keygrip"] = keygrip
+                if keygrips:
+                    entry["keygrips"] = list(keygrips)
                 _write_json(marker, entry)
 
             bind = {"name_real": name_real, "name_email": name_email, "name_comment": name_comment or None,
                     "algorithm": algorithm, "expire_days": expire_days or 0, "email_fd": email_fd,
                     "created_by": created_by}
             record = None
-            keygrip = self.pool.claim(algorithm, in_flight) if self.pool is not None else None
-            if keygrip is not None:
+            keygrips = self._claim(algorithm, KEY_PARTS, in_flight) if self.pool is not None else []
+            if len(keygrips) == KEY_PARTS:
                 try:
-                    record = self._bind(keygrip, **bind)
+                    record = self._bind(keygrips, **bind)
                 except _gnupg.GpgError as err:
-                    log.error("binding pool key %s failed (%s); generating afresh", keygrip, err.message)
-                    self.pool.release_unused(keygrip)
-            if record is None and algorithm not in RACED_ALGORITHMS:
+                    log.error("binding pool key material %s failed (%s); generating afresh", ", ".join(keygrips),
+                              err.message)
+                    self._shred_material(keygrips)
+                    keygrips = []
+            if record is None and not keygrips and algorithm not in RACED_ALGORITHMS:
                 # Made in milliseconds: by the service's own agent (seeded already), in one gpg run.
                 in_flight()
                 record = self._generate_here(**bind)
             elif record is None:
-                keygrip = self._new_material(algorithm, in_flight)
                 try:
-                    record = self._bind(keygrip, **bind)
-                except _gnupg.GpgError:
-                    _gnupg.shred_file(os.path.join(self.private_keys_dir, keygrip + ".key"))
+                    keygrips = self._new_material(algorithm, KEY_PARTS - len(keygrips), keygrips, in_flight)
+                    record = self._bind(keygrips, **bind)
+                except BaseException:
+                    self._shred_material(keygrips)
                     raise
             self.save_metadata(record)
             os.unlink(marker)
             return True, record
 
+    def _claim(self, algorithm, count, in_flight, have=()):
+        """Up to ``count`` pieces of pool material (fewer when the pool runs dry); their keygrips."""
+        claimed = list(have)
+        for _index in range(count):
+            keygrip = self.pool.claim(algorithm, lambda grip: in_flight(claimed + [grip]))
+            if keygrip is None:
+                break
+            claimed.append(keygrip)
+        return claimed[len(have):]
+
+    def _shred_material(self, keygrips):
+        """Remove claimed or generated key files that were not bound (never reuse them elsewhere)."""
+        for keygrip in keygrips:
+            _gnupg.shred_file(os.path.join(self.private_keys_dir, keygrip + ".key"))
+
     def _generate_here(self, name_real, name_email, name_comment, algorithm, expire_days, email_fd, created_by):
         with self.keyring_lock(exclusive=True) as keyring_fd:
             fingerprint = self.gnupg.generate_key(name_real, name_email, comment=name_comment, algorithm=algorithm,
-                                                  usage=("cert", "sign"), expires=expire_days, keep_fds=(email_fd, keyring_fd))
+                                                  usage=("cert",), subkey_usage=("sign",), expires=expire_days,
+                                                  keep_fds=(email_fd, keyring_fd))
         with self.keyring_lock():
             found = _gnupg.find_keys_by(self.gnupg, fingerprint, check_secret=False)
         if len(found) != 1:
             raise KeyStoreError("gpg reported key %s but it is not in the keyring" % fingerprint)
         return key_record(found[0], name_email, origin="generated", created_by=created_by)
 
-    def _new_material(self, algorithm, in_flight):
-        """Generate key material (racing when cores are idle) into the service's key files; its keygrip.
+    def _new_material(self, algorithm, count, have, in_flight):
+        """Generate ``count`` pieces of key material (racing when cores are idle) into the service's
+        key files; ``have`` (keygrips already claimed) plus theirs.
 
-        While it runs, a key that lands in the pool first (the refill had a head start, or another
+        While it runs, material that lands in the pool first (the refill had a head start, or another
         request's spare) is taken instead, and the generations go to the pool.
         """
-        race = self.maker.start(algorithm, width=self.maker.width_for(algorithm), spare=self.pool)
+        keygrips = list(have)
+        race = self.maker.start(algorithm, width=max(count, self.maker.width_for(algorithm)), spare=self.pool,
+                                wanted=count)
         watch_pool = self.pool is not None and algorithm in self.pool.sizes
-        while True:
-            winner = race.wait(POOL_WATCH_SECONDS if watch_pool else None)
-            if winner is not None:
-                break
-            keygrip = self.pool.claim(algorithm, in_flight) if self.pool.available(algorithm) else None
-            if keygrip is not None:
-                race.abandon()
-                log.info("a pool %s key became ready during generation; took it", algorithm)
-                return keygrip
         try:
-            in_flight(winner.keygrip)
-            winner.move_key(os.path.join(self.private_keys_dir, winner.keygrip + ".key"))
-        finally:
-            winner.discard()
-        return winner.keygrip
+            while len(keygrips) < len(have) + count:
+                winner = race.wait(POOL_WATCH_SECONDS if watch_pool else None)
+                if winner is not None:
+                    keygrips.append(winner.keygrip)
+                    in_flight(keygrips)
+                    try:
+                        winner.move_key(os.path.join(self.private_keys_dir, winner.keygrip + ".key"))
+                    finally:
+                        winner.discard()
+                    continue
+                taken = self._claim(algorithm, 1, in_flight, keygrips) if self.pool.available(algorithm) else []
+                if taken:
+                    keygrips += taken
+                    race.reduce()
+                    log.info("pool %s key material became ready during generation; took it", algorithm)
+        except BaseException:
+            race.abandon()
+            self._shred_material(keygrips[len(have):])
+            raise
+        race.abandon()
+        return keygrips
 
-    def _bind(self, keygrip, name_real, name_email, name_comment, algorithm, expire_days, email_fd, created_by):
-        """Bind the user id to the key material ``keygrip``; the new key's metadata (no listing needed)."""
-        created = int(time.time())
+    def _bind(self, keygrips, name_real, name_email, name_comment, algorithm, expire_days, email_fd, created_by):
+        """Make a certify-only primary of ``keygrips[0]`` with the user id and a sign-only subkey of
+        ``keygrips[1]``, both created now; the new key's metadata (no listing needed)."""
+        primary_grip, signing_grip = keygrips
+        # One second back: gpg freezes its clock at a faked time only when it differs from now
+        # (add_subkey_from_keygrip), and both parts must get exactly this creation time.
+        created = int(time.time()) - 1
         with self.keyring_lock(exclusive=True) as keyring_fd:
-            fingerprint = _gnupg.generate_key_from_keygrip(self.gnupg, keygrip, name_real, name_email,
+            fingerprint = _gnupg.generate_key_from_keygrip(self.gnupg, primary_grip, name_real, name_email,
                                                            comment=name_comment, algorithm=algorithm,
-                                                           usage=("cert", "sign"), expires=expire_days,
+                                                           usage=("cert",), expires=expire_days,
                                                            keep_fds=(email_fd, keyring_fd), created=created)
-        return bound_key_record(fingerprint, keygrip, algorithm, user_id(name_real, name_comment, name_email), created,
-                                expire_days, name_email, created_by=created_by)
+            try:
+                signing_fingerprint = _gnupg.add_subkey_from_keygrip(self.gnupg, fingerprint, signing_grip,
+                                                                     usage="sign", expires=expire_days,
+                                                                     created=created, keep_fds=(email_fd, keyring_fd))
+            except _gnupg.GpgError:
+                # A certify-only key cannot sign: never keep it half made.
+                self.gnupg.delete_key(fingerprint, secret=True)
+                raise
+        return bound_key_record(fingerprint, signing_fingerprint, signing_grip, algorithm,
+                                user_id(name_real, name_comment, name_email), created, expire_days, name_email,
+                                created_by=created_by)
+
+    # -- signing subkeys -----------------------------------------------------------------
+
+    def add_signing_subkey(self, name, dry_run=False):
+        """Give the key ``name`` (email, fingerprint or key id) a sign-only subkey of its primary's
+        algorithm that expires with the primary, unless it has a usable one; refreshes metadata and
+        the public-key cache. Returns (added?, record, message)."""
+        record = self.resolve(name)
+        email = record.get("name_email") or ""
+        with self.email_lock(email or record["fingerprint"]):
+            key = self.lookup_gpg(record["fingerprint"])
+            if key is None:
+                raise UnknownKey(name)
+            usable = [sub for sub in key.subkeys if "sign" in sub.usage and sub.usable and sub.secret_present]
+            if usable:
+                newest = max(usable, key=lambda sub: sub.created or 0)
+                return False, record, "%s already has a usable signing subkey %s" % (key.fingerprint, newest.fingerprint)
+            if key.revoked or key.expired:
+                raise KeyStoreError("key %s is %s: prolong or replace it first" % (
+                    key.fingerprint, "revoked" if key.revoked else "expired"))
+            if not key.secret_present:
+                raise KeyStoreError("the primary secret of %s is not on this server (an offline primary): add the "
+                                    "subkey where the primary is kept" % key.fingerprint)
+            algorithm = key.algorithm
+            if algorithm not in _gnupg.ALGORITHMS:
+                raise KeyStoreError("key %s is %s; a subkey can be added to %s keys only" % (
+                    key.fingerprint, algorithm, ", ".join(sorted(_gnupg.ALGORITHMS))))
+            if dry_run:
+                return False, record, "%s would get a %s signing subkey%s" % (
+                    key.fingerprint, algorithm, " expiring with the primary" if key.expires else "")
+            expires = _gnupg.isotime(key.expires) if key.expires else "0"
+            metadata = self.get_metadata(email) if email else None
+            passphrase = self.passphrase_for(metadata) if metadata else None
+            with self.keyring_lock(exclusive=True):
+                added = self.gnupg.add_subkey(key.fingerprint, algorithm=algorithm, usage="sign", expires=expires,
+                                              passphrase=passphrase)
+            refreshed = self.lookup_gpg(key.fingerprint)
+            if metadata is not None:
+                fresh = key_record(refreshed, email, metadata.get("origin", "generated"))
+                record = dict(metadata, **{k: fresh[k] for k in RECORD_KEY_FIELDS})
+                self.save_metadata(record)
+            else:
+                record = key_record(refreshed, email or None, origin="keyring")
+            with self._alias_cache_lock:
+                self._alias_cache.clear()
+            self.forget_public_key(key.fingerprint)
+            return True, record, "%s: added signing subkey %s (%s)" % (key.fingerprint, added, algorithm)
 
     def delete(self, name_email: str) -> dict:
         name_email = name_email.lower()
@@ -499,7 +636,9 @@ class KeyStore:
                     self._delete_from_keyring(record["fingerprint"])
                     fixed.append(("deleted", email))
                 elif self.get_metadata(email) is None:
-                    self._finish_generation(email, record.get("keygrip"))
+                    # "keygrip": a marker written before keys had a signing subkey (one piece).
+                    keygrips = record.get("keygrips") or ([record["keygrip"]] if record.get("keygrip") else [])
+                    self._finish_generation(email, keygrips)
                     fixed.append(("generation", email))
                 os.unlink(path)
         for name in os.listdir(self.config.metadata_dir):
@@ -527,20 +666,28 @@ class KeyStore:
                     return True
         return False
 
-    def _finish_generation(self, email, keygrip=None):
-        """After a crash during generation: keep a complete key, drop a public-only half, and
-        shred key material that was claimed or generated but never bound."""
+    def _finish_generation(self, email, keygrips=()):
+        """After a crash during generation: keep a complete key (one that can sign), drop a
+        public-only or certify-only half, and shred key material that was claimed or generated but
+        never bound."""
         with self.keyring_lock():
             listed = _gnupg.find_keys_by(self.gnupg, "<%s>" % email, secret=False)
-        kept = [key for key in listed if key.secret_present]
+        kept = []
+        for key in listed:
+            try:
+                if key.secret_present:
+                    signing_part(key)
+                    kept.append(key)
+                    continue
+            except NoSigningKey:
+                pass  # killed between binding the primary and adding its signing subkey
+            self._delete_from_keyring(key.fingerprint)
         if kept:
             self.save_metadata(key_record(kept[0], email, origin="generated", recovered=True))
-        else:
-            for key in listed:
-                self._delete_from_keyring(key.fingerprint)
-        if keygrip and re.fullmatch(r"[0-9A-Fa-f]{40}", keygrip) and keygrip.upper() not in {
-                part.keygrip.upper() for key in kept for part in [key] + key.subkeys}:
-            _gnupg.shred_file(os.path.join(self.private_keys_dir, keygrip.upper() + ".key"))
+        bound = {part.keygrip.upper() for key in kept for part in [key] + key.subkeys}
+        for keygrip in keygrips:
+            if re.fullmatch(r"[0-9A-Fa-f]{40}", keygrip or "") and keygrip.upper() not in bound:
+                _gnupg.shred_file(os.path.join(self.private_keys_dir, keygrip.upper() + ".key"))
 
 
 GPG_CONF_LINES = (
