@@ -24,13 +24,15 @@ Signed remotely by the molecule scenario.
 """
 
 GEN_KEY = """\
-import json, sys, urllib.request, urllib.error
+import json, ssl, sys, urllib.request, urllib.error
 token = open('/etc/pkgsign/sign.token').read().strip()
+context = ssl.create_default_context(cafile="/etc/pkgsign/ca.crt")
+context.load_cert_chain("/etc/pkgsign/client.crt", "/etc/pkgsign/client.key")
 body = json.dumps({"name_real": "Molecule e2e", "name_email": sys.argv[1], "algorithm": "ed25519"}).encode()
-req = urllib.request.Request("http://signer:5003/gen_key", data=body, method="POST",
+req = urllib.request.Request("https://signer:5003/gen_key", data=body, method="POST",
                              headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
 try:
-    resp = urllib.request.urlopen(req, timeout=120)
+    resp = urllib.request.urlopen(req, timeout=120, context=context)
     print(resp.status)
 except urllib.error.HTTPError as err:
     print(err.code)
@@ -59,7 +61,10 @@ def project_key(host):
 
 def test_sign_conf_and_token_file(host):
     conf = host.file("/etc/sign.conf")
-    assert conf.contains("^server: http://signer:5003$")
+    assert conf.contains("^server: https://signer:5003$")
+    assert conf.contains("^ca_file: /etc/pkgsign/ca.crt$")
+    assert conf.contains("^client_cert: /etc/pkgsign/client.crt$")
+    assert host.file("/etc/pkgsign/client.key").mode == 0o600
     token = host.file("/etc/pkgsign/sign.token")
     assert token.mode == 0o600 and token.user == "root"
     launcher = host.file("/usr/local/bin/sign")

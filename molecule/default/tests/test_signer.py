@@ -14,24 +14,36 @@ PHRASES = STATE + "/phrases"
 TOKENS = ("molecule-client-token-0123456789", "molecule-local-token-0123456789")
 
 
+CLIENT_DIR = "/etc/pkgsign-client"
+
+# HTTPS as the local client sees it: the private CA and (mutual TLS) the client identity's certificate.
+HTTPS_GET = """\
+import http.client, ssl, sys
+url, src = sys.argv[1], sys.argv[2] or None
+context = ssl.create_default_context(cafile="%s/ca.crt")
+context.load_cert_chain("%s/client.crt", "%s/client.key")
+# 'signer' is the container's own network address (/etc/hosts); the certificate names it
+host = "signer" if src else "127.0.0.1"
+conn = http.client.HTTPSConnection(host, 5003, timeout=10, context=context,
+                                   source_address=(src, 0) if src else None)
+conn.request(sys.argv[3] if len(sys.argv) > 3 else "GET", url)
+resp = conn.getresponse()
+print(resp.status)
+print(resp.getheader("Server"))
+sys.stdout.write(resp.read().decode())
+""" % (CLIENT_DIR, CLIENT_DIR, CLIENT_DIR)
+
+
+def https_request(host, url, source=None, method="GET"):
+    """Status, Server header and body of a request to the service over HTTPS from host."""
+    result = run_ok(host, "python3 -c %s %s %s %s", HTTPS_GET, url, source or "", method)
+    status, server, body = result.stdout.split("\n", 2)
+    return int(status), server, body
+
+
 def http_get(host, url, source=None):
-    """Status and body of GET url from host (optionally from a given source address)."""
-    script = (
-        "import sys, urllib.request, urllib.error, http.client\n"
-        "src = sys.argv[2] or None\n"
-        "host, port = '127.0.0.1', 5003\n"
-        "if src:\n"
-        "    host = src\n"
-        "conn = http.client.HTTPConnection(host, port, timeout=10,"
-        " source_address=(src, 0) if src else None)\n"
-        "conn.request('GET', sys.argv[1])\n"
-        "resp = conn.getresponse()\n"
-        "print(resp.status)\n"
-        "sys.stdout.write(resp.read().decode())\n"
-    )
-    result = run_ok(host, "python3 -c %s %s %s", script, url, source or "")
-    status, _newline, body = result.stdout.partition("\n")
-    return int(status), body
+    status, _server, body = https_request(host, url, source)
+    return status, body
 
 
 def test_signer_user_has_no_login_shell(host):
@@ -54,8 +66,8 @@ def test_no_state_file_is_group_or_world_accessible_where_it_matters(host):
     # Every directory under the state dir is 0700; secret files are 0600.
     dirs = run_ok(host, "find %s -type d ! -perm 0700", STATE).stdout.split()
     assert dirs == []
-    secrets = run_ok(host, "find %s/private-keys-v1.d %s %s/tokens.json %s/sign.token -type f ! -perm 0600",
-                     GNUPG, PHRASES, STATE, STATE).stdout.split()
+    secrets = run_ok(host, "find %s/private-keys-v1.d %s %s/tokens.json -type f ! -perm 0600",
+                     GNUPG, PHRASES, STATE).stdout.split()
     assert secrets == []
     not_owned = run_ok(host, "find %s ! -user pkgsign", STATE).stdout.split()
     assert not_owned == []
@@ -94,30 +106,51 @@ def test_release_key_is_a_subkey_only_keyring(host):
     assert any("s" in sub[11] and sub[14] != "#" for sub in signing_subkeys), "usable secret signing subkey"
 
 
-def test_sudo_lets_the_build_user_run_only_sign(host):
+def test_sudo_lets_the_build_user_run_only_sign_as_the_client_identity(host):
     sudoers = host.file("/etc/sudoers.d/pkgsign")
     assert sudoers.mode == 0o440
     run_ok(host, "visudo -c")
     listing = run_ok(host, "sudo -l -U builder").stdout
-    assert "(pkgsign) NOPASSWD: /usr/local/bin/sign" in listing
-    allowed = host.run("su builder -c 'sudo -n -u pkgsign /usr/local/bin/sign -t'")
+    assert "(pkgsign-client) NOPASSWD: /usr/local/bin/sign" in listing
+    assert "(pkgsign)" not in listing, "no build user runs anything as the key owner"
+    allowed = host.run("su builder -c 'sudo -n -u pkgsign-client /usr/local/bin/sign -t'")
     assert allowed.rc == 0, allowed.stderr
-    denied = host.run("su builder -c 'sudo -n -u pkgsign /usr/bin/gpg --version'")
+    assert host.run("su builder -c 'sudo -n -u pkgsign /usr/local/bin/sign -t'").rc != 0
+    denied = host.run("su builder -c 'sudo -n -u pkgsign-client /usr/bin/gpg --version'")
     assert denied.rc != 0
     # The builder cannot read the token it signs with.
-    assert host.run("su builder -c 'cat %s/sign.token'" % STATE).rc != 0
+    assert host.run("su builder -c 'cat %s/sign.token'" % CLIENT_DIR).rc != 0
+
+
+def test_client_identity_is_unprivileged(host):
+    user = host.user("pkgsign-client")
+    assert user.exists and user.shell == "/usr/sbin/nologin" and user.uid < 1000
+    assert user.home == "/nonexistent" and not host.file("/nonexistent").exists
+    assert user.groups == ["pkgsign-client"], "in no group of the signer user"
+    token = host.file(CLIENT_DIR + "/sign.token")
+    assert token.user == "pkgsign-client" and token.mode == 0o600
+    assert host.file(CLIENT_DIR).user == "root" and host.file(CLIENT_DIR).mode == 0o750
+    assert host.run("sudo -u pkgsign-client ls %s", STATE).rc != 0
+    # The signer user holds no client token any more.
+    assert not host.file(STATE + "/sign.token").exists
 
 
 def test_sign_conf_points_at_the_local_service(host):
     conf = host.file("/etc/sign.conf")
-    assert conf.contains("^server: http://127.0.0.1:5003$")
-    assert conf.contains("^token_file: %s/sign.token$" % STATE)
+    assert conf.contains("^server: https://127.0.0.1:5003$")
+    assert conf.contains("^ca_file: %s/ca.crt$" % CLIENT_DIR)
+    assert conf.contains("^client_cert: %s/client.crt$" % CLIENT_DIR)
+    assert conf.contains("^token_file: %s/sign.token$" % CLIENT_DIR)
 
 
 def test_httpd_serves_the_health_endpoints(host):
     apache = host.service("apache2")
     assert apache.is_running and apache.is_enabled
     assert host.socket("tcp://0.0.0.0:5003").is_listening
+    # ... and nothing else: the distribution's port 80 and 443 listeners are gone.
+    listeners = run_ok(host, "ss -Hltnp").stdout.split("\n")
+    httpd = [line.split()[3] for line in listeners if "apache2" in line]
+    assert httpd == ["0.0.0.0:5003"], httpd
     assert http_get(host, "/ping") == (200, "pong\n")
     status, body = http_get(host, "/health/ready")
     assert status == 200 and json.loads(body)["ready"] is True

@@ -8,7 +8,8 @@ import time
 
 from . import _gnupg
 from .config import ConfigError, load_config, parse_duration
-from .tokens import SCOPES, TokenFileError, add_token, read_tokens, remove_idle_rate_limit_files, revoke_token
+from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, read_tokens, remove_idle_rate_limit_files,
+                     revoke_token)
 
 DEFAULT_BIND = "127.0.0.1:5003"
 
@@ -121,11 +122,25 @@ def _read_secret_from_stdin():
     return secret
 
 
+def _client_cert_binding(args):
+    """The SHA-256 fingerprint a token is bound to: --client-cert FILE or --client-cert-sha256."""
+    if args.client_cert and args.client_cert_sha256:
+        raise AdminError("use --client-cert or --client-cert-sha256, not both")
+    if args.client_cert:
+        try:
+            with open(args.client_cert, encoding="ascii") as handle:
+                return certificate_sha256(handle.read())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise AdminError("cannot read client certificate %s: %s" % (args.client_cert, getattr(err, "strerror", None) or err)) from None
+    return args.client_cert_sha256
+
+
 def cmd_token_add(args, replace=False):
     config = load_config(args.config)
+    binding = _client_cert_binding(args)
     secret = _read_secret_from_stdin() if args.stdin else None
     created = add_token(config.tokens_file, args.id, _split(args.scopes), _split(args.keys), secret=secret,
-                        rate=args.rate, replace=replace or args.replace)
+                        rate=args.rate, replace=replace or args.replace, client_cert_sha256=binding)
     if not args.stdin:
         print(created)  # shown once; only its hash is stored
     _say("token %s %s" % (args.id, "rotated" if (replace or args.replace) else "added"))
@@ -139,6 +154,8 @@ def cmd_token_rotate(args):
     args.scopes = ",".join(entry.get("scopes", []))
     args.keys = ",".join(entry.get("keys", []))
     args.rate = entry.get("rate")
+    if not (args.client_cert or args.client_cert_sha256 or args.unbind_client_cert):
+        args.client_cert_sha256 = entry.get("client_cert_sha256")  # a rotation keeps the binding
     cmd_token_add(args, replace=True)
 
 
@@ -159,7 +176,8 @@ def cmd_token_list(args):
     for token_id, entry in sorted(tokens.items()):
         print("%-24s %-20s %-30s %-10s %s" % (token_id, ",".join(entry.get("scopes", [])),
                                               ",".join(entry.get("keys", [])), entry.get("rate", "default"),
-                                              "revoked" if entry.get("revoked") else "active"))
+                                              "revoked" if entry.get("revoked") else
+                                              "active, client-cert bound" if entry.get("client_cert_sha256") else "active"))
 
 
 # -- audit -------------------------------------------------------------------------------
@@ -368,8 +386,14 @@ def build_parser():
             tok.add_argument("--replace", action="store_true", help="replace an existing token of that id")
             tok.set_defaults(func=cmd_token_add)
         else:
+            tok.add_argument("--unbind-client-cert", action="store_true",
+                             help="drop the token's client certificate binding")
             tok.set_defaults(func=cmd_token_rotate, replace=True)
         tok.add_argument("--stdin", action="store_true", help="read the secret from standard input")
+        tok.add_argument("--client-cert", metavar="FILE",
+                         help="bind the token to this TLS client certificate (PEM): refused on any other connection")
+        tok.add_argument("--client-cert-sha256", metavar="HEX",
+                         help="bind the token to the client certificate with this SHA-256 fingerprint")
     revoke = token_sub.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("--config", required=True)
     revoke.add_argument("--id", required=True)

@@ -128,6 +128,12 @@ def create_app(config=None):
         if token is None:
             raise ApiError(401, "invalid or revoked token", {"WWW-Authenticate": 'Bearer realm="pkgsign", error="invalid_token"'})
         g.token = token
+        # A token bound to a TLS client certificate: mod_ssl's SSL_CLIENT_CERT (SSLOptions
+        # +ExportCertData) is set by the server, never from a request header (those are HTTP_*).
+        refusal = token.certificate_refusal(request.environ.get("SSL_CLIENT_CERT"))
+        if refusal:
+            audit("authenticate", "denied", reason="client certificate")
+            raise ApiError(403, refusal)
         wait = service.limiter.check("token:" + token.id, token.rate)
         if wait:
             raise ApiError(429, "rate limit of token %s exceeded; retry in %d s" % (token.id, wait),

@@ -3,12 +3,19 @@
 tokens.json::
 
     {"tokens": {"<id>": {"sha256": "<hex of sha256(secret)>", "scopes": ["sign", "keygen"],
-                         "keys": ["*#*@copr", "modern"], "rate": "600/60", "created": 1700000000}}}
+                         "keys": ["*#*@copr", "modern"], "rate": "600/60", "created": 1700000000,
+                         "client_cert_sha256": "<hex of sha256(DER client certificate)>"}}}
 
 Only the hash is stored, so a stolen tokens file signs nothing. Lookup is by the hash of the
 presented secret, so comparing secrets never leaks timing about a stored one.
+
+A token with ``client_cert_sha256`` is bound to that TLS client certificate: it is accepted
+only on a connection whose verified client certificate (mod_ssl's ``SSL_CLIENT_CERT``, never a
+request header) has that fingerprint, so a copied secret alone is useless.
 """
 
+import base64
+import binascii
 import fcntl
 import fnmatch
 import hashlib
@@ -38,6 +45,31 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def certificate_sha256(pem: str) -> str:
+    """SHA-256 (lower-case hex) of the DER form of the first certificate in a PEM text."""
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = pem.find(begin)
+    stop = pem.find(end, start)
+    if start < 0 or stop < 0:
+        raise ValueError("no PEM certificate")
+    try:
+        # Whitespace-insensitive: proxies and environments sometimes fold the PEM lines.
+        der = base64.b64decode("".join(pem[start + len(begin):stop].split()), validate=True)
+    except (ValueError, binascii.Error) as err:
+        raise ValueError("unreadable PEM certificate: %s" % err) from None
+    if not der:
+        raise ValueError("empty PEM certificate")
+    return hashlib.sha256(der).hexdigest()
+
+
+def normalize_fingerprint(text: str) -> str:
+    """A SHA-256 fingerprint as 64 lower-case hex digits (colons and spaces dropped)."""
+    value = "".join(text.split()).replace(":", "").lower()
+    if len(value) != 64 or not set(value) <= set("0123456789abcdef"):
+        raise TokenFileError("a client certificate fingerprint is 64 hex digits (SHA-256), got %r" % text)
+    return value
+
+
 def new_secret() -> str:
     return "pks_" + secrets.token_urlsafe(32)
 
@@ -49,6 +81,22 @@ class Token:
         self.key_patterns = [p.lower() for p in entry.get("keys", ())]
         rate = entry.get("rate")
         self.rate = parse_rate(rate) if rate not in (None, "") else default_rate
+        self.client_cert_sha256 = entry.get("client_cert_sha256") or None
+
+    def certificate_refusal(self, client_cert_pem):
+        """None when this token may be used with the connection's client certificate (PEM or
+        None), else why not. Tokens without a binding accept any connection."""
+        if self.client_cert_sha256 is None:
+            return None
+        if not client_cert_pem:
+            return "token %s is bound to a client certificate; the connection presented none" % self.id
+        try:
+            presented = certificate_sha256(client_cert_pem)
+        except ValueError:
+            return "token %s is bound to a client certificate; the connection's is unreadable" % self.id
+        if not secrets.compare_digest(presented, self.client_cert_sha256):
+            return "token %s is bound to another client certificate" % self.id
+        return None
 
     def allows_key(self, names) -> bool:
         """True when a key pattern matches any name of the key (email, fingerprint, alias)."""
@@ -271,9 +319,12 @@ def validate_token_fields(token_id, scopes, key_patterns, rate=None):
         parse_rate(rate)
 
 
-def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, replace=False):
-    """Add (or with ``replace`` rotate) a token; returns the secret."""
+def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, replace=False, client_cert_sha256=None):
+    """Add (or with ``replace`` rotate) a token; returns the secret. ``client_cert_sha256``
+    binds it to one TLS client certificate."""
     validate_token_fields(token_id, scopes, key_patterns, rate)
+    if client_cert_sha256 not in (None, ""):
+        client_cert_sha256 = normalize_fingerprint(client_cert_sha256)
     secret = secret if secret is not None else new_secret()
     if len(secret) < 16:
         raise TokenFileError("a token secret must be at least 16 characters")
@@ -288,6 +339,8 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
                  "created": int(time.time())}
         if rate not in (None, ""):
             entry["rate"] = rate
+        if client_cert_sha256:
+            entry["client_cert_sha256"] = client_cert_sha256
         tokens[token_id] = entry
     return secret
 
