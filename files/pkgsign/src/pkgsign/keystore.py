@@ -274,9 +274,12 @@ class KeyStore:
             record = self.get_metadata(name)
             if record is not None:
                 return record
+        stamp = self._keyring_stamp()
         with self._alias_cache_lock:
             cached = self._alias_cache.get(name.upper())
-        if cached and cached[0] > time.monotonic():
+        # A remembered lookup holds only while the keyring is unchanged: a key deleted, revoked or
+        # given a subkey (by this process, another server process or gpg by hand) is looked up again.
+        if cached and cached[0] > time.monotonic() and cached[2] == stamp:
             return cached[1]
         # Exact selectors only: gpg matches a bare "bob@x" as a substring (it would find
         # "alice-bob@x"), and hex strings other than key ids and fingerprints likewise.
@@ -300,8 +303,16 @@ class KeyStore:
             raise UnknownKey(original)
         record = key_record(key, origin="keyring")
         with self._alias_cache_lock:
-            self._alias_cache[name.upper()] = (time.monotonic() + 60, record)
+            self._alias_cache[name.upper()] = (time.monotonic() + 60, record, stamp)
         return record
+
+    def _keyring_stamp(self):
+        """What changes whenever gpg writes the public keyring (None when there is none)."""
+        try:
+            info = os.stat(os.path.join(self.gnupg.homedir, "pubring.kbx"))
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
     def names_of(self, record: dict, requested: str):
         """Every name a token key pattern may match for this key."""
@@ -562,6 +573,8 @@ class KeyStore:
             marker = os.path.join(self.pending_dir, "deleting-" + _file_name(name_email))
             os.replace(self.metadata_path(name_email), marker)
             self._delete_from_keyring(record["fingerprint"])
+            with self._alias_cache_lock:
+                self._alias_cache.clear()
             self.forget_public_key(record["fingerprint"])
             os.unlink(marker)
             phrase = os.path.join(self.config.phrases_dir, name_email)
