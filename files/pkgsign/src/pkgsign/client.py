@@ -944,8 +944,12 @@ def sign_rpms(signer, conf, files, jobs):
 
 
 def unsign_rpms(conf, files):
+    """rpmsign --delsign rewrites the packages: the rules of every in-place output apply first
+    (a regular file of the caller's own with one link; no link, FIFO or device is opened)."""
     import subprocess
 
+    for path in files:
+        check_in_place(path)
     proc = subprocess.run([conf.get("rpmsign", "rpmsign"), "--delsign", "--"] + list(files),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
