@@ -159,11 +159,13 @@ def mallory(tmp_path_factory):
     """The attacker's own key: a primary with a user id and an encryption subkey."""
     home = tmp_path_factory.mktemp("mallory")
     os.chmod(str(home), 0o700)
-    assert gpg(home, "--passphrase", "", "--quick-gen-key", "Mallory <mallory@evil.test>", "ed25519",
-               "cert,sign", "never").returncode == 0
+    # no protection: an empty passphrase on a descriptor (never a --passphrase argument)
+    nopass = ("--pinentry-mode", "loopback", "--passphrase-fd", "0")
+    assert gpg(home, *nopass, "--quick-gen-key", "Mallory <mallory@evil.test>", "ed25519",
+               "cert,sign", "never", input=b"").returncode == 0
     fpr = [line.split(":")[9] for line in gpg(home, "--with-colons", "--list-keys").stdout.decode().splitlines()
            if line.startswith("fpr:")][0]
-    assert gpg(home, "--passphrase", "", "--quick-add-key", fpr, "cv25519", "encr", "never").returncode == 0
+    assert gpg(home, *nopass, "--quick-add-key", fpr, "cv25519", "encr", "never", input=b"").returncode == 0
     exported = gpg(home, "--export", fpr).stdout
     packets = parse_packets(exported)
     yield {"fpr": fpr, "public": exported, "packets": packets,

@@ -8,8 +8,10 @@ hashed area and the v4 trailer) and finishes the hash. The digest never comes fr
 
 The hashing is done by the platform's libcrypto (OpenSSL 1.1/3, whose SHA*_Init/Update/Final
 and SHA256_CTX/SHA512_CTX layouts are public API in <openssl/sha.h>), loaded through ctypes
-the first time a hash is made: bulk hashing runs at the speed of hashlib, which uses the same
-library, and `sign -t` and the other commands that hash nothing do not pay for loading it.
+the first time a hash is made (through ``_ctypes``, the C half of ctypes, which loads in a
+fraction of the time of the ctypes package): bulk hashing runs at the speed of hashlib, which
+uses the same library, and `sign -t` and the other commands that hash nothing do not pay for
+loading it.
 ``python -m pytest files/pkgsign/tests/test_hashstate.py`` checks every algorithm against
 hashlib over many lengths around block boundaries.
 
@@ -102,28 +104,64 @@ _LIB = {}
 
 
 def _library():
-    """ctypes and libcrypto, loaded on the first hash (not at import: `sign -t` hashes nothing)."""
+    """libcrypto and the C types of its SHA contexts, made on the first hash.
+
+    Straight from ``_ctypes``, the C half of the ctypes package: ``import ctypes`` builds dozens
+    of classes this module does not use and costs a one-file `sign` run about 3 ms, three
+    times the rest of this set-up (dlopen of libcrypto included)."""
     if not _LIB:
-        import ctypes
+        import _ctypes
+
+        class Library:  # what _ctypes.CFuncPtr looks symbols up in (ctypes.CDLL's role)
+            def __init__(self, handle):
+                self._handle = handle
 
         for name in ("libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.so"):
             try:
-                _LIB["lib"] = ctypes.CDLL(name)
+                library = Library(_ctypes.dlopen(name))
                 break
             except OSError:
                 continue
         else:
             raise RuntimeError("libcrypto (OpenSSL) is not installed: cannot hash")
 
-        class Sha256Ctx(ctypes.Structure):  # <openssl/sha.h> SHA256_CTX (also SHA-224)
-            _fields_ = [("h", ctypes.c_uint32 * 8), ("Nl", ctypes.c_uint32), ("Nh", ctypes.c_uint32),
-                        ("data", ctypes.c_ubyte * 64), ("num", ctypes.c_uint), ("md_len", ctypes.c_uint)]
+        class CInt(_ctypes._SimpleCData):  # pylint: disable=protected-access
+            _type_ = "i"
 
-        class Sha512Ctx(ctypes.Structure):  # <openssl/sha.h> SHA512_CTX (also SHA-384)
-            _fields_ = [("h", ctypes.c_uint64 * 8), ("Nl", ctypes.c_uint64), ("Nh", ctypes.c_uint64),
-                        ("data", ctypes.c_ubyte * 128), ("num", ctypes.c_uint), ("md_len", ctypes.c_uint)]
+        class CUInt32(_ctypes._SimpleCData):  # pylint: disable=protected-access
+            _type_ = "I"
 
-        _LIB.update(ctypes=ctypes, ctx64=Sha256Ctx, ctx128=Sha512Ctx)
+        class CUInt64(_ctypes._SimpleCData):  # pylint: disable=protected-access
+            _type_ = "Q"
+
+        class CUByte(_ctypes._SimpleCData):  # pylint: disable=protected-access
+            _type_ = "B"
+
+        class CChar(_ctypes._SimpleCData):  # pylint: disable=protected-access
+            _type_ = "c"
+
+        class CVoidP(_ctypes._SimpleCData):  # pylint: disable=protected-access
+            _type_ = "P"
+
+        class CSizeT(_ctypes._SimpleCData):  # pylint: disable=protected-access
+            _type_ = "L" if struct.calcsize("L") == struct.calcsize("P") else "Q"
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL
+            _restype_ = CInt
+
+        class Sha256Ctx(_ctypes.Structure):  # <openssl/sha.h> SHA256_CTX (also SHA-224)
+            _fields_ = [("h", CUInt32 * 8), ("Nl", CUInt32), ("Nh", CUInt32),
+                        ("data", CUByte * 64), ("num", CUInt32), ("md_len", CUInt32)]
+
+        class Sha512Ctx(_ctypes.Structure):  # <openssl/sha.h> SHA512_CTX (also SHA-384)
+            _fields_ = [("h", CUInt64 * 8), ("Nl", CUInt64), ("Nh", CUInt64),
+                        ("data", CUByte * 128), ("num", CUInt32), ("md_len", CUInt32)]
+
+        if struct.calcsize("I") != 4 or _ctypes.sizeof(Sha256Ctx) != 112 or _ctypes.sizeof(Sha512Ctx) != 216:
+            raise RuntimeError("unexpected C type sizes on this platform: cannot hash")
+        _LIB.update(library=library, function=Function, pointer=_ctypes.POINTER, char=CChar,
+                    void_p=CVoidP, size_t=CSizeT, ctx64=Sha256Ctx, ctx128=Sha512Ctx)
     return _LIB
 
 
@@ -132,14 +170,13 @@ def _bindings(algo):
     found = _LIB.get(algo)
     if found is None:
         lib = _library()
-        ctypes = lib["ctypes"]
         block, size, prefix, iv0 = ALGORITHMS[algo]
         ctx_type = lib["ctx64"] if block == 64 else lib["ctx128"]
-        pointer = ctypes.POINTER(ctx_type)
-        init, update, final = (getattr(lib["lib"], prefix + suffix) for suffix in ("_Init", "_Update", "_Final"))
-        init.argtypes, init.restype = [pointer], ctypes.c_int
-        update.argtypes, update.restype = [pointer, ctypes.c_void_p, ctypes.c_size_t], ctypes.c_int
-        final.argtypes, final.restype = [ctypes.c_char_p, pointer], ctypes.c_int
+        pointer = lib["pointer"](ctx_type)
+        init, update, final = (lib["function"]((prefix + suffix, lib["library"])) for suffix in ("_Init", "_Update", "_Final"))
+        init.argtypes = [pointer]
+        update.argtypes = [pointer, lib["void_p"], lib["size_t"]]
+        final.argtypes = [lib["void_p"], pointer]
         # What Init writes must be where <openssl/sha.h> says, or nothing is hashed at all.
         probe = ctx_type()
         init(probe)
@@ -157,7 +194,7 @@ class Hasher:
         if algo not in ALGORITHMS:
             raise ValueError("unsupported hash algorithm %r (use %s)" % (algo, ", ".join(ALGORITHMS)))
         self._ctx_type, init, self._update, self._final = _bindings(algo)
-        self._ctypes = _LIB["ctypes"]
+        self._char = _LIB["char"]
         self.algo = algo
         self._ctx = self._ctx_type()
         init(self._ctx)
@@ -166,7 +203,7 @@ class Hasher:
         """Hash ``data`` (bytes or bytearray)."""
         if isinstance(data, bytearray):
             if data:
-                self._update(self._ctx, (self._ctypes.c_char * len(data)).from_buffer(data), len(data))
+                self._update(self._ctx, (self._char * len(data)).from_buffer(data), len(data))
         else:
             self._update(self._ctx, bytes(data), len(data))
         return self
@@ -181,7 +218,7 @@ class Hasher:
         except OSError:
             pass
         buffer = bytearray(read_size)
-        pointer = (self._ctypes.c_char * read_size).from_buffer(buffer)
+        pointer = (self._char * read_size).from_buffer(buffer)
         reader = FileIO(fd, "rb", closefd=False)
         while True:
             count = reader.readinto(buffer)
@@ -204,7 +241,7 @@ class Hasher:
 
     def digest(self):
         """Finish the hash (the context is used up)."""
-        out = self._ctypes.create_string_buffer(ALGORITHMS[self.algo][1])
+        out = (self._char * ALGORITHMS[self.algo][1])()
         self._final(out, self._ctx)
         return out.raw[:DIGEST_SIZES[self.algo]]
 
