@@ -28,8 +28,11 @@ def _snapshot(*paths):
     return {str(p): (os.lstat(str(p)).st_ino, open(str(p), "rb").read()) for p in paths}
 
 
-def run_sign(instance, *args, uid=None, conf=None, token_file=None):
+def run_sign(instance, *args, uid=None, conf=None, token_file=None, sudo_uid=None):
     env = child_env(SIGN_CONF=conf or instance.sign_conf)
+    env.pop("SUDO_UID", None)
+    if sudo_uid is not None:  # what sudo sets for the identity it runs (env_reset keeps SUDO_*)
+        env["SUDO_UID"] = str(sudo_uid)
     if token_file:
         env["SIGN_TOKEN_FILE"] = token_file
 
@@ -175,3 +178,41 @@ def test_the_build_user_cannot_make_the_client_identity_read_or_rewrite_its_toke
     assert proc.returncode == 0, proc.stderr
     assert os.stat(data + ".asc").st_uid == CLIENT_UID
     assert stat.S_IMODE(os.stat(data + ".asc").st_mode) == 0o644
+
+
+OTHER_BUILD_UID = 64125  # another build user of the same sudo rule
+
+
+@needs_root
+def test_one_build_user_cannot_rewrite_another_s_outputs_through_the_shared_identity(instance, identity, tiny_rpm):
+    """Every build user of the sudo rule runs `sign` as the same identity, so files that identity
+    made for one of them (detached outputs, clearsigned files) belong to it, not to the build
+    user. In place, `sign` rewrites only files of the user who ran sudo (SUDO_UID): another build
+    user's files made by the identity are refused; the caller's own are signed."""
+    shared = os.path.join(identity["base"], "shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o777)  # a results directory both build users and the identity write
+    theirs = os.path.join(shared, "theirs.txt")
+    with open(theirs, "wb") as handle:
+        handle.write(b"made by the identity for the other build user\n")
+    theirs_rpm = os.path.join(shared, "theirs.rpm")
+    shutil.copy(str(tiny_rpm), theirs_rpm)
+    for path in (theirs, theirs_rpm):
+        os.chown(path, CLIENT_UID, CLIENT_UID)
+        os.chmod(path, 0o644)
+    before = _snapshot(theirs, theirs_rpm)
+    for args in (["-c", theirs], ["-r", theirs_rpm], ["--unsign", theirs_rpm]):
+        proc = run_sign(instance, "-u", ED_KEY, *args, uid=CLIENT_UID, conf=identity["conf"], sudo_uid=BUILD_UID)
+        one_line_refusal(proc, "not by you (uid %d)" % BUILD_UID)
+    assert _snapshot(theirs, theirs_rpm) == before
+    # the caller's own file is clearsigned in place (the identity may write the directory)
+    mine = os.path.join(shared, "mine.txt")
+    with open(mine, "wb") as handle:
+        handle.write(b"mine\n")
+    os.chown(mine, BUILD_UID, BUILD_UID)
+    proc = run_sign(instance, "-u", ED_KEY, "-c", mine, uid=CLIENT_UID, conf=identity["conf"], sudo_uid=BUILD_UID)
+    assert proc.returncode == 0, proc.stderr
+    assert open(mine, "rb").read().startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
+    # without sudo (or sudo by root) the effective user's own files, as before
+    proc = run_sign(instance, "-u", ED_KEY, "-c", theirs, uid=CLIENT_UID, conf=identity["conf"], sudo_uid=0)
+    assert proc.returncode == 0, proc.stderr
