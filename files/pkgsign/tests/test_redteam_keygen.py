@@ -123,3 +123,27 @@ def test_fuzzed_gen_key_never_500_and_never_outside_the_pattern(keygen_lab, name
         email = response.get_json()["name_email"]
         assert email.startswith("red#") and email.endswith("@copr.test"), email
     check_keyring(config)
+
+
+@pytest.mark.parametrize("algorithm", ["ed25519", "rsa2048"])
+def test_an_expiry_beyond_2106_is_refused_not_a_key_that_expires_at_once(keygen_lab, algorithm):
+    """OpenPGP times are 32-bit: gpg wrapped `expire: 36500` (days, allowed by the API) around, so
+    batch generation (ed25519) made a key that expired one second after it was created (201 and
+    then 409 on every signature), and the RSA subkey (addkey) failed with a 500."""
+    client, headers, config, _victim = keygen_lab
+    import time
+
+    too_far = int((0xFFFFFFFF - time.time()) // 86400) + 1
+    for days in (36500, too_far):
+        response = client.post("/gen_key", json={"name_real": "far", "name_email": "red#far%d@copr.test" % days,
+                                                 "expire": days, "algorithm": algorithm}, headers=headers["keygen"])
+        assert response.status_code == 400 and "2106" in response.get_json()["error"], response.get_json()
+    days = too_far - 3
+    email = "red#near-%s@copr.test" % algorithm
+    response = client.post("/gen_key", json={"name_real": "near", "name_email": email, "expire": days,
+                                             "algorithm": algorithm}, headers=headers["keygen"])
+    assert response.status_code == 201, response.get_json()
+    info = client.get("/keys/" + email.replace("#", "%23"), headers=headers["admin"]).get_json()
+    assert info["expires"] > time.time() + (days - 1) * 86400, info
+    state = Hasher("sha256").update(b"x").state().to_json()
+    assert client.post("/sign", json={"key": email, "states": [state]}, headers=headers["admin"]).status_code == 200

@@ -30,6 +30,8 @@ from .keypool import KEY_PARTS, RACED_ALGORITHMS, KeyMaker, KeyPool
 log = logging.getLogger(__name__)
 
 LOCK_BUCKETS = 4096
+# OpenPGP times are unsigned 32-bit seconds: nothing can expire after 2106-02-07 06:28:15 UTC.
+LAST_OPENPGP_TIME = 0xFFFFFFFF
 # What a key's listing decides in its metadata (refreshed by maintain and add-subkey); the rest
 # (origin, created_by, protected ...) is the service's own.
 RECORD_KEY_FIELDS = ("uids", "expires", "revoked", "signing_fingerprint", "signing_key_id", "signing_keygrip",
@@ -366,6 +368,11 @@ class KeyStore:
             days = _as_int(expire, "expire")
             if days < 0 or days > 36500:
                 raise _gnupg.InvalidInput("expire must be a number of days between 0 (never) and 36500")
+            if days and time.time() + (days + 1) * 86400 > LAST_OPENPGP_TIME:
+                # gpg wraps such a date around: batch generation made a key that expired one second
+                # after its creation, and addkey (the RSA subkey) refused it (a 500).
+                raise _gnupg.InvalidInput("expire: %d days from now is after 2106-02-07, the last date an OpenPGP "
+                                          "key can expire (use fewer days, or 0 for never)" % days)
         return algorithm, days
 
     def generate(self, name_real, name_email, name_comment=None, algorithm="rsa4096", expire_days=0,
