@@ -24,6 +24,7 @@ EMPTY_STATE = {"chaining_value": "6a09e667bb67ae853c6ef372a54ff53a510e527f9b0568
 def sign_body(key):
     return {"key": key, "states": [EMPTY_STATE]}
 
+
 # token id -> (scopes, key patterns); "fpr-b" gets KEY_B's fingerprint as its pattern.
 TOKENS = {
     "admin": (["sign", "keygen", "admin"], ["*"]),

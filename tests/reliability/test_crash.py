@@ -91,6 +91,11 @@ def test_kill9_during_key_generation(new_instance, kill):
     assert run_admin("audit", "verify", "--config", inst.config, check=False).returncode == 0
 
 
+def _state(n, i):
+    """A hash state of 64 * (n + 1) + i bytes (any chaining value is a possible one)."""
+    return {"chaining_value": "%064x" % (n * 1000 + i), "byte_count": 64 * (n + 1) + i, "tail": "00" * i}
+
+
 def test_kill9_during_signing(new_instance):
     inst = new_instance()
     inst.start()
@@ -99,9 +104,7 @@ def test_kill9_during_signing(new_instance):
     assert status == 201, body
     for _ignored in range(ROUNDS + 1):
         stop, answered = threading.Event(), []
-        threads = _fire(inst, lambda n: {"key": key, "states": [
-            {"chaining_value": "%064x" % (n * 1000 + i), "byte_count": 64 * (n + 1) + i, "tail": "00" * i}
-            for i in range(20)]},
+        threads = _fire(inst, lambda n: {"key": key, "states": [_state(n, i) for i in range(20)]},
                         "/sign", stop, answered, workers=8)
         deadline = time.time() + 30
         while len(answered) < 10 and time.time() < deadline:

@@ -124,5 +124,5 @@ def test_state_shape_per_algorithm():
     big = {"chaining_value": "00" * 32, "byte_count": hashstate.MAX_BYTE_COUNT - hashstate.MAX_BYTE_COUNT % 64,
            "tail": ""}
     assert parse_state("sha256", big).byte_count == big["byte_count"]
-    assert HashState("sha256", b"\0" * 32, 0, b"") == parse_state("sha256", {"chaining_value": "00" * 32,
-                                                                              "byte_count": 0, "tail": ""})
+    empty = {"chaining_value": "00" * 32, "byte_count": 0, "tail": ""}
+    assert HashState("sha256", b"\0" * 32, 0, b"") == parse_state("sha256", empty)

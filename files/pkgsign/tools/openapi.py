@@ -18,6 +18,10 @@ def resp(desc, schema=None, ctype="application/json"):
 auth_errors = {"401": {"$ref": "#/components/responses/Unauthorized"}, "403": err, "429": {"$ref": "#/components/responses/RateLimited"}}
 KEY = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\x00-\\x1f\\x7f]+$"}
 UID = "[^\\s<>()\\x00-\\x1f\\x7f](?:[^<>()\\x00-\\x1f\\x7f]*[^\\s<>()\\x00-\\x1f\\x7f])?"
+SIGNATURE = {"type": "object", "required": ["digest", "signature"], "properties": {
+    "digest": {"type": "string", "description": "hex of the finished hash the key signed (as in the audit log)"},
+    "signature": {"type": "string", "format": "byte", "description": "base64 of the binary OpenPGP signature packet"},
+    "armored": {"type": "string"}}}
 key_param = {"name": "key", "in": "path", "required": True, "schema": KEY,
              "description": "name_email, fingerprint, key id or alias from the [aliases] section"}
 spec = {
@@ -104,11 +108,7 @@ spec = {
                     "pubkey_algo": {"type": "integer"}, "digest_algo": {"type": "string"},
                     "sig_type": {"type": "string"},
                     "creation_time": {"type": "integer", "description": "the server's clock when it signed: the signatures' creation time"},
-                    "signatures": {"type": "array", "description": "in the order of the states",
-                                   "items": {"type": "object", "required": ["digest", "signature"], "properties": {
-                        "digest": {"type": "string", "description": "hex of the finished hash the key signed (as in the audit log)"},
-                        "signature": {"type": "string", "format": "byte", "description": "base64 of the binary OpenPGP signature packet"},
-                        "armored": {"type": "string"}}}}}},
+                    "signatures": {"type": "array", "description": "in the order of the states", "items": SIGNATURE}}},
         },
         "responses": {
             "Error": {"description": "error with a message",

@@ -209,14 +209,18 @@ def test_build_user_cannot_read_the_state_directory_through_sign(host):
     before = {path: _digest(host, path) for path in targets}
     listing = run_ok(host, "find %s -name '*.asc' -o -name '*.sig' -o -name '*tmp*' | sort", STATE).stdout
     secret_markers = ["sha256", "private-key", "Key:", '"seq"']
-    run_ok(host, "rm -rf /tmp/steal && install -d -o builder -m 0755 /tmp/steal")
+    # /var/tmp: on the state directory's file system (/tmp is a tmpfs: a hard link would fail there anyway)
+    run_ok(host, "rm -rf /var/tmp/steal && install -d -o builder -m 0755 /var/tmp/steal")
+    devices = run_ok(host, "stat -c %%d /var/tmp %s", STATE).stdout.split()
+    assert devices[0] == devices[1], devices
     for number, target in enumerate(targets):
         # directly, through a symlink the build user makes, and through a hard link (made by root:
         # the build user cannot even make one, having no search permission on the state directory)
-        assert host.run("su builder -s /bin/sh -c %s", "ln %s /tmp/steal/try%d" % (target, number)).rc != 0
-        run_ok(host, "su builder -s /bin/sh -c %s", "ln -s %s /tmp/steal/sym%d" % (target, number))
-        run_ok(host, "ln %s /tmp/steal/hard%d" % (target, number))
-        for path in (target, "/tmp/steal/sym%d" % number, "/tmp/steal/hard%d" % number):
+        refused = host.run("su builder -s /bin/sh -c %s", "ln %s /var/tmp/steal/try%d" % (target, number))
+        assert refused.rc != 0 and "Permission denied" in refused.stderr, refused.stderr
+        run_ok(host, "su builder -s /bin/sh -c %s", "ln -s %s /var/tmp/steal/sym%d" % (target, number))
+        run_ok(host, "ln %s /var/tmp/steal/hard%d" % (target, number))
+        for path in (target, "/var/tmp/steal/sym%d" % number, "/var/tmp/steal/hard%d" % number):
             for mode in ("-c", "-d", "-D"):
                 result = _as_builder(host, "%s %s" % (mode, path))
                 assert result.rc != 0, (mode, path, result.stdout[:200])
@@ -225,7 +229,7 @@ def test_build_user_cannot_read_the_state_directory_through_sign(host):
             # clear-signing standard input: the build user's shell opens the file, and cannot
             stdin = host.run("su builder -s /bin/sh -c %s", "sudo -n -u pkgsign-client /usr/local/bin/sign -c < %s" % path)
             assert stdin.rc != 0 and not any(marker in stdin.stdout for marker in secret_markers)
-    run_ok(host, "rm -rf /tmp/steal")
+    run_ok(host, "rm -rf /var/tmp/steal")
     # nothing was written next to the targets, nothing changed
     assert run_ok(host, "find %s -name '*.asc' -o -name '*.sig' -o -name '*tmp*' | sort", STATE).stdout == listing
     for path in targets:
