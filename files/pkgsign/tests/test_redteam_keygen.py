@@ -91,8 +91,9 @@ EMAILS = st.one_of(st.sampled_from(["red#ok@copr.test", "red#OK@copr.test", "red
                                     "red#\u0131@copr.test", "red#a@copr.test\n", "victim#p@copr.test"]),
                    st.from_regex(r"red#[a-z0-9.*?/%+=-]{0,12}@copr\.test", fullmatch=True), st.text(max_size=20),
                    st.none(), st.integers())
-NUMBERS = st.one_of(st.integers(-2, 5000), st.sampled_from([2048, 3072, 4096, 1024, 0, -1, 2 ** 63, "2048", "1e3",
-                                                             " 4096", "0x800", 2.0, True]), st.none(), st.text(max_size=4))
+NUMBERS = st.one_of(st.integers(-2, 5000),
+                    st.sampled_from([2048, 3072, 4096, 1024, 0, -1, 2 ** 63, "2048", "1e3", " 4096", "0x800", 2.0, True]),
+                    st.none(), st.text(max_size=4))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -102,7 +103,7 @@ NUMBERS = st.one_of(st.integers(-2, 5000), st.sampled_from([2048, 3072, 4096, 10
        drop=st.sets(st.sampled_from(["name_comment", "key_length", "expire", "algorithm", "name_real"])),
        as_form=st.booleans())
 def test_fuzzed_gen_key_never_500_and_never_outside_the_pattern(keygen_lab, name_real, name_email, name_comment,
-                                                                 key_length, expire, algorithm, drop, as_form):
+                                                                key_length, expire, algorithm, drop, as_form):
     client, headers, config, _victim = keygen_lab
     body = {"name_real": name_real, "name_email": name_email, "name_comment": name_comment, "key_length": key_length,
             "expire": expire, "algorithm": algorithm}

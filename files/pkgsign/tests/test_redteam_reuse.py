@@ -12,7 +12,6 @@ Positive controls: the server's own packet verifies over D with gpg and sqv.
 """
 
 import base64
-import os
 import shutil
 import struct
 import subprocess

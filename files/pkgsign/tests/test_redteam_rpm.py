@@ -5,7 +5,6 @@ the package to rpmsign), never in another exception (a traceback instead of one 
 file is never changed by parsing."""
 
 import os
-import shutil
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +28,7 @@ def test_mutated_packages_fail_only_with_the_documented_errors(rpm_bytes, tmp_pa
     blob = bytearray(rpm_bytes)
     # mutations aimed at the lead, the signature header's index and data and the main header's intro
     limit = min(len(blob), 96 + 16 + 16 * 12 + 2048)
-    for _ in range(data.draw(st.integers(1, 6))):
+    for _mutation in range(data.draw(st.integers(1, 6))):
         where = data.draw(st.integers(0, limit - 1))
         how = data.draw(st.sampled_from(["byte", "word", "cut", "zero"]))
         if how == "byte":

@@ -202,7 +202,7 @@ def test_any_consistent_state_yields_only_the_server_s_data_signature(wire_lab, 
     """Arbitrary chaining values, counts up to the 2^60 limit and their tails: signed, but only
     ever as the server's hashed area (the suffix is the server's, whatever came before)."""
     client, headers, config, records = wire_lab
-    states = [data.draw(consistent_state(algo)) for _ in range(count)]
+    states = [data.draw(consistent_state(algo)) for _index in range(count)]
     body = {"key": key, "digest_algo": algo, "sig_type": sig_type, "states": states}
     before = audit_count(config)
     payload = check_answer(post(client, headers, body), config, before, body, records, time.time())
