@@ -200,3 +200,49 @@ def test_a_subkey_revoked_by_hand_is_refused_by_email_before_maintain(lab):
     _revoke_signing_subkey(gpg, made.get_json()["fingerprint"])
     response = sign(client, headers["all"], "revmail#p@copr.test")
     assert refused(response) == 409, response.get_json()
+
+
+@pytest.fixture
+def flood_lab(tmp_path):
+    import configparser
+
+    root = tmp_path / "redteam-flood"
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    parser = configparser.ConfigParser()
+    parser.read(root / "pkgsign.conf")
+    if not parser.has_section("rate_limit"):
+        parser.add_section("rate_limit")
+    parser.set("rate_limit", "anonymous", "5/2")
+    with open(root / "pkgsign.conf", "w") as handle:
+        parser.write(handle)
+    from pkgsign.app import create_app
+    from pkgsign.config import load_config
+    from pkgsign.tokens import add_token
+
+    config = load_config(str(root / "pkgsign.conf"))
+    slow = add_token(config.tokens_file, "red-slow", ["sign"], ["*"], rate="2/3600")
+    app = create_app(config)
+    app.testing = True
+    yield app.test_client(), {"Authorization": "Bearer " + slow}, config
+    _gnupg.GnuPG(config.gnupg_home, create=False).kill_agent()
+
+
+def test_a_refusal_flood_costs_a_bounded_number_of_audit_lines_and_is_counted(flood_lab):
+    """Auditing every refusal must not give a client without a valid token, or a token beyond its
+    rate, one synced audit write per request: at most the anonymous rate of lines per token or
+    address and status, and the next line carries how many were not written."""
+    import time
+
+    client, slow, config = flood_lab
+    body = {"key": "nobody@x.test", "states": [STATE]}
+    for auth, status in (({}, 401), (slow, 429)):
+        before = len(audit_lines(config))
+        answers = [client.post("/sign", json=body, headers=auth).status_code for _ in range(30)]
+        assert answers.count(status) >= 28, answers
+        lines = [line for line in audit_lines(config)[before:] if line.get("status") == status]
+        assert 1 <= len(lines) <= 5, len(lines)
+        time.sleep(2.2)
+        assert client.post("/sign", json=body, headers=auth).status_code == status
+        lines = [line for line in audit_lines(config)[before:] if line.get("status") == status]
+        assert len(lines) + sum(line.get("suppressed", 0) for line in lines) == answers.count(status) + 1, lines
+    assert run_admin("audit", "verify", "--config", str(config.path)).returncode == 0

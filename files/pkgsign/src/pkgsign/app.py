@@ -4,6 +4,7 @@ import ipaddress
 import logging
 import os
 import tempfile
+import threading
 import time
 from binascii import b2a_base64
 
@@ -109,16 +110,37 @@ def create_app(config=None):
         service.audit.append(operation=operation, result=result, token=token.id if token else None,
                              client=client_address(), **fields)
 
+    suppressed_refusals = {}
+    suppressed_lock = threading.Lock()
+
     @app.after_request
     def audit_refusal(response):
         """Every refused request to an operation leaves an audit line (401, 403, 400, 404, 409,
-        413, 429 ...), unless the handler wrote a more specific one."""
-        if 400 <= response.status_code < 500 and request.endpoint in AUDITED_ENDPOINTS \
-                and not getattr(g, "audited", False):
-            payload = response.get_json(silent=True) if response.is_json else None
-            reason = payload.get("error") if isinstance(payload, dict) else None
-            audit(request.endpoint, "refused", status=response.status_code,
-                  reason=str(reason)[:300] if reason else None, key=getattr(g, "key_name", None))
+        413, 429 ...), unless the handler wrote a more specific one.
+
+        A flood of 401s (no valid token) or 429s (beyond a token's rate) must not buy one synced
+        audit write per request, or the rate limit would not limit the cost: per token or address
+        and status, at most rate_limit_anonymous lines; the refusals beyond are counted and the
+        next line written for them carries the count (``suppressed``)."""
+        status = response.status_code
+        if not (400 <= status < 500) or request.endpoint not in AUDITED_ENDPOINTS or getattr(g, "audited", False):
+            return response
+        extra = {}
+        if status in (401, 429):
+            token = getattr(g, "token", None)
+            key = "audit-refusal:%d:%s" % (status, "token:" + token.id if token else "addr:" + client_address())
+            if service.limiter.check(key, config.rate_limit_anonymous):
+                with suppressed_lock:
+                    suppressed_refusals[key] = suppressed_refusals.get(key, 0) + 1
+                return response
+            with suppressed_lock:
+                count = suppressed_refusals.pop(key, 0)
+            if count:
+                extra["suppressed"] = count
+        payload = response.get_json(silent=True) if response.is_json else None
+        reason = payload.get("error") if isinstance(payload, dict) else None
+        audit(request.endpoint, "refused", status=status, reason=str(reason)[:300] if reason else None,
+              key=getattr(g, "key_name", None), **extra)
         return response
 
     def authenticate(required_scope, anonymous_ok=False):
