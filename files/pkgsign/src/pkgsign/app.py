@@ -24,6 +24,8 @@ from .wire import SIG_TYPES, armor, trailer
 log = logging.getLogger("pkgsign")
 
 MAX_KEY_NAME = 256
+# Operations whose refusals are audited (not /ping, /health/*, /openapi.json or unknown paths).
+AUDITED_ENDPOINTS = frozenset(("sign", "gen_key", "pubkey", "key_info", "delete_key"))
 
 
 class ApiError(Exception):
@@ -104,9 +106,43 @@ def create_app(config=None):
         return request.remote_addr or "-"
 
     def audit(operation, result, **fields):
+        g.audited = True
         token = getattr(g, "token", None)
         service.audit.append(operation=operation, result=result, token=token.id if token else None,
                              client=client_address(), **fields)
+
+    suppressed_refusals = {}
+    suppressed_lock = threading.Lock()
+
+    @app.after_request
+    def audit_refusal(response):
+        """Every refused request to an operation leaves an audit line (401, 403, 400, 404, 409,
+        413, 429 ...), unless the handler wrote a more specific one.
+
+        A flood of 401s (no valid token) or 429s (beyond a token's rate) must not buy one synced
+        audit write per request, or the rate limit would not limit the cost: per token or address
+        and status, at most rate_limit_anonymous lines; the refusals beyond are counted and the
+        next line written for them carries the count (``suppressed``)."""
+        status = response.status_code
+        if not (400 <= status < 500) or request.endpoint not in AUDITED_ENDPOINTS or getattr(g, "audited", False):
+            return response
+        extra = {}
+        if status in (401, 429):
+            token = getattr(g, "token", None)
+            key = "audit-refusal:%d:%s" % (status, "token:" + token.id if token else "addr:" + client_address())
+            if service.limiter.check(key, config.rate_limit_anonymous):
+                with suppressed_lock:
+                    suppressed_refusals[key] = suppressed_refusals.get(key, 0) + 1
+                return response
+            with suppressed_lock:
+                count = suppressed_refusals.pop(key, 0)
+            if count:
+                extra["suppressed"] = count
+        payload = response.get_json(silent=True) if response.is_json else None
+        reason = payload.get("error") if isinstance(payload, dict) else None
+        audit(request.endpoint, "refused", status=status, reason=str(reason)[:300] if reason else None,
+              key=getattr(g, "key_name", None), **extra)
+        return response
 
     def authenticate(required_scope, anonymous_ok=False):
         """The token of this request (also in g.token); raises 401/403/429."""
@@ -162,6 +198,8 @@ def create_app(config=None):
         return body
 
     def resolve(name):
+        if isinstance(name, str):
+            g.key_name = name[:MAX_KEY_NAME]
         if not isinstance(name, str) or not name or len(name) > MAX_KEY_NAME or not _encodable(name) \
                 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
             raise ApiError(400, "key must be a non-empty string of at most %d characters" % MAX_KEY_NAME)
@@ -363,6 +401,9 @@ def create_app(config=None):
             sexps = service.agent.sign_many(record["signing_keygrip"], digest_algo, digests, passphrase)
             packets = signature_packets(area, record["signing_key_id"], record["pubkey_algo"], digests, sexps)
         except (AgentError, ValueError) as err:
+            if _no_secret_key(err):  # deleted (or its secret moved away) since it was looked up
+                log.warning("signing with %s: gpg-agent has no secret for it: %s", record["fingerprint"], err)
+                raise ApiError(409, "key %s has no secret key on this server (deleted?)" % name)
             log.error("signing with %s failed: %s", record["fingerprint"], err)
             audit("sign", "error", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
                   sig_type=sig_type, created=now, digests=digests)
@@ -400,11 +441,24 @@ def _encodable(value, depth=0):
 
 
 def _check_usable(record, name):
+    if record.get("signing_problem"):
+        # Never a certify-only primary or a subkey without its secret here (keystore.signing_part).
+        raise ApiError(409, "key %s cannot sign: %s" % (name, record["signing_problem"]))
     if record.get("revoked"):
         raise ApiError(409, "key %s is revoked" % name)
     expires = record.get("expires")
     if expires and expires <= time.time():
         raise ApiError(409, "key %s has expired; prolong it (pkgsign-admin maintain)" % name)
+
+
+GPG_ERR_NO_SECKEY = 17
+
+
+def _no_secret_key(err):
+    """True for gpg-agent's 'ERR <code> No secret key' (the error code is the low 16 bits)."""
+    words = str(err).split()
+    return isinstance(err, AgentError) and len(words) > 1 and words[0] == "ERR" and words[1].isdigit() \
+        and int(words[1]) & 0xFFFF == GPG_ERR_NO_SECKEY
 
 
 def _public_record(record):

@@ -601,15 +601,29 @@ def check_input(path):
     return info
 
 
+def invoking_uid():
+    """The user `sign` works for. Run by sudo as an unprivileged identity (the signer's
+    `pkgsign-client`, shared by every build user the sudo rule names), that is the user who ran
+    sudo (SUDO_UID, which sudo sets itself): files of the identity are other build users' outputs,
+    never the caller's. Otherwise (no sudo, sudo to root, or root acting as someone through sudo)
+    the effective user."""
+    euid = os.geteuid()
+    sudo_uid = os.environ.get("SUDO_UID", "")
+    if euid != 0 and sudo_uid.isdigit() and int(sudo_uid) not in (0, euid):
+        return int(sudo_uid)
+    return euid
+
+
 def check_in_place(path, info=None):
-    """Refuse to rewrite ``path`` unless it is a regular file of ours with one link."""
+    """Refuse to rewrite ``path`` unless it is a regular file of the invoking user with one link."""
     info = info or check_input(path)
     error = _kind_error(path, info)
     if error:
         raise SignError(error)
-    if info.st_uid != os.geteuid():
+    owner = invoking_uid()
+    if info.st_uid != owner:
         raise SignError("%s: owned by uid %d, not by you (uid %d): not rewritten in place"
-                        % (path, info.st_uid, os.geteuid()))
+                        % (path, info.st_uid, owner))
     if info.st_nlink != 1:
         raise SignError("%s: has %d hard links: not rewritten in place" % (path, info.st_nlink))
     return info
@@ -965,8 +979,12 @@ def sign_rpms(signer, conf, files, jobs):
 
 
 def unsign_rpms(conf, files):
+    """rpmsign --delsign rewrites the packages: the rules of every in-place output apply first
+    (a regular file of the caller's own with one link; no link, FIFO or device is opened)."""
     import subprocess
 
+    for path in files:
+        check_in_place(path)
     proc = subprocess.run([conf.get("rpmsign", "rpmsign"), "--delsign", "--"] + list(files),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:

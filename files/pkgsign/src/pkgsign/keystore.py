@@ -30,6 +30,8 @@ from .keypool import KEY_PARTS, RACED_ALGORITHMS, KeyMaker, KeyPool
 log = logging.getLogger(__name__)
 
 LOCK_BUCKETS = 4096
+# OpenPGP times are unsigned 32-bit seconds: nothing can expire after 2106-02-07 06:28:15 UTC.
+LAST_OPENPGP_TIME = 0xFFFFFFFF
 # What a key's listing decides in its metadata (refreshed by maintain and add-subkey); the rest
 # (origin, created_by, protected ...) is the service's own.
 RECORD_KEY_FIELDS = ("uids", "expires", "revoked", "signing_fingerprint", "signing_key_id", "signing_keygrip",
@@ -274,9 +276,12 @@ class KeyStore:
             record = self.get_metadata(name)
             if record is not None:
                 return record
+        stamp = self._keyring_stamp()
         with self._alias_cache_lock:
             cached = self._alias_cache.get(name.upper())
-        if cached and cached[0] > time.monotonic():
+        # A remembered lookup holds only while the keyring is unchanged: a key deleted, revoked or
+        # given a subkey (by this process, another server process or gpg by hand) is looked up again.
+        if cached and cached[0] > time.monotonic() and cached[2] == stamp:
             return cached[1]
         # Exact selectors only: gpg matches a bare "bob@x" as a substring (it would find
         # "alice-bob@x"), and hex strings other than key ids and fingerprints likewise.
@@ -300,8 +305,16 @@ class KeyStore:
             raise UnknownKey(original)
         record = key_record(key, origin="keyring")
         with self._alias_cache_lock:
-            self._alias_cache[name.upper()] = (time.monotonic() + 60, record)
+            self._alias_cache[name.upper()] = (time.monotonic() + 60, record, stamp)
         return record
+
+    def _keyring_stamp(self):
+        """What changes whenever gpg writes the public keyring (None when there is none)."""
+        try:
+            info = os.stat(os.path.join(self.gnupg.homedir, "pubring.kbx"))
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
     def names_of(self, record: dict, requested: str):
         """Every name a token key pattern may match for this key."""
@@ -355,6 +368,11 @@ class KeyStore:
             days = _as_int(expire, "expire")
             if days < 0 or days > 36500:
                 raise _gnupg.InvalidInput("expire must be a number of days between 0 (never) and 36500")
+            if days and time.time() + (days + 1) * 86400 > LAST_OPENPGP_TIME:
+                # gpg wraps such a date around: batch generation made a key that expired one second
+                # after its creation, and addkey (the RSA subkey) refused it (a 500).
+                raise _gnupg.InvalidInput("expire: %d days from now is after 2106-02-07, the last date an OpenPGP "
+                                          "key can expire (use fewer days, or 0 for never)" % days)
         return algorithm, days
 
     def generate(self, name_real, name_email, name_comment=None, algorithm="rsa4096", expire_days=0,
@@ -562,6 +580,8 @@ class KeyStore:
             marker = os.path.join(self.pending_dir, "deleting-" + _file_name(name_email))
             os.replace(self.metadata_path(name_email), marker)
             self._delete_from_keyring(record["fingerprint"])
+            with self._alias_cache_lock:
+                self._alias_cache.clear()
             self.forget_public_key(record["fingerprint"])
             os.unlink(marker)
             phrase = os.path.join(self.config.phrases_dir, name_email)

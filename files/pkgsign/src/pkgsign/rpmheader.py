@@ -73,7 +73,9 @@ def _entry_size(entry_type, count, data, offset):
         raise NotAnRpm("unknown header entry type %d" % entry_type)
     end = offset
     for _index in range(count):
-        end = data.index(b"\0", end) + 1
+        end = data.find(b"\0", end) + 1
+        if end == 0:  # a string without its NUL: damaged or hostile, never a traceback
+            raise NotAnRpm("unterminated string in header entry")
     return end - offset
 
 
