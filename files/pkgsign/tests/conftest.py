@@ -253,3 +253,34 @@ def state_json(data, digest_algo="sha256"):
 
 def hex_re(n):
     return re.compile("^[0-9a-f]{%d}$" % n)
+
+
+def _agents_under(root):
+    """pids of gpg-agents whose --homedir lies under ``root`` (started by gpg in test homes)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"gpg-agent" and b"--homedir" in argv:
+            home = argv[argv.index(b"--homedir") + 1].decode("utf-8", "replace")
+            if home == root or home.startswith(root.rstrip("/") + "/"):
+                found.append(int(pid))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_agent_left_behind(tmp_path_factory):
+    """Every gpg run in a scratch home of this session starts a gpg-agent that would outlive the
+    tests (hundreds in the attacker test): stop them when the session ends."""
+    yield
+    root = str(tmp_path_factory.getbasetemp())
+    for pid in _agents_under(root):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
