@@ -284,3 +284,11 @@ def no_agent_left_behind(tmp_path_factory):
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+
+def audit_count(config):
+    """Lines in the instance's current audit log file."""
+    if not os.path.exists(config.audit_log):
+        return 0
+    with open(config.audit_log, "rb") as handle:
+        return sum(1 for _line in handle)

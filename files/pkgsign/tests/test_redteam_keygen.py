@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_admin
+from conftest import audit_count, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 
@@ -38,13 +38,6 @@ def keygen_lab(tmp_path_factory):
     yield client, {"admin": {"Authorization": "Bearer " + admin}, "keygen": {"Authorization": "Bearer " + keygen}}, \
         config, made.get_json()
     _gnupg.GnuPG(config.gnupg_home, create=False).kill_agent()
-
-
-def audit_count(config):
-    if not os.path.exists(config.audit_log):
-        return 0
-    with open(config.audit_log, "rb") as handle:
-        return sum(1 for _line in handle)
 
 
 def uid_emails(config):

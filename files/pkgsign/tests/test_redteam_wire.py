@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_admin
+from conftest import audit_count, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import ALGORITHMS, MAX_BYTE_COUNT, Hasher
 from pkgsign.wire import HASH_IDS
@@ -66,13 +66,6 @@ def wire_lab(tmp_path_factory):
                                     headers={"Authorization": "Bearer " + admin}).get_json()
     yield client, {"Authorization": "Bearer " + restricted}, config, records
     _gnupg.GnuPG(config.gnupg_home, create=False).kill_agent()
-
-
-def audit_count(config):
-    if not os.path.exists(config.audit_log):
-        return 0
-    with open(config.audit_log, "rb") as handle:
-        return sum(1 for _line in handle)
 
 
 def parse_signature(packet):

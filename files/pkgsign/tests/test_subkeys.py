@@ -66,6 +66,30 @@ def _verifying_home(tmp_path, name, armored):
     return gpg
 
 
+def _assert_signed_by_subkey(inst, email, info, armored, tmp_path, tiny_rpm):
+    """A detached signature and an RPM signed through the service name the signing subkey as the
+    issuer, and gpg, sqv and rpmkeys accept them with the published public key."""
+    data = tmp_path / "data"
+    data.write_bytes(b"signed by a subkey\n")
+    proc = inst.sign("-u", email, "-d", str(data))
+    assert proc.returncode == 0, proc.stderr
+    gpg = _verifying_home(tmp_path, "verify", armored)
+    try:
+        assert _signature_issuer(gpg, str(data) + ".asc", data) == (info["signing_fingerprint"], info["fingerprint"])
+    finally:
+        gpg.kill_agent()
+    assert _sqv_accepts(armored, str(data) + ".asc", data, tmp_path) == [info["fingerprint"]]
+    rpm = tmp_path / "tiny.rpm"
+    shutil.copy(str(tiny_rpm), str(rpm))
+    proc = inst.sign("-u", email, "-r", str(rpm))
+    assert proc.returncode == 0, proc.stderr
+    pubkey = tmp_path / "key.asc"
+    pubkey.write_bytes(armored)
+    rc, out = rpm_checksig(rpm, [pubkey], tmp_path / "rpmdb")
+    assert rc == 0 and "NOKEY" not in out and "BAD" not in out, out
+    assert re.search(r"Signature, key ID %s: OK" % info["signing_key_id"][-8:].lower(), out), out
+
+
 # -- /gen_key: direct generation ---------------------------------------------------------------
 
 @pytest.mark.parametrize("email", [ED_KEY, RSA_KEY])
@@ -77,25 +101,7 @@ def test_gen_key_makes_certify_primary_and_signing_subkey(instance, tmp_path, ti
     _assert_certify_primary_signing_subkey(armored, info)
     assert info["signing_fingerprint"] != info["fingerprint"]
     # the service signs with the subkey: gpg names it as the issuer, and rpm accepts it
-    data = tmp_path / "data"
-    data.write_bytes(b"signed by a subkey\n")
-    proc = instance.sign("-u", email, "-d", str(data))
-    assert proc.returncode == 0, proc.stderr
-    gpg = _verifying_home(tmp_path, "verify", armored)
-    try:
-        assert _signature_issuer(gpg, str(data) + ".asc", data) == (info["signing_fingerprint"], info["fingerprint"])
-    finally:
-        gpg.kill_agent()
-    assert _sqv_accepts(armored, str(data) + ".asc", data, tmp_path) == [info["fingerprint"]]
-    rpm = tmp_path / "tiny.rpm"
-    shutil.copy(str(tiny_rpm), str(rpm))
-    proc = instance.sign("-u", email, "-r", str(rpm))
-    assert proc.returncode == 0, proc.stderr
-    pubkey = tmp_path / "key.asc"
-    pubkey.write_bytes(armored)
-    rc, out = rpm_checksig(rpm, [pubkey], tmp_path / "rpmdb")
-    assert rc == 0 and "NOKEY" not in out and "BAD" not in out, out
-    assert re.search(r"Signature, key ID %s: OK" % info["signing_key_id"][-8:].lower(), out), out
+    _assert_signed_by_subkey(instance, email, info, armored, tmp_path, tiny_rpm)
 
 
 # -- /gen_key: from the pool -------------------------------------------------------------------
@@ -131,22 +137,7 @@ def test_pool_keys_are_certify_primary_and_signing_subkey(pooled, tmp_path, tiny
     gpg = _gnupg.GnuPG(os.path.join(inst.root, "gnupg"), create=False)
     key = _gnupg.find_secret_key_by(gpg, info["fingerprint"])
     assert {"%s-%s.key" % (algorithm, part.keygrip) for part in (key, key.subkeys[0])} <= ready
-    data = tmp_path / "data"
-    data.write_bytes(b"pool key data\n")
-    assert inst.sign("-u", email, "-d", str(data)).returncode == 0
-    check = _verifying_home(tmp_path, "verify", armored)
-    try:
-        assert _signature_issuer(check, str(data) + ".asc", data) == (info["signing_fingerprint"], info["fingerprint"])
-    finally:
-        check.kill_agent()
-    assert _sqv_accepts(armored, str(data) + ".asc", data, tmp_path) == [info["fingerprint"]]
-    rpm = tmp_path / "tiny.rpm"
-    shutil.copy(str(tiny_rpm), str(rpm))
-    assert inst.sign("-u", email, "-r", str(rpm)).returncode == 0
-    pubkey = tmp_path / "key.asc"
-    pubkey.write_bytes(armored)
-    rc, out = rpm_checksig(rpm, [pubkey], tmp_path / "rpmdb")
-    assert rc == 0 and re.search(r"Signature, key ID %s: OK" % info["signing_key_id"][-8:].lower(), out), out
+    _assert_signed_by_subkey(inst, email, info, armored, tmp_path, tiny_rpm)
 
 
 # -- add-subkey on an imported copr-keygen key -------------------------------------------------

@@ -125,26 +125,13 @@ def _library():
         else:
             raise RuntimeError("libcrypto (OpenSSL) is not installed: cannot hash")
 
-        class CInt(_ctypes._SimpleCData):  # pylint: disable=protected-access
-            _type_ = "i"
-
-        class CUInt32(_ctypes._SimpleCData):  # pylint: disable=protected-access
-            _type_ = "I"
-
-        class CUInt64(_ctypes._SimpleCData):  # pylint: disable=protected-access
-            _type_ = "Q"
-
-        class CUByte(_ctypes._SimpleCData):  # pylint: disable=protected-access
-            _type_ = "B"
-
-        class CChar(_ctypes._SimpleCData):  # pylint: disable=protected-access
-            _type_ = "c"
-
-        class CVoidP(_ctypes._SimpleCData):  # pylint: disable=protected-access
-            _type_ = "P"
-
-        class CSizeT(_ctypes._SimpleCData):  # pylint: disable=protected-access
-            _type_ = "L" if struct.calcsize("L") == struct.calcsize("P") else "Q"
+        # The C scalar types used below, made the way ctypes makes its own (a _SimpleCData
+        # subclass with a one-letter struct code).
+        size_t_code = "L" if struct.calcsize("L") == struct.calcsize("P") else "Q"
+        CInt, CUInt32, CUInt64, CUByte, CChar, CVoidP, CSizeT = (
+            type(name, (_ctypes._SimpleCData,), {"_type_": code})  # pylint: disable=protected-access
+            for name, code in (("c_int", "i"), ("c_uint32", "I"), ("c_uint64", "Q"), ("c_ubyte", "B"),
+                               ("c_char", "c"), ("c_void_p", "P"), ("c_size_t", size_t_code)))
 
         class Function(_ctypes.CFuncPtr):
             _flags_ = _ctypes.FUNCFLAG_CDECL
