@@ -202,7 +202,7 @@ gpgconf --homedir "$ADMIN_HOME" --kill gpg-agent 2>/dev/null || true
 say "certification: ${CEREMONY_DIR#"$COLLECTION_ROOT/"}/$CYCLE/attestations/$(cat "$LAB_DIR/admin.fingerprint").asc"
 
 step 7 "Switch-over: quorum 1 of 1 checked on the bastion, signing subkey installed on pkgsign-signer"
-in_service="$(podman exec pkgsign-signer sudo -u pkgsign sign -u "$ALIAS" -k 2>/dev/null || true)"
+in_service="$(podman exec pkgsign-signer sudo -u pkgsign-client sign -u "$ALIAS" -k 2>/dev/null || true)"
 if [ "$(cat "$LAB_DIR/release.fingerprint" 2>/dev/null)" = "$FPR" ] && [ "${in_service^^}" = "$SUBKEY_ID" ]; then
     say "alias $ALIAS -> $FPR already in service on pkgsign-signer (subkey $SUBKEY_ID): nothing to switch (reused)"
 else
@@ -224,7 +224,7 @@ Summary: Sample package signed by the pkgsign demo
 License: MIT
 BuildArch: noarch
 %description
-Signed remotely: the build client sent only a digest to the signer.
+Signed remotely: the build client sent only a hash state; the signer finished the hash.
 %install
 mkdir -p %{buildroot}/usr/share/pkgsign-demo
 echo hello > %{buildroot}/usr/share/pkgsign-demo/hello.txt
@@ -239,14 +239,18 @@ in_client tar -C /root/demo -czf /root/demo/hello-1.0.tar.gz rpmbuild/SPECS
 say "built $(basename "$rpm_path") and hello-1.0.tar.gz on pkgsign-client"
 # Copr's flow: a per-project key made on demand through POST /gen_key (201 new, 200 existing).
 project=demo#hello@copr
+# Server, CA and token as /etc/sign.conf names them (HTTPS, the server verified against the lab CA).
 status="$(in_client python3 -c '
-import json, sys, urllib.request, urllib.error
-token = open("/etc/pkgsign/sign.token").read().strip()
+import json, ssl, sys, urllib.request, urllib.error
+conf = dict(line.split(":", 1) for line in open("/etc/sign.conf") if ":" in line and not line.startswith("#"))
+conf = {key.strip(): value.strip() for key, value in conf.items()}
+token = open(conf["token_file"]).read().strip()
+context = ssl.create_default_context(cafile=conf.get("ca_file"))
 body = json.dumps({"name_real": "pkgsign demo", "name_email": sys.argv[1]}).encode()
-request = urllib.request.Request("http://pkgsign-signer:5003/gen_key", data=body, method="POST",
+request = urllib.request.Request(conf["server"] + "/gen_key", data=body, method="POST",
     headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
 try:
-    print(urllib.request.urlopen(request, timeout=300).status)
+    print(urllib.request.urlopen(request, timeout=300, context=context).status)
 except urllib.error.HTTPError as err:
     print(err.code, err.read().decode().strip())
 ' "$project")"
@@ -295,7 +299,7 @@ say "gpg --verify with ${PUBLISHED#"$COLLECTION_ROOT/"}: good signature by subke
 cat <<SUMMARY
 
 ==================================================================== pkgsign demo summary
-  signer        pkgsign-signer  httpd + mod_wsgi on :5003, keys in /var/lib/pkgsign (0700)
+  signer        pkgsign-signer  httpd + mod_wsgi, HTTPS on :5003 (lab CA: lab/tls-ca), keys in /var/lib/pkgsign (0700)
   build client  pkgsign-client  sign client only; private key files found: $secret_files
   ceremony      cycle $CYCLE on pkgsign-bastion: master key $FPR
                 (certify only, stays on the bastion; attested by the lab root admin, quorum 1)

@@ -301,13 +301,13 @@ def bastion_keys(bastion, uid_part):
 
 def signer_key_id(signer):
     """The key id `sign -k` reports for the alias in service."""
-    return run_ok(signer, "sudo -u pkgsign sign -u release -k").stdout.strip().upper()
+    return run_ok(signer, "sudo -u pkgsign-client sign -u release -k").stdout.strip().upper()
 
 
 def sign_on_signer(signer, path, text):
     """Sign a file through the service on the signer (`sign -d`); returns the signature."""
     run_ok(signer, "printf '%%s\\n' %s > %s && chmod 0644 %s", text, path, path)
-    run_ok(signer, "cd /tmp && sudo -u pkgsign sign -u release -d %s", path)
+    run_ok(signer, "cd /tmp && sudo -u pkgsign-client sign -u release -d %s", path)
     return signer.file(path + ".asc").content_string
 
 

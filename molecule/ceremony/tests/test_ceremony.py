@@ -294,7 +294,10 @@ def test_cycle2_attest_and_switch_over(ceremony, bastion, signer, facts):
                           "--detach-sign -o /tmp/old-key.sig /tmp/artifact-c2.txt", SIGNER_HOME, old_subkey)
     assert old_sign.rc != 0
     run_ok(signer, "printf 'x\\n' > /tmp/artifact-old.txt && chmod 0644 /tmp/artifact-old.txt")
-    assert signer.run("cd /tmp && sudo -u pkgsign sign -u %s -d /tmp/artifact-old.txt", facts["c1"]).rc != 0
+    # as the client identity, which can read its token (the refusal must come from the service)
+    refused = signer.run("cd /tmp && sudo -u pkgsign-client sign -u %s -d /tmp/artifact-old.txt", facts["c1"])
+    assert refused.rc != 0 and "token" not in refused.stderr and "ermission denied" not in refused.stderr, \
+        refused.stderr
     # The certified key is published with the attestations and the previous key's certification.
     certified = LocalGpg(os.path.join(ceremony.workdir, "verify-c2-certified"))
     for name in ("alice", "carol"):
