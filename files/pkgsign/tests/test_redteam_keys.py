@@ -20,7 +20,7 @@ STATE = Hasher("sha256").update(b"attacker data").state().to_json()
 
 @pytest.fixture
 def lab(tmp_path):
-    root = tmp_path / "redteam-keys"
+    root = tmp_path / "rk"  # short: gpg-agent's socket paths under <root>/audit-gnupg must fit 108 bytes
     run_admin("init", str(root), "--algorithm", "ed25519")
     from pkgsign.app import create_app
     from pkgsign.config import load_config
@@ -206,7 +206,7 @@ def test_a_subkey_revoked_by_hand_is_refused_by_email_before_maintain(lab):
 def flood_lab(tmp_path):
     import configparser
 
-    root = tmp_path / "redteam-flood"
+    root = tmp_path / "rf"  # short, as in lab()
     run_admin("init", str(root), "--algorithm", "ed25519")
     parser = configparser.ConfigParser()
     parser.read(root / "pkgsign.conf")
@@ -237,7 +237,7 @@ def test_a_refusal_flood_costs_a_bounded_number_of_audit_lines_and_is_counted(fl
     body = {"key": "nobody@x.test", "states": [STATE]}
     for auth, status in (({}, 401), (slow, 429)):
         before = len(audit_lines(config))
-        answers = [client.post("/sign", json=body, headers=auth).status_code for _ in range(30)]
+        answers = [client.post("/sign", json=body, headers=auth).status_code for _attempt in range(30)]
         assert answers.count(status) >= 28, answers
         lines = [line for line in audit_lines(config)[before:] if line.get("status") == status]
         assert 1 <= len(lines) <= 5, len(lines)

@@ -280,9 +280,9 @@ def test_certificate_fingerprint(pki):
 def bound_token(instance, pki):
     cert, _key, _pem = pki["client"]
     proc = run_admin("token", "add", "--config", instance.config, "--id", "bound", "--scopes", "sign,keygen",
-                     "--keys", "*", "--client-cert", cert, "--replace", "--stdin", input="bound-token-0123456789abc\n")
+                     "--keys", "*", "--client-cert", cert, "--replace", "--stdin", input="bound-token-Xq7LmN2pRt9vWz4kYb8cHd3fJg6sAe1uBo5i\n")
     assert proc.returncode == 0
-    return "bound-token-0123456789abc"
+    return "bound-token-Xq7LmN2pRt9vWz4kYb8cHd3fJg6sAe1uBo5i"
 
 
 def _get_pubkey(app_client, secret, environ):
@@ -321,13 +321,13 @@ def test_unbound_tokens_accept_any_connection(app_client, instance, pki):
 def test_rotation_keeps_the_binding_unless_dropped(instance, pki, bound_token):
     fingerprint = certificate_sha256(pki["client"][2])
     run_admin("token", "rotate", "--config", instance.config, "--id", "bound", "--stdin",
-              input="bound-token-rotated-0123456789\n")
+              input="bound-rotated-Vn3Qs8Lk2Zx7Wc5Rb9Mj4Hd6Tf1Gy0Pe\n")
     assert read_tokens(instance.tokens_file)["bound"]["client_cert_sha256"] == fingerprint
     run_admin("token", "rotate", "--config", instance.config, "--id", "bound", "--stdin",
-              "--client-cert-sha256", certificate_sha256(pki["client2"][2]), input="bound-token-rotated-2-0123456\n")
+              "--client-cert-sha256", certificate_sha256(pki["client2"][2]), input="bound-rotated2-Kp6Yt1Nw8Ds3Fh7Jm2Lq9Xc4Vb5Rz0Ga\n")
     assert read_tokens(instance.tokens_file)["bound"]["client_cert_sha256"] == certificate_sha256(pki["client2"][2])
     run_admin("token", "rotate", "--config", instance.config, "--id", "bound", "--stdin", "--unbind-client-cert",
-              input="bound-token-rotated-3-0123456\n")
+              input="bound-rotated3-Ue4Io9Pa2Sd7Fg1Hj6Kl3Zx8Cv5Bn0Mq\n")
     assert "client_cert_sha256" not in read_tokens(instance.tokens_file)["bound"]
     bad = run_admin("token", "add", "--config", instance.config, "--id", "bad", "--scopes", "sign", "--keys", "*",
                     "--client-cert", "/nonexistent.pem", check=False)
