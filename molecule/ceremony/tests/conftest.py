@@ -312,6 +312,18 @@ def sign_on_signer(signer, path, text):
 
 
 SCRATCH = "/root/signing-ceremony/scratch"
+
+
+def scratch_left(host):
+    """Names in the ceremony's scratch directory, leaving out the modules' own scratch root
+    (``pkgsign-scratch-<uid>``, 0700, swept by every module run) while it is empty: what is in it
+    is listed (``pkgsign-scratch-0/<home>``)."""
+    found = []
+    for path in run_ok(host, "find %s -mindepth 1 -maxdepth 2", SCRATCH).stdout.split():
+        name = path[len(SCRATCH) + 1:]
+        if not re.fullmatch(r"pkgsign-scratch-\d+", name):
+            found.append(name)
+    return found
 SECRET_MARKERS = ("PRIVATE KEY BLOCK", "SECRET KEY BLOCK", "(private-key")
 
 
