@@ -83,9 +83,11 @@ def test_key_outside_the_patterns_is_refused_without_a_gpg_lookup(counted):
     existing = _median_ms(inst, "/keys/bob%23b@copr.test", "alice-only")
     missing = _median_ms(inst, "/keys/zed%23missing@copr.test", "alice-only")
     pubkey_missing = _median_ms(inst, "/pubkey/zed%23other@copr.test", "alice-only", count=5)
-    print("403 outside the patterns: existing key %.1f ms, missing key %.1f ms (median of 25)" % (existing, missing))
-    assert _calls(log, "zed#") == before  # no gpg lookup for a name the token may not use
-    assert missing < existing * 2 + 2 and pubkey_missing < existing * 2 + 5
+    print("403 outside the patterns: existing key %.1f ms, missing key %.1f ms, /pubkey %.1f ms (medians)"
+          % (existing, missing, pubkey_missing))
+    # What removes the timing oracle is that no gpg lookup happens for a name the token may not use
+    # (times are printed, not asserted: a loaded machine makes them noise; bench/ measures speed).
+    assert _calls(log, "zed#") == before
     # The token's own names still get 404 for a missing key and 200 for its key.
     status, _headers, _body = inst.request("GET", "/keys/alice%23missing@copr.test", token="alice-only")
     assert status == 404
