@@ -315,16 +315,17 @@ SCRATCH = "/root/signing-ceremony/scratch"
 
 
 def scratch_left(host):
-    """Names in the ceremony's scratch directory, leaving out the modules' own scratch root
-    (``pkgsign-scratch-<uid>``, 0700, swept by every module run) while it is empty: what is in it
-    is listed (``pkgsign-scratch-0/<home>``)."""
+    """Names in the ceremony's scratch directory (as its sweep reports them), with the modules' own
+    scratch root (``pkgsign-scratch-<uid>``, 0700, swept by every module run) looked into rather
+    than listed: what is in it counts as ``pkgsign-scratch-0/<name>``."""
     found = []
-    for path in run_ok(host, "find %s -mindepth 1 -maxdepth 2", SCRATCH).stdout.split():
-        name = path[len(SCRATCH) + 1:]
-        if not re.fullmatch(r"pkgsign-scratch-\d+", name):
+    for name in run_ok(host, "ls -A %s", SCRATCH).stdout.split():
+        if re.fullmatch(r"pkgsign-scratch-\d+", name):
+            found += ["%s/%s" % (name, inner) for inner in
+                      run_ok(host, "ls -A %s/%s", SCRATCH, name).stdout.split()]
+        else:
             found.append(name)
     return found
-SECRET_MARKERS = ("PRIVATE KEY BLOCK", "SECRET KEY BLOCK", "(private-key")
 
 
 def secret_files_outside_homes(host, roots, homes):
