@@ -328,6 +328,9 @@ def scratch_left(host):
     return found
 
 
+SECRET_MARKERS = ("PRIVATE KEY BLOCK", "SECRET KEY BLOCK", "(private-key")
+
+
 def secret_files_outside_homes(host, roots, homes):
     """Files under ``roots`` on a container holding secret key material outside the GnuPG
     ``homes``: armored secret keys, and any GnuPG private-keys directory elsewhere."""
