@@ -130,9 +130,11 @@ def test_status_fd_contract_and_refusals(instance, setup, tmp_path):
     """What git reads: an armored signature on stdout, [GNUPG:] SIG_CREATED on the status fd
     after a newline; anything but a detached signature is refused with one line."""
     env = setup["env"]
-    run = lambda *args, data=b"object\n": subprocess.run(  # noqa: E731
-        [str(setup["program"])] + list(args), input=data, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        check=False)
+
+    def run(*args, data=b"object\n"):
+        return subprocess.run([str(setup["program"])] + list(args), input=data, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, check=False)
+
     proc = run("--status-fd=2", "-bsau", ED_KEY)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(b"-----BEGIN PGP SIGNATURE-----")
