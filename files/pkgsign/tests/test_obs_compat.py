@@ -197,6 +197,8 @@ def test_pubkey_and_ping(instance, published):
     assert proc.returncode == 0 and proc.stdout == keys[ED_KEY].read_bytes()
     assert instance.sign("-t").returncode == 0
     one_line_refusal(instance.sign("-u", ED_KEY, "-p", "extra-file"), "-p takes no files")
+    usage = instance.sign("--help")
+    assert usage.returncode == 0 and b"usage: sign" in usage.stdout and b"-T, -S, -P" in usage.stdout
 
 
 def test_delsign_removes_rpm_signatures(instance, files, published, tmp_path):
