@@ -30,9 +30,12 @@ Expire-Date: %s
 """
 
 
-def old_copr_key(gpg, name, email, expires="0"):
+def old_copr_key(gpg, name, email, expires="0", passphrase=None):
     """What copr-keygen made for years: one RSA primary (sign+certify), SHA-1 self-signature."""
-    result = gpg.run(["--cert-digest-algo", "SHA1", "--gen-key"], input=(OLD_BATCH % (name, email, expires)).encode())
+    batch = OLD_BATCH % (name, email, expires)
+    if passphrase:
+        batch = batch.replace("%no-protection", "Passphrase: %s" % passphrase)
+    result = gpg.run(["--cert-digest-algo", "SHA1", "--gen-key"], input=batch.encode())
     return [a[1] for a in result.status_lines("KEY_CREATED")][0]
 
 
@@ -61,6 +64,20 @@ def packets(gpg, fpr, options=()):
 def sqv(keyring, signature, data):
     return subprocess.run(["sqv", "--keyring", str(keyring), str(signature), str(data)], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, check=False)
+
+
+def sq_judgement(keyring, signature, data):
+    """(sq verify's exit status, sq inspect's report) with Sequoia's own CLI, None without it.
+
+    sq 0.27 marks a user id whose certification its policy rejects as Invalid and leaves a
+    subkey whose binding it rejects out of the report."""
+    if not shutil.which("sq"):
+        return None
+    verify = subprocess.run(["sq", "verify", "--signer-cert", str(keyring), "--detached", str(signature), str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    inspect = subprocess.run(["sq", "inspect", str(keyring)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, check=False).stdout
+    return verify.returncode, inspect
 
 
 def linter_flags(keyring):
@@ -108,6 +125,11 @@ def test_maintain_remakes_sha1_self_signatures_keeping_expiry(tmp_path):
         refused = sqv(keyring, old_sigs[fpr], data)
         assert refused.returncode != 0 and "SHA1" in refused.stdout, refused.stdout
         assert linter_flags(keyring) not in (0,)
+        judged = sq_judgement(keyring, old_sigs[fpr], data)
+        if judged is not None:
+            assert judged[0] != 0
+            assert "SHA1 is not considered secure" in judged[1] if fpr == plain else \
+                before[fpr].subkeys[0].fingerprint not in judged[1], judged[1]
 
     proc = run_admin("maintain", "--config", str(root / "pkgsign.conf"), "--within-days", "30")
     assert "2 key(s) carry self-signatures weaker than SHA256" in proc.stderr, proc.stderr
@@ -128,6 +150,10 @@ def test_maintain_remakes_sha1_self_signatures_keeping_expiry(tmp_path):
         fresh = detach_sign(gpg, signer[fpr], data, tmp_path / ("after-%s.sig" % fpr))
         accepted = sqv(keyring, fresh, data)
         assert accepted.returncode == 0 and fpr in accepted.stdout, accepted.stdout
+        judged = sq_judgement(keyring, fresh, data)
+        if judged is not None:
+            assert judged[0] == 0 and "Invalid" not in judged[1] and "SHA1" not in judged[1], judged[1]
+            assert all(sub.fingerprint in judged[1] for sub in after.subkeys), judged[1]
         # a signature made before the re-make (but after the old self-signatures) verifies too
         assert sqv(keyring, old_sigs[fpr], data).returncode == 0
     assert before[plain].expires is None and gpg.get_key(plain).expires is None
@@ -193,13 +219,29 @@ def test_import_copr_remakes_sha1_keys_and_rpm_accepts(instance, tiny_rpm, tmp_p
     email = "olduser#sha1@copr.test"
     fpr = old_copr_key(copr, "olduser_sha1", email)
     assert ("13", 2, None) in packets(copr, fpr)
+    protected = "olduser#sha1phrase@copr.test"
+    protected_fpr = old_copr_key(copr, "olduser_sha1phrase", protected, expires="3y", passphrase="copr-phrase-456")
+    (phrases / protected).write_text("copr-phrase-456\n")
+    protected_expiry = copr.get_key(protected_fpr).expires
     copr.kill_agent()
     proc = run_admin("import-copr", "--config", instance.config, "--gnupghome", str(copr_home),
                      "--phrases", str(phrases))
     copr.kill_agent()
     assert "re-made its self-signatures with SHA256" in proc.stderr, proc.stderr
     assert "clients need the refreshed public key" in proc.stderr
-    assert "1 key(s) got SHA256 self-signatures instead of SHA-1" in proc.stderr
+    assert "2 imported, 0 failed" in proc.stderr and \
+        "2 key(s) got SHA256 self-signatures instead of SHA-1" in proc.stderr, proc.stderr
+    # the protected key: re-made with its passphrase, still protected, same expiry, and it signs
+    store = _gnupg.GnuPG(os.path.join(instance.root, "gnupg"), create=False)
+    assert store.get_key(protected_fpr).expires == protected_expiry
+    assert store.secret_protection()[store.get_key(protected_fpr).keygrip] == "protected"
+    assert all(d >= 8 for _c, d, _b in packets(store, protected_fpr, ["--export-options", "export-clean"]))
+    protected_data = tmp_path / "protected-payload"
+    protected_data.write_bytes(b"signed with the protected key")
+    assert instance.sign("-u", protected, "-d", str(protected_data)).returncode == 0
+    protected_pub = tmp_path / "protected.asc"
+    protected_pub.write_bytes(instance.sign("-u", protected, "-p").stdout)
+    assert sqv(protected_pub, str(protected_data) + ".asc", protected_data).returncode == 0
     pub = tmp_path / "refreshed.asc"
     pub.write_bytes(instance.sign("-u", email, "-p").stdout)
     check = _gnupg.GnuPG(str(tmp_path / "check"))
