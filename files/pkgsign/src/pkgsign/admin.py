@@ -340,12 +340,12 @@ def cmd_maintain(args):
 def _remake_weak_self_signatures(config, store, by_fingerprint):
     """Re-make SHA-1 (or weaker) self-signatures of the keys whose primary secret is here; say
     which keys need their offline primary. Returns the number of failures."""
-    from .keystore import describe_parts, weak_self_signatures
+    from .keystore import describe_parts, weak_self_signatures_of
 
     with store.keyring_lock():
         keys = [key for key in store.gnupg.list_keys(secret=True) if not key.revoked]
-        weak = [(key, weak_self_signatures(store.gnupg, key)) for key in keys]
-    weak = [(key, parts) for key, parts in weak if parts]
+        found = weak_self_signatures_of(store.gnupg, keys)
+    weak = [(key, found[key.fingerprint]) for key in keys if key.fingerprint in found]
     if not weak:
         _say("self-signatures: all %d key(s) use %s or better, nothing to re-make" % (len(keys), _gnupg.CERT_DIGEST))
         return 0

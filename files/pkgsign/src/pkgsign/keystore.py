@@ -760,6 +760,10 @@ class RemakeError(Exception):
     """A key's self-signatures cannot be re-made here (one readable reason)."""
 
 
+# How many keys one `gpg --export | gpg --list-packets` reads (a Copr keyring holds thousands).
+SELF_SIGNATURE_BATCH = 200
+
+
 def self_signatures(gnupg, key):
     """The self-signatures in force on ``key`` (a listed Key): what gpg and Sequoia go by.
 
@@ -768,12 +772,36 @@ def self_signatures(gnupg, key):
     "weak": bool}``, one per user id and per subkey that is neither revoked nor expired; plus
     the newest self-signature time over all parts (the re-made ones must be newer still).
     """
-    data = gnupg.run(["--export", key.fingerprint]).stdout
-    text = gnupg.run(["--list-packets"], input=data).stdout.decode("utf-8", "replace")
-    primary_id = key.fingerprint[-16:].upper()
+    return self_signatures_of(gnupg, [key])[key.fingerprint]
+
+
+def self_signatures_of(gnupg, keys):
+    """``{fingerprint: self_signatures(...)}`` for many keys, two gpg runs per batch of keys."""
+    found = {}
+    for start in range(0, len(keys), SELF_SIGNATURE_BATCH):
+        batch = {key.fingerprint[-16:].upper(): key for key in keys[start:start + SELF_SIGNATURE_BATCH]}
+        data = gnupg.run(["--export"] + [key.fingerprint for key in batch.values()]).stdout
+        text = gnupg.run(["--list-packets"], input=data).stdout.decode("utf-8", "replace") if data else ""
+        blocks, current = [], None
+        for line in text.splitlines():
+            if line.startswith(":public key packet:"):
+                current = []
+                blocks.append(current)
+            if current is not None:
+                current.append(line)
+        for lines in blocks:
+            primary_id = next((m.group(1) for m in map(_PACKET_KEYID_RE.match, lines) if m), None)
+            if primary_id in batch:
+                found[batch[primary_id].fingerprint] = _parse_self_signatures(lines, batch[primary_id], primary_id)
+    for key in keys:
+        found.setdefault(key.fingerprint, ([], 0))
+    return found
+
+
+def _parse_self_signatures(lines, key, primary_id):
     subkeys = {sub.fingerprint[-16:].upper(): sub for sub in key.subkeys}
     parts, order, owner, sig = {}, [], None, None
-    for line in text.splitlines():
+    for line in lines:
         if line.startswith(":"):
             sig = None
             if line.startswith(":user ID packet:"):
@@ -835,6 +863,16 @@ def self_signatures(gnupg, key):
 def weak_self_signatures(gnupg, key):
     """The parts of ``key`` whose self-signature in force uses a digest weaker than SHA-256."""
     return [part for part in self_signatures(gnupg, key)[0] if part["weak"]]
+
+
+def weak_self_signatures_of(gnupg, keys):
+    """``{fingerprint: weak parts}`` for many keys (only those with weak parts)."""
+    found = {}
+    for fingerprint, (parts, _newest) in self_signatures_of(gnupg, keys).items():
+        weak = [part for part in parts if part["weak"]]
+        if weak:
+            found[fingerprint] = weak
+    return found
 
 
 def describe_parts(parts):
