@@ -923,6 +923,9 @@ def remake_self_signatures(gnupg, key, passphrase=None, lock=None):
             raise RemakeError("the secret of subkey %s is not here" % part["name"])
     _parts, newest = self_signatures(gnupg, key)
     moment = max([newest, key.created or 0] + [sub.created or 0 for sub in key.subkeys]) + 1
+    if moment > time.time() + 60:
+        raise RemakeError("its self-signatures are dated in the future (%s); check the clocks"
+                          % _gnupg.isotime(moment - 1))
     while int(time.time()) <= moment:  # gpg only fakes a time that lies in the past
         time.sleep(0.2)
     secret = gnupg.run(["--armor", "--export-secret-keys", key.fingerprint],
