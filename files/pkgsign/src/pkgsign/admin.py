@@ -356,10 +356,11 @@ def _remake_weak_self_signatures(config, store, by_fingerprint):
     for number, (key, parts) in enumerate(here, 1):
         outcome = _remake_one(config, store, key, by_fingerprint.get(key.fingerprint))
         if outcome is None:
+            record = by_fingerprint.get(key.fingerprint) or {}
             _say("[%d/%d] re-made self-signatures of %s %s with %s: %s; clients need the refreshed public "
-                 "key (GET /pubkey/..., rpmkeys --import)" % (number, len(here), key.fingerprint,
-                                                              ", ".join(key.emails), _gnupg.CERT_DIGEST,
-                                                              describe_parts(parts)))
+                 "key (GET /pubkey/%s, then rpmkeys --import)"
+                 % (number, len(here), key.fingerprint, ", ".join(key.emails), _gnupg.CERT_DIGEST,
+                    describe_parts(parts), record.get("name_email") or key.fingerprint))
         else:
             failures += 1
             _say("[%d/%d] FAILED to re-make self-signatures of %s: %s" % (number, len(here), key.fingerprint, outcome))
@@ -377,7 +378,7 @@ def _remake_weak_self_signatures(config, store, by_fingerprint):
 
 def _remake_one(config, store, key, record):
     """Re-make one key's weak self-signatures (audited); None when done, else the reason it failed."""
-    from .keystore import RemakeError, describe_parts, remake_self_signatures
+    from .keystore import RemakeError, remake_self_signatures
 
     passphrase = store.passphrase_for(record) if record else None
     try:
@@ -390,7 +391,7 @@ def _remake_one(config, store, key, record):
     if done:
         store.forget_public_key(key.fingerprint)
         _audit_admin(config, "remake_self_signatures", "ok", fingerprint=key.fingerprint,
-                     digest=_gnupg.CERT_DIGEST, parts=describe_parts(done))
+                     digest=_gnupg.CERT_DIGEST, parts=[part["name"] for part in done])
     return None
 
 
@@ -499,7 +500,8 @@ def cmd_import_copr(args):
                 imported += 1
                 _say("[%d/%d] imported %s %s" % (number, len(keys), key.fingerprint, email))
                 # Old copr-keygen keys carry SHA-1 self-signatures, which Sequoia's policy refuses.
-                parts = weak_self_signatures(store.gnupg, mine)
+                with store.keyring_lock():
+                    parts = weak_self_signatures(store.gnupg, mine)
                 if parts:
                     outcome = _remake_one(config, store, mine, store.get_metadata(email))
                     if outcome is None:
