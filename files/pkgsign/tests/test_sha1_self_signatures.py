@@ -260,3 +260,31 @@ def test_import_copr_remakes_sha1_keys_and_rpm_accepts(instance, tiny_rpm, tmp_p
     assert signed.returncode == 0, signed.stderr
     rc, out = rpm_checksig(rpm, [pub], tmp_path / "rpmdb")
     assert rc == 0 and "NOKEY" not in out and "Signature, key ID %s: OK" % fpr[-8:].lower() in out, out
+
+
+def test_maintain_refuses_keys_it_cannot_remake_without_waiting_or_changing_them(tmp_path):
+    """A hostile or broken keyring: a SHA-1 key dated a day ahead (maintain must not wait for that
+    moment, nor sign into the future) and a key whose SHA-1-bound subkey secret is not here (its
+    back-signature needs it). One FAILED line each, exit status 1, keyring unchanged, audited."""
+    root = tmp_path / "h"
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    gpg = _gnupg.GnuPG(str(root / "gnupg"), create=False)
+    ahead = int(time.time()) + 86400
+    result = gpg.run(["--faked-system-time", str(ahead), "--cert-digest-algo", "SHA1", "--gen-key"],
+                     input=(OLD_BATCH % ("future_proj", "future#proj@copr.test", "0")).encode())
+    future = [a[1] for a in result.status_lines("KEY_CREATED")][0]
+    stubbed = old_subkey_key(gpg, "stub#sub@copr.test", "400d")
+    gpg.delete_secret(stubbed, subkeys=[gpg.get_key(stubbed).subkeys[0].fingerprint])
+    exported = {fpr: gpg.export_public(fpr, armor=False) for fpr in (future, stubbed)}
+    started = time.time()
+    proc = run_admin("maintain", "--config", str(root / "pkgsign.conf"), "--within-days", "30", check=False)
+    assert time.time() - started < 120  # did not wait for the day ahead
+    assert proc.returncode == 1, proc.stderr
+    failed = [line for line in proc.stderr.splitlines() if "FAILED" in line]
+    assert len(failed) == 2, proc.stderr
+    assert any(future in line and "dated in the future" in line for line in failed), failed
+    assert any(stubbed in line and "secret of subkey" in line for line in failed), failed
+    assert {fpr: gpg.export_public(fpr, armor=False) for fpr in (future, stubbed)} == exported
+    results = {r["fingerprint"]: r["result"] for r in audit_records(root) if r["operation"] == "remake_self_signatures"}
+    assert results == {future: "failed", stubbed: "failed"}
+    gpg.kill_agent()
