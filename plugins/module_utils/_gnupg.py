@@ -65,6 +65,10 @@ ALGORITHMS = {
 # OpenPGP public-key algorithm ids (RFC 4880 9.1, RFC 6637, RFC 4880bis).
 PUBKEY_ALGORITHM_NAMES = {1: "rsa", 2: "rsa", 3: "rsa", 16: "elg", 17: "dsa", 18: "ecdh", 19: "ecdsa", 22: "eddsa"}
 
+# The digest of every self-signature (user-id certification, subkey binding, back-signature) gpg
+# makes for us: Sequoia's standard policy (rpm-sequoia, dnf5, sqv) rejects SHA-1 ones.
+CERT_DIGEST = "SHA256"
+
 USAGE_LETTERS = {"c": "cert", "s": "sign", "e": "encrypt", "a": "auth"}
 
 MAX_UID_FIELD_LENGTH = 256
@@ -583,9 +587,19 @@ class GnuPG:
             raise GpgError("gpg did not report the created subkey")
         return created[0]
 
-    def set_expire(self, fingerprint, expires, subkeys=None, passphrase=None):
-        """Set the expiry of the primary, or of ``subkeys`` (list of fingerprints, or ['*'])."""
-        args = ["--quick-set-expire", fingerprint, parse_expires(expires)]
+    def set_expire(self, fingerprint, expires, subkeys=None, passphrase=None, cert_digest=CERT_DIGEST, at=None):
+        """Set the expiry of the primary, or of ``subkeys`` (list of fingerprints, or ['*']).
+
+        The new self-signatures are made with ``cert_digest`` whatever digest the old ones used
+        (a key prolonged with SHA-1 is refused by Sequoia's policy, as rpm-sequoia and dnf5 use
+        it). ``at`` (epoch seconds, an earlier second than now) dates them at that moment.
+        """
+        args = ["--cert-digest-algo", cert_digest]
+        if at is not None:
+            if int(at) >= int(time.time()):
+                raise InvalidInput("at must be an earlier second than now (gpg ignores a faked time of now)")
+            args += ["--faked-system-time", "%d!" % int(at)]
+        args += ["--quick-set-expire", fingerprint, parse_expires(expires)]
         if subkeys:
             args += list(subkeys)
         self.run(args, passphrase=passphrase if passphrase is not None else "")
