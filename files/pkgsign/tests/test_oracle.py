@@ -151,3 +151,31 @@ def test_the_client_refuses_to_rewrite_what_is_not_an_rpm(oracle, tmp_path):
     with pytest.raises(SignError):
         client_for(oracle, "builder").sign_rpm(str(target), "el10-x86_64", "modern")
     assert target.read_bytes() == before
+
+
+def run_cli(inst, *args, token="builder"):
+    import subprocess
+    import sys
+
+    from conftest import child_env
+
+    env = child_env(SIGN_CONF=inst.sign_conf, SIGN_TOKEN_FILE=os.path.join(inst.root, token + ".token"))
+    return subprocess.run([sys.executable, "-m", "pkgsign.oracle_client"] + list(args), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+
+
+def test_the_command_line_client(oracle, tiny_rpm, tmp_path):
+    package = tmp_path / "cli.rpm"
+    shutil.copy(str(tiny_rpm), str(package))
+    before = package.read_bytes()
+    refused = run_cli(oracle, "rpm", "--distribution", "el10-x86_64", "--key-type", "ancient", str(package))
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1 and "key_type" in refused.stderr
+    assert package.read_bytes() == before
+    denied = run_cli(oracle, "rpm", "--distribution", "el9-x86_64", "--key-type", "modern", str(package))
+    assert denied.returncode == 1 and "may not use key" in denied.stderr and package.read_bytes() == before
+    done = run_cli(oracle, "--token-in-body", "rpm", "--distribution", "el10-x86_64", "--key-type", "modern",
+                   str(package))
+    assert done.returncode == 0, done.stderr
+    rc, output = rpm_checksig(package, [public_key(oracle, MODERN, tmp_path)], tmp_path / "rpmdb")
+    assert rc == 0 and re.search(r"Header V4 \S+ Signature, key ID [0-9a-f]+: OK", output), output
+    assert run_cli(oracle, "health").returncode == 0

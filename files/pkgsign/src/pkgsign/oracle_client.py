@@ -8,6 +8,12 @@
     oracle.sign_rpm("pkg.rpm", "el10-x86_64", "modern")        # signs the package in place
     oracle.sign_repodata("repo/repodata/repomd.xml", "modern") # writes repomd.xml.asc
 
+From a shell script (same sign.conf; one line on stderr and exit status 1 on any error):
+
+    python3 -m pkgsign.oracle_client rpm --distribution el10-x86_64 --key-type modern pkg.rpm...
+    python3 -m pkgsign.oracle_client repodata --key-type modern repo/repodata/repomd.xml
+    python3 -m pkgsign.oracle_client health
+
 Each call hashes the data here and sends its hash *state*, never the data and never a digest:
 the server adds the signature's hashed area and finishes the hash (hashstate.py). The answer's
 ``signature`` is checked to be a v4 binary signature of the key the server names before
@@ -20,7 +26,9 @@ sends it as the document's ``token`` field instead (the same token, the same che
 """
 
 import base64
+import json
 import os
+import sys
 
 from . import client, hashstate, rpmheader
 from .client import SignError
@@ -127,3 +135,46 @@ def _packet(answer):
     if len(key_id) != 16 or bytes.fromhex(key_id) not in packet:
         raise SignError("the server's signature does not name the key id it answered (%s)" % key_id)
     return packet
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 -m pkgsign.oracle_client",
+                                     description="Blind Oracle API client (server, token, TLS: sign.conf)")
+    parser.add_argument("--conf", help="sign.conf (default: $SIGN_CONF, else /etc/sign.conf)")
+    parser.add_argument("--token-in-body", action="store_true", help="send the token as the body's 'token' field")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("health", help="GET /health")
+    rpm = sub.add_parser("rpm", help="sign RPM packages in place (POST /sign/rpm)")
+    rpm.add_argument("--distribution", required=True)
+    rpm.add_argument("--key-type", required=True)
+    rpm.add_argument("packages", nargs="+")
+    repodata = sub.add_parser("repodata", help="write repomd.xml.asc (POST /sign/repodata)")
+    repodata.add_argument("--distribution")
+    repodata.add_argument("--key-type", required=True)
+    repodata.add_argument("--output", help="default: FILE.asc")
+    repodata.add_argument("file")
+    args = parser.parse_args(argv)
+    try:
+        oracle = Oracle.from_conf(args.conf, token_in_body=args.token_in_body)
+        if args.command == "health":
+            print(json.dumps(oracle.health()))
+        elif args.command == "rpm":
+            for path in args.packages:
+                answer = oracle.sign_rpm(path, args.distribution, args.key_type)
+                print("%s: signed by %s at %s" % (path, answer["key_id"], answer["timestamp"]))
+        else:
+            answer = oracle.sign_repodata(args.file, args.key_type, args.distribution, args.output)
+            print("%s: signed by %s at %s" % (args.output or args.file + ".asc", answer["key_id"], answer["timestamp"]))
+    except SignError as err:
+        print("oracle: %s" % err, file=sys.stderr)
+        return 1
+    except OSError as err:
+        print("oracle: %s: %s" % (getattr(err, "filename", None) or "", err.strerror or err), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
