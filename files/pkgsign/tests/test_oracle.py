@@ -133,6 +133,8 @@ def test_token_in_header_or_body_not_both_and_never_anonymous(oracle):
     for secret, status in (("not-a-token", 401), ("", 400), (None, 401), (5, 400)):
         body = dict(body_for(oracle), token=secret)
         assert oracle.request("POST", "/sign/rpm", body, token=None)[0] == status, secret
+    with open(oracle.audit_log) as handle:  # a token sent in the body is never written down
+        assert oracle.tokens["builder"] not in handle.read()
 
 
 def test_a_keygen_token_cannot_sign(oracle):
