@@ -126,8 +126,11 @@ def validate_uid_field(value, field, required=False, max_length=MAX_UID_FIELD_LE
         if char in _BRACKET_LOOKALIKES or (ord(char) > 0x7F and any(
                 c in "<>()" for c in unicodedata.normalize("NFKC", char))):
             raise InvalidInput("%s must not contain characters that look like < > ( ) (U+%04X)" % (field, ord(char)))
-    # What an email may look like beyond this is the instance's one rule, [keygen] name_email_pattern
-    # (keystore.validate_request): Copr's group keys "@group#project@copr.<domain>" hold two "@".
+    if field == "email" and "@" not in value:
+        # Only that an address has an "@": its form is the caller's rule (the signing service's
+        # [keygen] name_email_pattern; Copr's group keys "@group#project@copr.<domain>" hold two,
+        # "user#project@" none after it), gpg takes any of them.
+        raise InvalidInput("email %r is not of the form local@domain" % value)
     return value
 
 
