@@ -260,3 +260,27 @@ def test_queue_depth_must_leave_a_worker(tmp_path):
                     "keygen_queue_depth = 3\nkeygen_queue_wait = 2m\n")
     config = load_config(str(path))
     assert config.keygen_queue_depth == 3 and config.keygen_queue_wait == 120
+
+
+def test_case_never_widens_a_token(copr, tmp_path):
+    """Token patterns compare without case, like lookups: a token for carol#* gets Carol#P's key
+    under any spelling, a token for mallory#* gets it under none (not even for the public key)."""
+    copr.add_token("carol", ["keygen", "sign"], ["carol#*@copr.copr.test"])
+    copr.add_token("mallory", ["keygen", "sign"], ["mallory#*@copr.copr.test"])
+    status, _h, made = copr.request("POST", "/gen_key", {"name_real": "c", "name_email": "Carol#P@copr.copr.test"},
+                                    token="carol")
+    assert status == 201, made
+    status, _h, again = copr.request("POST", "/gen_key", {"name_real": "c", "name_email": "CAROL#P@COPR.COPR.TEST"},
+                                     token="carol")
+    assert status == 200 and again["fingerprint"] == made["fingerprint"] and again["name_email"] == "Carol#P@copr.copr.test"
+    for spelling in ("Carol#P@copr.copr.test", "carol#p@copr.copr.test", "CAROL#P@COPR.COPR.TEST"):
+        assert copr.request("GET", "/pubkey/" + spelling.replace("#", "%23"), token="mallory")[0] == 403, spelling
+        assert copr.request("POST", "/gen_key", {"name_real": "m", "name_email": spelling}, token="mallory")[0] == 403
+        assert copr.request("GET", "/pubkey/" + spelling.replace("#", "%23"), token="carol")[0] == 200
+    data = tmp_path / "data.txt"
+    data.write_bytes(b"payload\n")
+    signed = copr.sign("-u", "cArOl#p@copr.copr.test", "-d", str(data), token="mallory")
+    assert signed.returncode != 0 and b"may not use key" in signed.stderr, signed.stderr
+    assert not os.path.exists(str(data) + ".asc")
+    signed = copr.sign("-u", "cArOl#p@copr.copr.test", "-d", str(data), token="carol")
+    assert signed.returncode == 0 and os.path.exists(str(data) + ".asc"), signed.stderr
