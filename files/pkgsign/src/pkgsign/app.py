@@ -315,8 +315,9 @@ def create_app(config=None):
         if created:
             log.info("generated %s key %s for %s in %.2f s", algorithm, record["fingerprint"], email,
                      time.monotonic() - started)
-        response = jsonify(name_email=record.get("name_email") or email, fingerprint=record["fingerprint"], algorithm=record["algorithm"],
-                           created=created)
+        # The key's own spelling: a second call in another case answers with the first one's.
+        response = jsonify(name_email=record.get("name_email") or email, fingerprint=record["fingerprint"],
+                           algorithm=record["algorithm"], created=created)
         response.status_code = 201 if created else 200
         return response
 
