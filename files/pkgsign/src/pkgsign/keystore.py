@@ -79,7 +79,7 @@ def key_record(key, email=None, origin="generated", **extra) -> dict:
         signing = _unusable_signing_part(key)
     expiries = [when for when in (key.expires, signing.expires) if when]
     record = {
-        "name_email": (email or (key.emails[0] if key.emails else "")).lower(),
+        "name_email": email or (key.emails[0] if key.emails else ""),
         "uids": list(key.uids),
         "fingerprint": key.fingerprint,
         "key_id": key.key_id,
@@ -107,7 +107,7 @@ def bound_key_record(fingerprint, signing_fingerprint, signing_keygrip, algorith
     gpg's own listing."""
     pubkey_algo = 22 if algorithm == "ed25519" else 1  # EdDSA, RSA (RFC 4880 9.1, RFC 4880bis)
     record = {
-        "name_email": email.lower(),
+        "name_email": email,
         "uids": [uid],
         "fingerprint": fingerprint,
         "key_id": fingerprint[-16:],
@@ -365,14 +365,7 @@ class KeyStore:
         if expire in (None, ""):
             days = self.config.keygen_expire_days
         else:
-            days = _as_int(expire, "expire")
-            if days < 0 or days > 36500:
-                raise _gnupg.InvalidInput("expire must be a number of days between 0 (never) and 36500")
-            if days and time.time() + (days + 1) * 86400 > LAST_OPENPGP_TIME:
-                # gpg wraps such a date around: batch generation made a key that expired one second
-                # after its creation, and addkey (the RSA subkey) refused it (a 500).
-                raise _gnupg.InvalidInput("expire: %d days from now is after 2106-02-07, the last date an OpenPGP "
-                                          "key can expire (use fewer days, or 0 for never)" % days)
+            days = expire_days(expire)
         return algorithm, days
 
     def generate(self, name_real, name_email, name_comment=None, algorithm="rsa4096", expire_days=0,
@@ -385,7 +378,8 @@ class KeyStore:
         different emails are generated in parallel. ed25519 keys (milliseconds) come from the pool
         or the service's own agent. The email lock makes one key per email.
         """
-        name_email = name_email.lower()
+        # The case stays as given (the user id, the passphrase file, what /keys shows); the file,
+        # the lock and every lookup fold it: one key per address whatever its case (README.md).
         with self.email_lock(name_email) as email_fd:
             record = self.get_metadata(name_email)
             if record is not None:
@@ -584,7 +578,7 @@ class KeyStore:
                 self._alias_cache.clear()
             self.forget_public_key(record["fingerprint"])
             os.unlink(marker)
-            phrase = os.path.join(self.config.phrases_dir, name_email)
+            phrase = os.path.join(self.config.phrases_dir, record.get("name_email") or name_email)
             if os.path.exists(phrase):
                 os.unlink(phrase)
             return record
@@ -729,6 +723,33 @@ def _ensure_gpg_conf(gnupg_home):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write("".join(line + "\n" for line in missing))
+
+
+def expire_days(expire, now=None):
+    """Days from now until ``expire``, in copr-keygen's forms (its value goes into gpg's Expire-Date):
+    0/never, N (days), <n>d|w|m|y (gpg's units: a month is 30 days, a year 365) or YYYY-MM-DD, read
+    by the one expiry grammar (_gnupg.parse_expires). 0 means never. A date counts as the whole
+    days until it, rounded up."""
+    if isinstance(expire, float):
+        raise _gnupg.InvalidInput("expire must be 0, a number of days, <n>d|w|m|y or YYYY-MM-DD")
+    try:
+        spec = _gnupg.parse_expires(expire)
+    except _gnupg.InvalidInput as err:
+        raise _gnupg.InvalidInput("expire: %s" % err) from None
+    if spec == "0":
+        return 0
+    now = time.time() if now is None else now
+    days = -(-(_gnupg.expires_to_epoch(spec, now) - int(now)) // 86400)
+    if days <= 0:
+        raise _gnupg.InvalidInput("expire %r is not in the future" % (expire,))
+    if days > 36500:
+        raise _gnupg.InvalidInput("expire must be at most 36500 days (100 years) from now, or 0 for never")
+    if now + (days + 1) * 86400 > LAST_OPENPGP_TIME:
+        # gpg wraps such a date around: batch generation made a key that expired one second
+        # after its creation, and addkey (the RSA subkey) refused it (a 500).
+        raise _gnupg.InvalidInput("expire: %d days from now is after 2106-02-07, the last date an OpenPGP "
+                                  "key can expire (use fewer days, or 0 for never)" % days)
+    return days
 
 
 def _as_int(value, field):
