@@ -11,6 +11,7 @@ they build on (group names on main answer 400); a finding not fixed yet is ``xfa
 """
 
 import http.client
+import importlib.util
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ from conftest import Instance, run_admin, state_json
 from pkgsign import _gnupg
 
 VICTIM = "victim#p@copr.test"
+# The compat-service branch (its Blind Oracle module) is merged: the findings against it apply.
+COMPAT_SERVICE = importlib.util.find_spec("pkgsign.oracle") is not None
 
 
 def raw_request(inst, method, path, body=b"", headers=None, timeout=120):
@@ -109,12 +112,12 @@ def gen_key(inst, email, token=None, name="x", content_type="application/json", 
 
 
 def audit_text(inst):
-    parts = []
-    for name in sorted(os.listdir(inst.root)):
-        if name.startswith("audit.log"):
-            with open(os.path.join(inst.root, name), "rb") as handle:
-                parts.append(handle.read())
-    return b"".join(parts)
+    """The audit log's lines (the current file; nothing rotates at the tests' sizes)."""
+    path = os.path.join(inst.root, "audit.log")
+    if not os.path.exists(path):
+        return b""
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +268,11 @@ def test_two_keys_never_share_an_email_but_for_its_case(lab):
         assert seen.setdefault(email, fingerprint) == fingerprint, ("two keys for %s" % email, seen[email], fingerprint)
 
 
+@pytest.mark.xfail(COMPAT_SERVICE, strict=True,
+                   reason="medium: name_email_pattern's \\w is Unicode and every lookup folds with str.lower(), "
+                          "which maps KELVIN SIGN to ASCII k: /gen_key of '\u212aate#p@copr.test' answers 200 with "
+                          "kate#p's fingerprint, and signing as that name signs with kate's key "
+                          "(compat-service: config.py DEFAULT_EMAIL_PATTERN, keystore._file_name)")
 def test_unicode_whose_lower_case_is_ascii_never_reaches_the_ascii_key(lab):
     """KELVIN SIGN (U+212A) lower-cases to ASCII 'k'; the metadata file name and token patterns are
     lower-cased. If a widened pattern (copr-keygen's ``\\w`` is Unicode in Python) lets
@@ -329,11 +337,29 @@ def test_group_and_user_projects_of_the_same_name_are_different_keys(lab):
     # create_user_keys again on the existing group key: 200, the same key
     status, body = gen_key(lab, "@grp#p@copr.test")
     assert status == 200 and body["fingerprint"] == group_key, body
-    for name in ("@@grp#p@copr.test", "@grp#p@@copr.test", "@grp@p@copr.test", "@#p@copr.test", "@grp#p@",
-                 "@ grp#p@copr.test", "@grp#p@copr.test>", "<@grp#p@copr.test", "@grp#p@copr.test\n",
-                 "@victim#p@copr.test\x00"):
-        status, body = gen_key(lab, name)
-        assert status == 400, (name, status, body)
+
+
+GROUP_FORMS_REFUSED = ("@@grp#p@copr.test", "@grp#p@@copr.test", "@grp@p@copr.test", "@#p@copr.test", "@grp#p@",
+                       "grp#@copr.test", "grp#p@", "@ grp#p@copr.test", "@grp#p@copr.test>", "<@grp#p@copr.test",
+                       "@grp#p@copr.test\n", "@victim#p@copr.test\x00", "@grp#p@.", "@grp#p@copr..test",
+                       "@grp#..@copr.test", "@..#p@copr.test")
+
+
+LOOSE = pytest.mark.xfail(COMPAT_SERVICE, strict=True,
+                          reason="low: DEFAULT_EMAIL_PATTERN (compat-service config.py) takes any number of leading "
+                                 "'@', an empty project, an empty or '.'-only domain: keys with such uids are made")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=LOOSE) if name in (
+    "@@grp#p@copr.test", "@grp#p@", "grp#@copr.test", "grp#p@", "@grp#p@.", "@grp#p@copr..test", "@grp#..@copr.test",
+    "@..#p@copr.test") else name for name in GROUP_FORMS_REFUSED])
+def test_forms_copr_keygen_refuses_stay_refused(lab, name):
+    """copr-keygen takes one leading "@" (a group), word characters, "." and "-" in the owner and
+    project, one "#", one "@" before a domain. Everything else stays a 400."""
+    if not _group_names_supported(lab):
+        pytest.skip("group project names are not accepted by this server (compat-service not merged)")
+    status, body = gen_key(lab, name)
+    assert status == 400, (name, status, body)
 
 
 def test_gpg_partial_match_selectors_do_not_resolve_to_someone_else(lab):
@@ -364,6 +390,8 @@ def queue_lab(tmp_path):
     inst.set_option("budget", "concurrent_keygen", "1")
     inst.set_option("rate_limit", "anonymous", "100000/1")
     inst.set_option("budget", "keygen", "100000/1")
+    inst.set_option("budget", "keygen_queue_from", "127.0.0.1/32")  # compat-service's queue; ignored before
+    inst.set_option("budget", "keygen_queue_depth", "2")
     inst.set_option("audit", "checkpoint_interval", "0")
     inst.add_token("signer", ["sign", "keygen"], ["*"], rate="100000/1")
     inst.start()
@@ -378,7 +406,7 @@ FLOOD = 10
 WORKERS = 4
 
 
-@pytest.mark.xfail(strict=True, reason="high: requests waiting for a keygen slot hold a server worker (budget.py "
+@pytest.mark.xfail(strict=True, reason="high (on main already): requests waiting for a keygen slot hold a server worker (budget.py "
                                         "keygen_slot sleeps up to keygen_wait inside the request): workers+1 "
                                         "anonymous RSA /gen_key requests from a listed network stop /ping and /sign "
                                         "until the queue ahead of them is worked off (app.py _admit_keygen)")
