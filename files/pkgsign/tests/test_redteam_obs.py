@@ -318,3 +318,13 @@ def test_git_verify_runs_no_program_of_the_caller_s_choice(instance, identity, t
     ran = open(marker).read() if os.path.exists(marker) else ""
     assert not ran, "gpg ran the build user's program as uid %s%s" % (
         ran.split()[0], " and it read the identity's token" if instance.tokens["client"] in ran else "")
+
+
+@needs_gitsign
+@pytest.mark.xfail(GITSIGN, strict=True,
+                   reason="low: pkgsign-git-sign --status-fd=N with N not open ends in a Python traceback after "
+                          "the signature was printed (gitsign.py sign: os.write not guarded), not one line")
+def test_git_sign_with_a_closed_status_descriptor_fails_in_one_line(instance):
+    proc = run_git_sign(instance, "--status-fd=97", "-bsau", ED_KEY)
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode()[-400:]
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
