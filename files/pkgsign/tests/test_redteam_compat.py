@@ -496,11 +496,6 @@ def refusal_lab(tmp_path):
 FLOOD_REFUSALS = 40
 
 
-@pytest.mark.xfail(COMPAT_SERVICE, strict=True,
-                   reason="low: a /gen_key refused by the keygen queue (503: over the anonymous rate by more than "
-                          "keygen_queue_wait, or the queue full) is audited by app.py limit() with one synced line "
-                          "per request, outside the per-address suppression that bounds 401/429 refusal lines: "
-                          "an anonymous flood from a listed network buys one fdatasync'd audit line per request")
 def test_a_refused_anonymous_keygen_flood_costs_a_bounded_number_of_audit_lines(refusal_lab):
     """Before the queue, an anonymous flood beyond its rate got 429s whose audit lines are bounded
     (rate_limit_anonymous per address, the rest counted as ``suppressed``). The queue's refusals

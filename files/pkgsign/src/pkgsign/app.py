@@ -114,6 +114,20 @@ def create_app(config=None):
     suppressed_refusals = {}
     suppressed_lock = threading.Lock()
 
+    def bounded_refusal(status):
+        """None when a refusal of this status for this token or address is beyond
+        rate_limit_anonymous audit lines (it is counted instead); else the extra fields of its line
+        (``suppressed``: the refusals counted since the last line)."""
+        token = getattr(g, "token", None)
+        key = "audit-refusal:%d:%s" % (status, "token:" + token.id if token else "addr:" + client_address())
+        if service.limiter.check(key, config.rate_limit_anonymous):
+            with suppressed_lock:
+                suppressed_refusals[key] = suppressed_refusals.get(key, 0) + 1
+            return None
+        with suppressed_lock:
+            count = suppressed_refusals.pop(key, 0)
+        return {"suppressed": count} if count else {}
+
     @app.after_request
     def audit_refusal(response):
         """Every refused request to an operation leaves an audit line (401, 403, 400, 404, 409,
@@ -128,16 +142,9 @@ def create_app(config=None):
             return response
         extra = {}
         if status in (401, 429):
-            token = getattr(g, "token", None)
-            key = "audit-refusal:%d:%s" % (status, "token:" + token.id if token else "addr:" + client_address())
-            if service.limiter.check(key, config.rate_limit_anonymous):
-                with suppressed_lock:
-                    suppressed_refusals[key] = suppressed_refusals.get(key, 0) + 1
+            extra = bounded_refusal(status)
+            if extra is None:
                 return response
-            with suppressed_lock:
-                count = suppressed_refusals.pop(key, 0)
-            if count:
-                extra["suppressed"] = count
         payload = response.get_json(silent=True) if response.is_json else None
         reason = payload.get("error") if isinstance(payload, dict) else None
         audit(request.endpoint, "refused", status=status, reason=str(reason)[:300] if reason else None,
@@ -160,9 +167,16 @@ def create_app(config=None):
                 if wait:
                     raise BudgetExceeded(429, message % wait, wait)
         except BudgetExceeded as err:
-            if err.status >= 500:  # the after-request audit covers 4xx only
-                audit(request.endpoint, "refused", status=err.status, reason=err.message)
-            raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
+            refused(err)
+
+    def refused(err):
+        """A BudgetExceeded as the API's answer; a 503's audit line is bounded like a 429's (the
+        after-request audit covers 4xx only)."""
+        if err.status >= 500:
+            extra = bounded_refusal(err.status)
+            if extra is not None:
+                audit(request.endpoint, "refused", status=err.status, reason=err.message, **extra)
+        raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
 
     def authenticate(required_scope, anonymous_ok=False, queue=False, secret=None):
         """The token of this request (also in g.token); raises 401/403/429. ``secret``: a token
