@@ -408,10 +408,6 @@ FLOOD = 10
 WORKERS = 4
 
 
-@pytest.mark.xfail(strict=True, reason="high (on main already): requests waiting for a keygen slot hold a server worker (budget.py "
-                                        "keygen_slot sleeps up to keygen_wait inside the request): workers+1 "
-                                        "anonymous RSA /gen_key requests from a listed network stop /ping and /sign "
-                                        "until the queue ahead of them is worked off (app.py _admit_keygen)")
 def test_an_anonymous_keygen_flood_does_not_starve_signing_or_ping(queue_lab):
     """Anonymous clients of a listed network queue RSA generations (one at a time here) instead of
     getting 429. Queued requests must not hold every server worker: with 10 generations queued on

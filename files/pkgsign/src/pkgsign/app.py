@@ -291,6 +291,17 @@ def create_app(config=None):
 
     @app.route("/gen_key", methods=["POST"])
     def gen_key():
+        # The whole request holds a worker (queue, slot, generation): bounded per process (budget.py).
+        try:
+            budgets.take_keygen_worker()
+        except BudgetExceeded as err:
+            refused(err)
+        try:
+            return generate_key()
+        finally:
+            budgets.free_keygen_worker()
+
+    def generate_key():
         token = authenticate("keygen", anonymous_ok=True, queue=True)
         if request.is_json or _looks_like_json(request.get_data(cache=True)):
             # copr-keygen reads the body as JSON whatever its Content-Type says.

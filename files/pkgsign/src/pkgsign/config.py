@@ -134,6 +134,8 @@ class Config:
     keygen_queue_networks: List[ipaddress._BaseNetwork] = field(default_factory=list)
     keygen_queue_depth: int = 8
     keygen_queue_wait: int = 300
+    # [budget] reserved_workers: workers of a process that /gen_key never holds (budget.py)
+    reserved_workers: int = 4
     # [server] serve_*: limits of `pkgsign-admin serve` (serving.py)
     serve_workers: int = 16
     serve_header_timeout: int = 10
@@ -246,11 +248,21 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
     networks = networks_of("keygen", "allow_without_token_from")
     serve_workers = _bounded(get_int("server", "serve_workers", 16), 1, 1024, "[server] serve_workers")
     queue_networks = networks_of("budget", "keygen_queue_from")
-    queue_depth = get_int("budget", "keygen_queue_depth", Config.keygen_queue_depth)
-    if queue_networks and (queue_depth < 1 or queue_depth >= serve_workers):
-        # Every waiting request holds a worker thread: leave at least one for everybody else.
-        raise ConfigError("[budget] keygen_queue_depth must be between 1 and serve_workers - 1 (%d)"
+    # A /gen_key request holds a worker thread while it waits (queue, slot) and generates: at most
+    # serve_workers - reserved_workers of them run at once per process; the rest stay for others.
+    reserved = get("budget", "reserved_workers", "auto")
+    if reserved.lower() == "auto":
+        reserved_workers = min(max(1, serve_workers // 4), serve_workers - 1)
+    elif not reserved.isdigit() or int(reserved) >= serve_workers:
+        raise ConfigError("[budget] reserved_workers must be auto or between 0 and serve_workers - 1 (%d)"
                           % (serve_workers - 1))
+    else:
+        reserved_workers = int(reserved)
+    queue_depth = get_int("budget", "keygen_queue_depth", Config.keygen_queue_depth)
+    if queue_networks and (queue_depth < 1 or queue_depth > serve_workers - reserved_workers):
+        # Every waiting request holds one of the workers /gen_key may hold.
+        raise ConfigError("[budget] keygen_queue_depth must be between 1 and serve_workers - reserved_workers (%d)"
+                          % (serve_workers - reserved_workers))
 
     pool_algorithms = []
     for item in _split_list(get("keygen", "pool_algorithms", algorithm)):
@@ -345,6 +357,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         keygen_wait=parse_duration(get("budget", "keygen_wait", "30s")),
         keygen_queue_networks=queue_networks,
         keygen_queue_depth=queue_depth,
+        reserved_workers=reserved_workers,
         keygen_queue_wait=parse_duration(get("budget", "keygen_queue_wait", "%ds" % Config.keygen_queue_wait)),
         serve_workers=serve_workers,
         serve_header_timeout=max(1, parse_duration(get("server", "serve_header_timeout", "10s"))),
