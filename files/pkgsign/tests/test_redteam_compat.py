@@ -270,11 +270,6 @@ def test_two_keys_never_share_an_email_but_for_its_case(lab):
         assert seen.setdefault(email, fingerprint) == fingerprint, ("two keys for %s" % email, seen[email], fingerprint)
 
 
-@pytest.mark.xfail(COMPAT_SERVICE, strict=True,
-                   reason="medium: name_email_pattern's \\w is Unicode and every lookup folds with str.lower(), "
-                          "which maps KELVIN SIGN to ASCII k: /gen_key of '\u212aate#p@copr.test' answers 200 with "
-                          "kate#p's fingerprint, and signing as that name signs with kate's key "
-                          "(compat-service: config.py DEFAULT_EMAIL_PATTERN, keystore._file_name)")
 def test_unicode_whose_lower_case_is_ascii_never_reaches_the_ascii_key(lab):
     """KELVIN SIGN (U+212A) lower-cases to ASCII 'k'; the metadata file name and token patterns are
     lower-cased. If a widened pattern (copr-keygen's ``\\w`` is Unicode in Python) lets
@@ -299,9 +294,6 @@ def test_unicode_whose_lower_case_is_ascii_never_reaches_the_ascii_key(lab):
             assert status != 200 or answer["fingerprint"] != kate, ("signed as %r with kate's key" % name, answer)
 
 
-@pytest.mark.xfail(strict=True, reason="low: token key patterns are matched after str.lower(), which maps "
-                                       "KELVIN SIGN to ASCII k: a pattern '\u212aate#*' grants kate#*'s keys "
-                                       "(tokens.py Token.__init__/allows_key; keystore._file_name likewise)")
 def test_a_pattern_with_a_non_ascii_letter_does_not_grant_the_ascii_keys(lab):
     status, body = gen_key(lab, "kate#q@copr.test", token="admin")
     assert status in (200, 201), body
@@ -347,14 +339,7 @@ GROUP_FORMS_REFUSED = ("@@grp#p@copr.test", "@grp#p@@copr.test", "@grp@p@copr.te
                        "@grp#..@copr.test", "@..#p@copr.test")
 
 
-LOOSE = pytest.mark.xfail(COMPAT_SERVICE, strict=True,
-                          reason="low: DEFAULT_EMAIL_PATTERN (compat-service config.py) takes any number of leading "
-                                 "'@', an empty project, an empty or '.'-only domain: keys with such uids are made")
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=LOOSE) if name in (
-    "@@grp#p@copr.test", "@grp#p@", "grp#@copr.test", "grp#p@", "@grp#p@.", "@grp#p@copr..test", "@grp#..@copr.test",
-    "@..#p@copr.test") else name for name in GROUP_FORMS_REFUSED])
+@pytest.mark.parametrize("name", GROUP_FORMS_REFUSED)
 def test_forms_copr_keygen_refuses_stay_refused(lab, name):
     """copr-keygen takes one leading "@" (a group), word characters, "." and "-" in the owner and
     project, one "#", one "@" before a domain. Everything else stays a 400."""

@@ -14,7 +14,7 @@ from . import _gnupg, __version__, hashstate
 from .agent import AgentError, AgentPool
 from .audit import AuditLog
 from .budget import BudgetExceeded, Budgets, in_networks as _in_networks
-from .config import load_config
+from .config import ascii_lower, load_config
 from .keystore import KeyStore, KeyStoreError, UnknownKey
 from .openpgp import build_hashed_area, signature_packets
 from .tokens import RateLimiter, TokenFileError, TokenStore
@@ -244,7 +244,7 @@ def create_app(config=None):
             return service.keys.resolve(name)
         except UnknownKey:
             token = getattr(g, "token", None)
-            if token is not None and not token.allows_key({name.lower()}):
+            if token is not None and not token.allows_key({ascii_lower(name)}):
                 # 404 would tell a token which keys exist among those it may not use.
                 raise ApiError(403, "token %s may not use key %s" % (token.id, name))
             raise ApiError(404, "unknown key: %s" % name)
@@ -320,7 +320,7 @@ def create_app(config=None):
         except _gnupg.InvalidInput as err:
             raise ApiError(400, str(err))
         email = body["name_email"]  # as given: case is kept, lookups fold it (README.md, "name_email")
-        if token is not None and not token.allows_key({email.lower()}):
+        if token is not None and not token.allows_key({ascii_lower(email)}):
             audit("gen_key", "denied", key=email)
             raise ApiError(403, "token %s may not create key %s" % (token.id, email))
         slot = _admit_keygen(budgets, service.keys, token, client_address(), email, algorithm, audit)
@@ -546,15 +546,15 @@ def _admit_keygen(budgets, keys, token, address, email, algorithm, audit):
 def _names_before_lookup(name, aliases):
     """The names a token pattern may match for ``name`` that are known without the keyring: the name
     and every alias that leads to it."""
-    names = {name.lower()}
+    names = {ascii_lower(name)}
     for alias, target in aliases.items():
         for _level in range(6):
-            if target.lower() in names:
-                names.add(alias.lower())
+            if ascii_lower(target) in names:
+                names.add(ascii_lower(alias))
                 break
-            if target.lower() not in aliases:
+            if ascii_lower(target) not in aliases:
                 break
-            target = aliases[target.lower()]
+            target = aliases[ascii_lower(target)]
     return names
 
 

@@ -12,10 +12,21 @@ DEFAULT_CONFIG_PATH = "/etc/pkgsign/pkgsign.conf"
 CONFIG_HELP = "instance configuration (default: $PKGSIGN_CONFIG, else %s)" % DEFAULT_CONFIG_PATH
 KEYGEN_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
 KNOWN_DIGESTS = ("sha1", "sha224", "sha256", "sha384", "sha512")
-# copr-keygen's form (README.md, "name_email"): any leading "@" (a Copr group, "@group"), word
-# characters (Unicode, as Python's \w), "." and "-" up to the first "#", then word characters,
-# "." and "-" around exactly one "@"; or a plain address.
-DEFAULT_EMAIL_PATTERN = r"^(@*[\w.-]+#[\w.-]*@[\w.-]*|[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+)$"
+# copr-keygen's form (README.md, "name_email"), ASCII only and without its degenerate cases: an
+# owner (one leading "@" for a Copr group), "#", a project, "@", a domain. Owner and project are
+# letters, digits, "_", "." and "-", not only dots; the domain is such labels (no ".") joined by
+# single dots. Or a plain address. ASCII, so no name folds (ascii_lower) onto another one.
+_NAME_PART = r"(?=[A-Za-z0-9_.-]*[A-Za-z0-9_-])[A-Za-z0-9_.-]+"  # a lookahead: linear, no backtracking
+DEFAULT_EMAIL_PATTERN = (r"^(@?{part}#{part}@[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+)$"
+                         .format(part=_NAME_PART))
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with only A-Z folded to a-z: the one case fold of key names and token patterns.
+    ``str.lower()`` folds non-ASCII letters onto ASCII ones (KELVIN SIGN to "k"), which would let
+    one name reach another's key."""
+    return text.translate(_ASCII_LOWER)
 
 # The Blind Oracle's [oracle] table (oracle.py): DISTRIBUTION/KEY_TYPE = KEY; the one source of
 # the endpoints' name limits (tools/openapi.py publishes them).
@@ -233,7 +244,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         raise ConfigError("[keygen] algorithm must be one of %s" % ", ".join(KEYGEN_ALGORITHMS))
     pattern = get("keygen", "name_email_pattern", DEFAULT_EMAIL_PATTERN)
     try:
-        re.compile(pattern)
+        re.compile(pattern, re.ASCII)
     except re.error as err:
         raise ConfigError("[keygen] name_email_pattern is not a valid regular expression: %s" % err) from None
     def networks_of(section, key):
@@ -315,7 +326,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
             key = parser.get("oracle", option).strip()
             if not key:
                 raise ConfigError("[oracle] %s names no key" % option)
-            oracle_keys[(distribution.lower(), key_type.lower())] = key
+            oracle_keys[(ascii_lower(distribution), ascii_lower(key_type))] = key
 
     log_level = get("server", "log_level", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
