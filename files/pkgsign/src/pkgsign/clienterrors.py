@@ -1,6 +1,6 @@
 """The `sign` client's errors: each is one readable line for standard error (exit status 1).
 
-Shared by the client modules (clientconf, transport, signing, rpmsigning, client) and by the
+Shared by the client modules (clientconf, transport, signing, rpmsigning, cli) and by the
 programs that reuse them (gitsign, oracle_client). No imports: loaded by every `sign` run.
 """
 
