@@ -1,9 +1,9 @@
 """sign.conf: the `sign` client's configuration ($SIGN_CONF or /etc/sign.conf) and its token.
 
-    server: https://signer.example.org      the service (http only for tests on one host)
-    token_file: /etc/pkgsign/sign.token     or $SIGN_TOKEN_FILE
-    ca_file / client_cert / client_key      TLS (relative paths: from sign.conf's directory)
-    hash:, user:, jobs:, timeout:, rpm_signing:, rpmsign:
+    server:, token_file: ($SIGN_TOKEN_FILE), ca_file:, client_cert:, client_key: (relative paths:
+    from sign.conf's directory), hash:, user:, jobs:, timeout:, rpm_signing:, rpmsign:
+
+(README.md, "Client configuration: sign.conf", says what each key means.)
 
 Standard library only (os): loaded by every `sign` run.
 """
