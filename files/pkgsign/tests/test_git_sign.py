@@ -164,8 +164,9 @@ def test_verify_takes_the_argument_shapes_git_passes(argv):
 @pytest.mark.parametrize("after", [["--homedir", "h", "sig", "-"], ["sig", "data"], ["sig"], [], ["-", "-"],
                                    ["--dirmngr-program", "x", "--auto-key-retrieve", "sig", "-"], ["sig", "-", "x"]])
 def test_verify_refuses_any_other_argument_in_one_line(after):
-    from pkgsign import client, gitsign
+    from pkgsign import gitsign
+    from pkgsign.clienterrors import SignError
 
-    with pytest.raises(client.SignError) as refused:
+    with pytest.raises(SignError) as refused:
         gitsign._parse(["--status-fd=1", "--verify"] + after)
     assert "\n" not in str(refused.value) and "--verify" in str(refused.value)
