@@ -109,3 +109,42 @@ def test_signature_budget_over_http(tmp_path):
         assert (refused["operation"], refused["result"], refused["status"]) == ("sign", "refused", 429)
     finally:
         inst.stop()
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "pkgsign.conf"
+    path.write_text("[server]\nstate_dir = %s\n%s" % (tmp_path / "state", text))
+    return load_config(str(path))
+
+
+def test_gen_key_holds_at_most_its_share_of_the_workers(tmp_path):
+    """A /gen_key request holds a worker for its whole life (queue, slot, generation): at most
+    serve_workers - reserved_workers of them per process; one more is a 503 with Retry-After at
+    once, and a worker given back can be taken again."""
+    config = _config(tmp_path, "serve_workers = 4\n[budget]\nreserved_workers = 1\n")
+    budgets = Budgets(config, RateLimiter(str(tmp_path / "state" / "ratelimit")))
+    for _number in range(3):
+        budgets.take_keygen_worker()
+    with pytest.raises(BudgetExceeded) as refused:
+        budgets.take_keygen_worker()
+    assert refused.value.status == 503 and refused.value.retry_after >= 5 and "3 key generation" in refused.value.message
+    budgets.free_keygen_worker()
+    budgets.take_keygen_worker()
+
+
+def test_reserved_workers_are_validated(tmp_path):
+    from pkgsign.config import ConfigError
+
+    assert _config(tmp_path, "").reserved_workers == 4  # auto: a quarter of the default 16
+    assert _config(tmp_path, "serve_workers = 2\n").reserved_workers == 1
+    assert _config(tmp_path, "serve_workers = 1\n").reserved_workers == 0
+    assert _config(tmp_path, "serve_workers = 8\n[budget]\nreserved_workers = 0\n").reserved_workers == 0
+    for bad in ("reserved_workers = 8", "reserved_workers = -1", "reserved_workers = some"):
+        with pytest.raises(ConfigError, match="reserved_workers"):
+            _config(tmp_path, "serve_workers = 8\n[budget]\n%s\n" % bad)
+    # the keygen queue's waiters hold workers of the keygen share: it must fit in it
+    with pytest.raises(ConfigError, match="keygen_queue_depth"):
+        _config(tmp_path, "serve_workers = 8\n[budget]\nreserved_workers = 2\nkeygen_queue_from = 10.0.0.0/8\n"
+                          "keygen_queue_depth = 7\n")
+    assert _config(tmp_path, "serve_workers = 8\n[budget]\nreserved_workers = 2\nkeygen_queue_from = 10.0.0.0/8\n"
+                             "keygen_queue_depth = 6\n").keygen_queue_depth == 6

@@ -149,3 +149,24 @@ def test_status_fd_contract_and_refusals(instance, setup, tmp_path):
         proc = run(*args)
         err = proc.stderr.decode()
         assert proc.returncode == 1 and len(err.strip().splitlines()) == 1 and proc.stdout == b"", err
+
+
+@pytest.mark.parametrize("argv", [["--keyid-format=long", "--status-fd=1", "--verify", "sig.asc", "-"],
+                                  ["--status-fd=1", "--verify", "sig.asc", "-"],
+                                  ["--keyid-format", "long", "--status-fd", "2", "--verify", "sig", "-"]])
+def test_verify_takes_the_argument_shapes_git_passes(argv):
+    from pkgsign import gitsign
+
+    mode, _key, status_fd, files = gitsign._parse(argv)
+    assert mode == "verify" and files == [argv[-2]] and status_fd == int(argv[argv.index("--verify") - 1][-1])
+
+
+@pytest.mark.parametrize("after", [["--homedir", "h", "sig", "-"], ["sig", "data"], ["sig"], [], ["-", "-"],
+                                   ["--dirmngr-program", "x", "--auto-key-retrieve", "sig", "-"], ["sig", "-", "x"]])
+def test_verify_refuses_any_other_argument_in_one_line(after):
+    from pkgsign import gitsign
+    from pkgsign.clienterrors import SignError
+
+    with pytest.raises(SignError) as refused:
+        gitsign._parse(["--status-fd=1", "--verify"] + after)
+    assert "\n" not in str(refused.value) and "--verify" in str(refused.value)

@@ -270,11 +270,6 @@ def test_two_keys_never_share_an_email_but_for_its_case(lab):
         assert seen.setdefault(email, fingerprint) == fingerprint, ("two keys for %s" % email, seen[email], fingerprint)
 
 
-@pytest.mark.xfail(COMPAT_SERVICE, strict=True,
-                   reason="medium: name_email_pattern's \\w is Unicode and every lookup folds with str.lower(), "
-                          "which maps KELVIN SIGN to ASCII k: /gen_key of '\u212aate#p@copr.test' answers 200 with "
-                          "kate#p's fingerprint, and signing as that name signs with kate's key "
-                          "(compat-service: config.py DEFAULT_EMAIL_PATTERN, keystore._file_name)")
 def test_unicode_whose_lower_case_is_ascii_never_reaches_the_ascii_key(lab):
     """KELVIN SIGN (U+212A) lower-cases to ASCII 'k'; the metadata file name and token patterns are
     lower-cased. If a widened pattern (copr-keygen's ``\\w`` is Unicode in Python) lets
@@ -299,9 +294,6 @@ def test_unicode_whose_lower_case_is_ascii_never_reaches_the_ascii_key(lab):
             assert status != 200 or answer["fingerprint"] != kate, ("signed as %r with kate's key" % name, answer)
 
 
-@pytest.mark.xfail(strict=True, reason="low: token key patterns are matched after str.lower(), which maps "
-                                       "KELVIN SIGN to ASCII k: a pattern '\u212aate#*' grants kate#*'s keys "
-                                       "(tokens.py Token.__init__/allows_key; keystore._file_name likewise)")
 def test_a_pattern_with_a_non_ascii_letter_does_not_grant_the_ascii_keys(lab):
     status, body = gen_key(lab, "kate#q@copr.test", token="admin")
     assert status in (200, 201), body
@@ -347,14 +339,7 @@ GROUP_FORMS_REFUSED = ("@@grp#p@copr.test", "@grp#p@@copr.test", "@grp@p@copr.te
                        "@grp#..@copr.test", "@..#p@copr.test")
 
 
-LOOSE = pytest.mark.xfail(COMPAT_SERVICE, strict=True,
-                          reason="low: DEFAULT_EMAIL_PATTERN (compat-service config.py) takes any number of leading "
-                                 "'@', an empty project, an empty or '.'-only domain: keys with such uids are made")
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=LOOSE) if name in (
-    "@@grp#p@copr.test", "@grp#p@", "grp#@copr.test", "grp#p@", "@grp#p@.", "@grp#p@copr..test", "@grp#..@copr.test",
-    "@..#p@copr.test") else name for name in GROUP_FORMS_REFUSED])
+@pytest.mark.parametrize("name", GROUP_FORMS_REFUSED)
 def test_forms_copr_keygen_refuses_stay_refused(lab, name):
     """copr-keygen takes one leading "@" (a group), word characters, "." and "-" in the owner and
     project, one "#", one "@" before a domain. Everything else stays a 400."""
@@ -408,10 +393,6 @@ FLOOD = 10
 WORKERS = 4
 
 
-@pytest.mark.xfail(strict=True, reason="high (on main already): requests waiting for a keygen slot hold a server worker (budget.py "
-                                        "keygen_slot sleeps up to keygen_wait inside the request): workers+1 "
-                                        "anonymous RSA /gen_key requests from a listed network stop /ping and /sign "
-                                        "until the queue ahead of them is worked off (app.py _admit_keygen)")
 def test_an_anonymous_keygen_flood_does_not_starve_signing_or_ping(queue_lab):
     """Anonymous clients of a listed network queue RSA generations (one at a time here) instead of
     getting 429. Queued requests must not hold every server worker: with 10 generations queued on
@@ -496,11 +477,6 @@ def refusal_lab(tmp_path):
 FLOOD_REFUSALS = 40
 
 
-@pytest.mark.xfail(COMPAT_SERVICE, strict=True,
-                   reason="low: a /gen_key refused by the keygen queue (503: over the anonymous rate by more than "
-                          "keygen_queue_wait, or the queue full) is audited by app.py limit() with one synced line "
-                          "per request, outside the per-address suppression that bounds 401/429 refusal lines: "
-                          "an anonymous flood from a listed network buys one fdatasync'd audit line per request")
 def test_a_refused_anonymous_keygen_flood_costs_a_bounded_number_of_audit_lines(refusal_lab):
     """Before the queue, an anonymous flood beyond its rate got 429s whose audit lines are bounded
     (rate_limit_anonymous per address, the rest counted as ``suppressed``). The queue's refusals

@@ -276,11 +276,6 @@ def test_git_sign_signs_standard_input_only_and_only_the_token_s_keys(instance, 
 
 @needs_gitsign
 @needs_root
-@pytest.mark.xfail(GITSIGN, strict=True,
-                   reason="low (only where pkgsign-git-sign runs for others, e.g. through the sudo identity): "
-                          "--verify hands every argument to gpg unchanged (compat-client gitsign.py verify), so "
-                          "--dirmngr-program/--auto-key-retrieve make gpg run a program of the caller's choice "
-                          "as the identity, which can read the identity's token")
 def test_git_verify_runs_no_program_of_the_caller_s_choice(instance, identity, tmp_path):  # noqa: F811
     """git runs ``PROGRAM --keyid-format=long --status-fd=1 --verify SIG -``. Options git never
     passes (a dirmngr or agent program, another home) must not reach gpg: gpg starts
@@ -321,9 +316,6 @@ def test_git_verify_runs_no_program_of_the_caller_s_choice(instance, identity, t
 
 
 @needs_gitsign
-@pytest.mark.xfail(GITSIGN, strict=True,
-                   reason="low: pkgsign-git-sign --status-fd=N with N not open ends in a Python traceback after "
-                          "the signature was printed (gitsign.py sign: os.write not guarded), not one line")
 def test_git_sign_with_a_closed_status_descriptor_fails_in_one_line(instance):
     proc = run_git_sign(instance, "--status-fd=97", "-bsau", ED_KEY)
     assert b"Traceback" not in proc.stderr, proc.stderr.decode()[-400:]

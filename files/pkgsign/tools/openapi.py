@@ -61,9 +61,9 @@ spec = {
                         # What every name_email pattern leaves possible; the instance's pattern decides.
                         "pattern": "^[^\\s<>()\\x00-\\x1f\\x7f]*@[^\\s<>()\\x00-\\x1f\\x7f]*$",
                         "description": "must match the instance's [keygen] name_email_pattern; the default, "
-                                       + DEFAULT_EMAIL_PATTERN + " (\\w: Unicode word characters, as Python reads it), "
-                                       "takes copr-keygen's user#project@domain and @group#project@domain, or a plain "
-                                       "address; case is kept, one key per name_email compared without case"},
+                                       + DEFAULT_EMAIL_PATTERN + " (ASCII only), takes copr-keygen's "
+                                       "user#project@domain and @group#project@domain, or a plain address; case is "
+                                       "kept, one key per name_email compared without ASCII case"},
                     "name_comment": {"type": "string", "nullable": True, "maxLength": 256, "pattern": "^(" + UID + ")?$"},
                     # null and "" mean "the default", as in copr-keygen's form posts.
                     "key_length": {"nullable": True,

@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import _gnupg
-from .config import CONFIG_HELP, ConfigError, load_config
+from .config import CONFIG_HELP, ConfigError, ascii_lower, load_config
 from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, read_tokens, remove_idle_rate_limit_files,
                      revoke_token)
 
@@ -473,7 +473,7 @@ def cmd_import_copr(args):
     _say("importing %d key(s) from %s" % (len(keys), args.gnupghome))
     imported = failures = remade = 0
     for number, key in enumerate(keys, 1):
-        email = (key.emails[0] if key.emails else "").lower()
+        email = ascii_lower(key.emails[0] if key.emails else "")
         if not email:
             _say("[%d/%d] skipped %s: no email in its user ids" % (number, len(keys), key.fingerprint))
             continue

@@ -14,7 +14,7 @@ from . import _gnupg, __version__, hashstate
 from .agent import AgentError, AgentPool
 from .audit import AuditLog
 from .budget import BudgetExceeded, Budgets, in_networks as _in_networks
-from .config import load_config
+from .config import ascii_lower, load_config
 from .keystore import KeyStore, KeyStoreError, UnknownKey
 from .openpgp import build_hashed_area, signature_packets
 from .tokens import RateLimiter, TokenFileError, TokenStore
@@ -114,6 +114,20 @@ def create_app(config=None):
     suppressed_refusals = {}
     suppressed_lock = threading.Lock()
 
+    def bounded_refusal(status):
+        """None when a refusal of this status for this token or address is beyond
+        rate_limit_anonymous audit lines (it is counted instead); else the extra fields of its line
+        (``suppressed``: the refusals counted since the last line)."""
+        token = getattr(g, "token", None)
+        key = "audit-refusal:%d:%s" % (status, "token:" + token.id if token else "addr:" + client_address())
+        if service.limiter.check(key, config.rate_limit_anonymous):
+            with suppressed_lock:
+                suppressed_refusals[key] = suppressed_refusals.get(key, 0) + 1
+            return None
+        with suppressed_lock:
+            count = suppressed_refusals.pop(key, 0)
+        return {"suppressed": count} if count else {}
+
     @app.after_request
     def audit_refusal(response):
         """Every refused request to an operation leaves an audit line (401, 403, 400, 404, 409,
@@ -128,16 +142,9 @@ def create_app(config=None):
             return response
         extra = {}
         if status in (401, 429):
-            token = getattr(g, "token", None)
-            key = "audit-refusal:%d:%s" % (status, "token:" + token.id if token else "addr:" + client_address())
-            if service.limiter.check(key, config.rate_limit_anonymous):
-                with suppressed_lock:
-                    suppressed_refusals[key] = suppressed_refusals.get(key, 0) + 1
+            extra = bounded_refusal(status)
+            if extra is None:
                 return response
-            with suppressed_lock:
-                count = suppressed_refusals.pop(key, 0)
-            if count:
-                extra["suppressed"] = count
         payload = response.get_json(silent=True) if response.is_json else None
         reason = payload.get("error") if isinstance(payload, dict) else None
         audit(request.endpoint, "refused", status=status, reason=str(reason)[:300] if reason else None,
@@ -160,9 +167,16 @@ def create_app(config=None):
                 if wait:
                     raise BudgetExceeded(429, message % wait, wait)
         except BudgetExceeded as err:
-            if err.status >= 500:  # the after-request audit covers 4xx only
-                audit(request.endpoint, "refused", status=err.status, reason=err.message)
-            raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
+            refused(err)
+
+    def refused(err):
+        """A BudgetExceeded as the API's answer; a 503's audit line is bounded like a 429's (the
+        after-request audit covers 4xx only)."""
+        if err.status >= 500:
+            extra = bounded_refusal(err.status)
+            if extra is not None:
+                audit(request.endpoint, "refused", status=err.status, reason=err.message, **extra)
+        raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
 
     def authenticate(required_scope, anonymous_ok=False, queue=False, secret=None):
         """The token of this request (also in g.token); raises 401/403/429. ``secret``: a token
@@ -230,7 +244,7 @@ def create_app(config=None):
             return service.keys.resolve(name)
         except UnknownKey:
             token = getattr(g, "token", None)
-            if token is not None and not token.allows_key({name.lower()}):
+            if token is not None and not token.allows_key({ascii_lower(name)}):
                 # 404 would tell a token which keys exist among those it may not use.
                 raise ApiError(403, "token %s may not use key %s" % (token.id, name))
             raise ApiError(404, "unknown key: %s" % name)
@@ -277,6 +291,17 @@ def create_app(config=None):
 
     @app.route("/gen_key", methods=["POST"])
     def gen_key():
+        # The whole request holds a worker (queue, slot, generation): bounded per process (budget.py).
+        try:
+            budgets.take_keygen_worker()
+        except BudgetExceeded as err:
+            refused(err)
+        try:
+            return generate_key()
+        finally:
+            budgets.free_keygen_worker()
+
+    def generate_key():
         token = authenticate("keygen", anonymous_ok=True, queue=True)
         if request.is_json or _looks_like_json(request.get_data(cache=True)):
             # copr-keygen reads the body as JSON whatever its Content-Type says.
@@ -295,7 +320,7 @@ def create_app(config=None):
         except _gnupg.InvalidInput as err:
             raise ApiError(400, str(err))
         email = body["name_email"]  # as given: case is kept, lookups fold it (README.md, "name_email")
-        if token is not None and not token.allows_key({email.lower()}):
+        if token is not None and not token.allows_key({ascii_lower(email)}):
             audit("gen_key", "denied", key=email)
             raise ApiError(403, "token %s may not create key %s" % (token.id, email))
         slot = _admit_keygen(budgets, service.keys, token, client_address(), email, algorithm, audit)
@@ -521,15 +546,15 @@ def _admit_keygen(budgets, keys, token, address, email, algorithm, audit):
 def _names_before_lookup(name, aliases):
     """The names a token pattern may match for ``name`` that are known without the keyring: the name
     and every alias that leads to it."""
-    names = {name.lower()}
+    names = {ascii_lower(name)}
     for alias, target in aliases.items():
         for _level in range(6):
-            if target.lower() in names:
-                names.add(alias.lower())
+            if ascii_lower(target) in names:
+                names.add(ascii_lower(alias))
                 break
-            if target.lower() not in aliases:
+            if ascii_lower(target) not in aliases:
                 break
-            target = aliases[target.lower()]
+            target = aliases[ascii_lower(target)]
     return names
 
 

@@ -15,11 +15,17 @@
   server process; each holds a worker thread, so the depth stays below ``serve_workers``), none
   longer than ``keygen_queue_wait`` per limit; beyond either bound: 503 with Retry-After, which
   Copr's client does retry. Clients of other networks get today's 429 at once.
+* Worker threads (``reserved_workers``): a /gen_key request holds a worker of its process from
+  its start until its answer, through every wait above and the generation itself. At most
+  ``serve_workers - reserved_workers`` of them are served at once per process (``take_keygen_worker``);
+  one more gets 503 with Retry-After at once, so a keygen flood never takes the workers that
+  answer /ping and /sign. Under httpd + mod_wsgi ``serve_workers`` is the daemon's ``threads``.
 """
 
 import fcntl
 import ipaddress
 import os
+import threading
 import time
 
 from . import _gnupg
@@ -48,6 +54,20 @@ class Budgets:
         self.queue_dir = os.path.join(config.state_dir, "keygen-queue")
         if config.keygen_queue_networks:
             _gnupg.ensure_private_dir(self.queue_dir)
+        self._share = threading.BoundedSemaphore(max(1, config.serve_workers - config.reserved_workers))
+
+    def take_keygen_worker(self):
+        """Take one of this process's workers that /gen_key may hold (give it back with
+        ``free_keygen_worker``); 503 with Retry-After at once when all are taken: never a wait,
+        which would hold a worker."""
+        if not self._share.acquire(blocking=False):
+            raise BudgetExceeded(503, "%d key generation requests are being served, the most this server "
+                                      "serves at once; retry later" % (self.config.serve_workers
+                                                                        - self.config.reserved_workers),
+                                 max(5, min(self.config.keygen_wait, 60)))
+
+    def free_keygen_worker(self):
+        self._share.release()
 
     def queues(self, address):
         """True when ``address`` is in a network whose key generations wait in the queue."""

@@ -12,10 +12,21 @@ DEFAULT_CONFIG_PATH = "/etc/pkgsign/pkgsign.conf"
 CONFIG_HELP = "instance configuration (default: $PKGSIGN_CONFIG, else %s)" % DEFAULT_CONFIG_PATH
 KEYGEN_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
 KNOWN_DIGESTS = ("sha1", "sha224", "sha256", "sha384", "sha512")
-# copr-keygen's form (README.md, "name_email"): any leading "@" (a Copr group, "@group"), word
-# characters (Unicode, as Python's \w), "." and "-" up to the first "#", then word characters,
-# "." and "-" around exactly one "@"; or a plain address.
-DEFAULT_EMAIL_PATTERN = r"^(@*[\w.-]+#[\w.-]*@[\w.-]*|[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+)$"
+# copr-keygen's form (README.md, "name_email"), ASCII only and without its degenerate cases: an
+# owner (one leading "@" for a Copr group), "#", a project, "@", a domain. Owner and project are
+# letters, digits, "_", "." and "-", not only dots; the domain is such labels (no ".") joined by
+# single dots. Or a plain address. ASCII, so no name folds (ascii_lower) onto another one.
+_NAME_PART = r"(?=[A-Za-z0-9_.-]*[A-Za-z0-9_-])[A-Za-z0-9_.-]+"  # a lookahead: linear, no backtracking
+DEFAULT_EMAIL_PATTERN = (r"^(@?{part}#{part}@[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+)$"
+                         .format(part=_NAME_PART))
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with only A-Z folded to a-z: the one case fold of key names and token patterns.
+    ``str.lower()`` folds non-ASCII letters onto ASCII ones (KELVIN SIGN to "k"), which would let
+    one name reach another's key."""
+    return text.translate(_ASCII_LOWER)
 
 # The Blind Oracle's [oracle] table (oracle.py): DISTRIBUTION/KEY_TYPE = KEY; the one source of
 # the endpoints' name limits (tools/openapi.py publishes them).
@@ -134,6 +145,8 @@ class Config:
     keygen_queue_networks: List[ipaddress._BaseNetwork] = field(default_factory=list)
     keygen_queue_depth: int = 8
     keygen_queue_wait: int = 300
+    # [budget] reserved_workers: workers of a process that /gen_key never holds (budget.py)
+    reserved_workers: int = 4
     # [server] serve_*: limits of `pkgsign-admin serve` (serving.py)
     serve_workers: int = 16
     serve_header_timeout: int = 10
@@ -231,7 +244,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         raise ConfigError("[keygen] algorithm must be one of %s" % ", ".join(KEYGEN_ALGORITHMS))
     pattern = get("keygen", "name_email_pattern", DEFAULT_EMAIL_PATTERN)
     try:
-        re.compile(pattern)
+        re.compile(pattern, re.ASCII)
     except re.error as err:
         raise ConfigError("[keygen] name_email_pattern is not a valid regular expression: %s" % err) from None
     def networks_of(section, key):
@@ -246,11 +259,21 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
     networks = networks_of("keygen", "allow_without_token_from")
     serve_workers = _bounded(get_int("server", "serve_workers", 16), 1, 1024, "[server] serve_workers")
     queue_networks = networks_of("budget", "keygen_queue_from")
-    queue_depth = get_int("budget", "keygen_queue_depth", Config.keygen_queue_depth)
-    if queue_networks and (queue_depth < 1 or queue_depth >= serve_workers):
-        # Every waiting request holds a worker thread: leave at least one for everybody else.
-        raise ConfigError("[budget] keygen_queue_depth must be between 1 and serve_workers - 1 (%d)"
+    # A /gen_key request holds a worker thread while it waits (queue, slot) and generates: at most
+    # serve_workers - reserved_workers of them run at once per process; the rest stay for others.
+    reserved = get("budget", "reserved_workers", "auto")
+    if reserved.lower() == "auto":
+        reserved_workers = min(max(1, serve_workers // 4), serve_workers - 1)
+    elif not reserved.isdigit() or int(reserved) >= serve_workers:
+        raise ConfigError("[budget] reserved_workers must be auto or between 0 and serve_workers - 1 (%d)"
                           % (serve_workers - 1))
+    else:
+        reserved_workers = int(reserved)
+    queue_depth = get_int("budget", "keygen_queue_depth", Config.keygen_queue_depth)
+    if queue_networks and (queue_depth < 1 or queue_depth > serve_workers - reserved_workers):
+        # Every waiting request holds one of the workers /gen_key may hold.
+        raise ConfigError("[budget] keygen_queue_depth must be between 1 and serve_workers - reserved_workers (%d)"
+                          % (serve_workers - reserved_workers))
 
     pool_algorithms = []
     for item in _split_list(get("keygen", "pool_algorithms", algorithm)):
@@ -303,7 +326,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
             key = parser.get("oracle", option).strip()
             if not key:
                 raise ConfigError("[oracle] %s names no key" % option)
-            oracle_keys[(distribution.lower(), key_type.lower())] = key
+            oracle_keys[(ascii_lower(distribution), ascii_lower(key_type))] = key
 
     log_level = get("server", "log_level", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -345,6 +368,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         keygen_wait=parse_duration(get("budget", "keygen_wait", "30s")),
         keygen_queue_networks=queue_networks,
         keygen_queue_depth=queue_depth,
+        reserved_workers=reserved_workers,
         keygen_queue_wait=parse_duration(get("budget", "keygen_queue_wait", "%ds" % Config.keygen_queue_wait)),
         serve_workers=serve_workers,
         serve_header_timeout=max(1, parse_duration(get("server", "serve_header_timeout", "10s"))),

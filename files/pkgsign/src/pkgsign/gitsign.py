@@ -12,9 +12,12 @@ committer's ``Name <email>`` (the e-mail is then used); ``git_key:`` in sign.con
 overrides it (one release key whoever commits).
 
 Verification (``--verify``, what ``git verify-tag``, ``verify-commit`` and ``log
---show-signature`` run) is handed to real gpg (``git_gpg:``, default ``gpg``) unchanged, with
-``--homedir`` of sign.conf's ``git_verify_homedir:`` when set: a GnuPG home holding the
-published public key (``sign -p``), nothing secret.
+--show-signature`` run) is handed to real gpg (``git_gpg:``, default ``gpg``), with ``--homedir``
+of sign.conf's ``git_verify_homedir:`` when set: a GnuPG home holding the published public key
+(``sign -p``), nothing secret. Only git's own argument shapes pass (``[--keyid-format=long]
+--status-fd=N --verify SIGFILE -``): where this program runs for others (a sudo identity), an
+option of the caller's (``--dirmngr-program``, ``--homedir``) must not make gpg run a program of
+its choice.
 
 Configuration: $SIGN_CONF or /etc/sign.conf, as `sign`.
 """
@@ -37,7 +40,7 @@ def _parse(argv):
     while args:
         arg = args.pop(0)
         if arg == "--verify":
-            return "verify", None, None, None
+            return "verify", None, status_fd, _verify_files(args)
         if arg.startswith("--status-fd"):
             value = arg.partition("=")[2] if "=" in arg else (args.pop(0) if args else "")
             if not value.isdigit():
@@ -77,6 +80,15 @@ def _parse(argv):
     return mode, key, status_fd, None
 
 
+def _verify_files(args):
+    """What git passes after ``--verify``: the signature file and ``-`` (the object on standard
+    input); nothing else reaches gpg."""
+    if len(args) != 2 or args[1] != "-" or not args[0] or args[0].startswith("-"):
+        raise SignError("--verify takes what git passes (--verify SIGFILE -), not %s"
+                        % " ".join(args or ["nothing"]))
+    return [args[0]]
+
+
 def key_of(git_key):
     """git passes ``Name <email>`` when user.signingkey is unset: the service knows the e-mail."""
     if git_key and git_key.endswith(">") and "<" in git_key:
@@ -84,13 +96,16 @@ def key_of(git_key):
     return git_key
 
 
-def verify(argv, conf):
+def verify(status_fd, files, conf):
+    """gpg --verify with git's arguments only, rebuilt here (``_parse`` refused any other)."""
     gpg = conf.get("git_gpg") or "gpg"
     extra = []
     if conf.get("git_verify_homedir"):
         extra = ["--homedir", conf["git_verify_homedir"]]
+    if status_fd is not None:
+        extra.append("--status-fd=%d" % status_fd)
     try:
-        os.execvp(gpg, [gpg] + extra + list(argv))
+        os.execvp(gpg, [gpg] + extra + ["--keyid-format=long", "--verify", "--"] + files + ["-"])
     except OSError as err:
         raise SignError("cannot run %s: %s" % (gpg, err.strerror)) from None
 
@@ -104,6 +119,11 @@ def sign(key, status_fd, conf):
     if digest_algo not in HASH_IDS or digest_algo not in hashstate.ALGORITHMS:
         raise SignError("hash %s in %s is not usable for git signatures (sha256, sha384, sha512)"
                         % (digest_algo, conf["_path"]))
+    if status_fd is not None:
+        try:  # before anything is signed: a signature without its status line is of no use to git
+            os.fstat(status_fd)
+        except OSError:
+            raise SignError("--status-fd=%d is not an open file descriptor" % status_fd) from None
     user = conf.get("git_key") or key_of(key) or conf.get("user")
     if not user:
         raise SignError("no key: git passed none (-u) and %s has no 'git_key:' or 'user:'" % conf["_path"])
@@ -126,17 +146,21 @@ def sign(key, status_fd, conf):
         lines = ("[GNUPG:] KEY_CONSIDERED %s 0\n" % fingerprint,
                  "[GNUPG:] BEGIN_SIGNING H%d\n" % HASH_IDS[digest_algo],
                  "[GNUPG:] SIG_CREATED D %d %d 00 %d %s\n" % (pubkey_algo, HASH_IDS[digest_algo], created, fingerprint))
-        os.write(status_fd, "".join(lines).encode("ascii"))
+        try:
+            os.write(status_fd, "".join(lines).encode("ascii"))
+        except OSError as err:
+            raise SignError("cannot write the status lines to descriptor %d: %s"
+                            % (status_fd, err.strerror)) from None
     return 0
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        mode, key, status_fd, _rest = _parse(argv)
+        mode, key, status_fd, files = _parse(argv)
         conf = read_conf()
         if mode == "verify":
-            return verify(argv, conf)
+            return verify(status_fd, files, conf)
         if mode != "sign":
             raise SignError("nothing to do: git runs this program with -bsau KEY (sign) or --verify")
         return sign(key, status_fd, conf)

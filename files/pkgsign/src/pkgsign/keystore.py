@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from urllib.parse import quote
 
 from . import _gnupg
-from .config import KEYGEN_ALGORITHMS
+from .config import KEYGEN_ALGORITHMS, ascii_lower
 from .keypool import KEY_PARTS, RACED_ALGORITHMS, KeyMaker, KeyPool
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class UnknownKey(LookupError):
 
 def _file_name(name_email: str) -> str:
     # Emails are restricted by the config pattern, but stay safe if an operator loosens it.
-    return quote(name_email.lower(), safe="@#+-_.") + ".json"
+    return quote(ascii_lower(name_email), safe="@#+-_.") + ".json"
 
 
 def _write_json(path: str, data: dict):
@@ -174,7 +174,7 @@ class KeyStore:
         self._thread_locks_guard = threading.Lock()
         self._alias_cache = {}
         self._alias_cache_lock = threading.Lock()
-        self._email_re = re.compile(config.name_email_pattern)
+        self._email_re = re.compile(config.name_email_pattern, re.ASCII)
         _ensure_gpg_conf(config.gnupg_home)
         self.maker = KeyMaker(config, self.gnupg.binary)
         self.private_keys_dir = _gnupg.ensure_private_dir(os.path.join(self.gnupg.homedir, "private-keys-v1.d"))
@@ -196,7 +196,7 @@ class KeyStore:
         is killed mid-generation the lock stays held until its orphaned gpg has finished, and
         ``reconcile`` after a restart never judges a key that is still being written.
         """
-        name_email = name_email.lower()
+        name_email = ascii_lower(name_email)
         with self._thread_locks_guard:
             lock = self._thread_locks.setdefault(name_email, threading.Lock())
         bucket = int(hashlib.sha256(name_email.encode("utf-8")).hexdigest()[:8], 16) % LOCK_BUCKETS
@@ -266,8 +266,8 @@ class KeyStore:
         """Metadata of the key ``name`` designates: alias, email, fingerprint or key id."""
         original = name
         for _attempt in range(6):
-            if name.lower() in self.config.aliases:
-                name = self.config.aliases[name.lower()]
+            if ascii_lower(name) in self.config.aliases:
+                name = self.config.aliases[ascii_lower(name)]
                 continue
             break
         else:
@@ -318,15 +318,15 @@ class KeyStore:
 
     def names_of(self, record: dict, requested: str):
         """Every name a token key pattern may match for this key."""
-        names = {requested.lower(), record["fingerprint"].lower(), record["key_id"].lower()}
+        names = {ascii_lower(requested), ascii_lower(record["fingerprint"]), ascii_lower(record["key_id"])}
         if record.get("name_email"):
-            names.add(record["name_email"].lower())
+            names.add(ascii_lower(record["name_email"]))
         for uid in record.get("uids", []):
             match = re.search(r"<([^<>]*)>\s*$", uid)
             if match:
-                names.add(match.group(1).lower())
+                names.add(ascii_lower(match.group(1)))
         for alias, target in self.config.aliases.items():
-            if target.lower() in names:
+            if ascii_lower(target) in names:
                 names.add(alias)
         return names
 
@@ -566,7 +566,7 @@ class KeyStore:
             return True, record, "%s: added signing subkey %s (%s)" % (key.fingerprint, added, algorithm)
 
     def delete(self, name_email: str) -> dict:
-        name_email = name_email.lower()
+        name_email = ascii_lower(name_email)
         with self.email_lock(name_email):
             record = self.get_metadata(name_email)
             if record is None:

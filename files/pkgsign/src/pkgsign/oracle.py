@@ -28,7 +28,7 @@ from flask import jsonify, request
 
 from . import __version__, hashstate
 from .config import ORACLE_DEFAULT_DISTRIBUTION as DEFAULT_DISTRIBUTION, ORACLE_MAX_NAME as MAX_NAME, \
-    ORACLE_NAME_PATTERN as NAME_PATTERN
+    ORACLE_NAME_PATTERN as NAME_PATTERN, ascii_lower
 from .wire import armor
 
 # One source for the limits of these endpoints (config.py's ORACLE_*): the views check them, the
@@ -65,9 +65,9 @@ def register(app, service, config, authenticate, resolve, authorize_key, audit, 
             if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
                 raise api_error(400, "%s must be a string of letters, digits, '.', '_', '+' or '-' (at most %d)"
                                 % (field, MAX_NAME))
-        if key_type.lower() not in key_types:
+        if ascii_lower(key_type) not in key_types:
             raise api_error(400, "unknown key_type %s (this service has: %s)" % (key_type, ", ".join(key_types) or "none"))
-        key = table.get((distribution.lower(), key_type.lower()))
+        key = table.get((ascii_lower(distribution), ascii_lower(key_type)))
         if key is None:
             raise api_error(400, "no %s key for distribution %s" % (key_type, distribution))
         return distribution, key_type, key

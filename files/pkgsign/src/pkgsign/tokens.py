@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager
 
 from . import _gnupg
-from .config import parse_rate
+from .config import ascii_lower, parse_rate
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Token:
     def __init__(self, token_id, entry, default_rate):
         self.id = token_id
         self.scopes = frozenset(entry.get("scopes", ()))
-        self.key_patterns = [p.lower() for p in entry.get("keys", ())]
+        self.key_patterns = [ascii_lower(p) for p in entry.get("keys", ())]
         rate = entry.get("rate")
         self.rate = parse_rate(rate) if rate not in (None, "") else default_rate
         self.client_cert_sha256 = entry.get("client_cert_sha256") or None
