@@ -9,6 +9,7 @@ and a third key with the stored certificate (as when the master key is lost); fi
 passphrase appears in any output.
 """
 
+import base64
 import os
 import re
 import signal
@@ -232,8 +233,9 @@ def _no_leftovers(bastion, signer, ceremony):
                                       [BASTION_HOME]) == []
     assert secret_files_outside_homes(signer, ["/root", "/tmp", "/var/tmp", "/home", "/srv", "/var/lib/pkgsign"],
                                       ["/var/lib/pkgsign"]) == []
-    # The service's own key stores (per-project keys made by /gen_key) are GnuPG homes too.
-    stores = ["/var/lib/pkgsign/" + name for name in ("keys", "pool", "keygen", "pending")]
+    # The service's own key stores (per-project keys made by /gen_key) are GnuPG homes too, and
+    # so is audit-gnupg, the audit log's checkpoint key (config.py: state_dir/audit-gnupg).
+    stores = ["/var/lib/pkgsign/" + name for name in ("keys", "pool", "keygen", "pending", "audit-gnupg")]
     assert secret_files_outside_homes(signer, ["/var/lib/pkgsign"], [SIGNER_HOME] + stores) == []
     homes = [os.path.join(ceremony.workdir, name) for name in os.listdir(ceremony.workdir)
              if name.startswith(("admin-", "verify-", "revocation-guard"))
@@ -276,6 +278,11 @@ def test_cycle2_attest_and_switch_over(ceremony, bastion, signer, facts):
         handle.write(signer.file("/tmp/artifact-c2.txt.asc").content_string)
     assert gpg.verified_by(local + ".txt.asc", local + ".txt") == [new_subkey]
     # ... and what cycle 1 signed still verifies on the signer and with the published key.
+    # (the signer's /tmp is a tmpfs: the restart above emptied it, so cycle 1's artifact and its
+    # signature are put back as they were signed)
+    for name, key in (("/tmp/artifact-c1.txt", "artifact-c1"), ("/tmp/artifact-c1.txt.asc", "artifact-c1.asc")):
+        run_ok(signer, "printf '%%s' %s | base64 -d > %s && chmod 0644 %s",
+               base64.b64encode(facts[key].encode()).decode(), name, name)
     run_ok(signer, "sudo -u pkgsign gpg --batch --homedir %s --verify /tmp/artifact-c1.txt.asc /tmp/artifact-c1.txt",
            SIGNER_HOME)
     local1 = os.path.join(ceremony.workdir, "artifact-c1")
