@@ -283,6 +283,39 @@ def facts():
     return {}
 
 
+def start_container(name, host, timeout=180):
+    """``podman start`` a stopped systemd container and wait until its boot has finished.
+
+    Seen on this project's machines (podman 4.3, runc, cgroups v1): after ``podman stop`` and
+    ``podman start``, systemd in the container sometimes leaves the jobs of its API file system
+    mounts (sys-kernel-tracing.mount, dev-mqueue.mount, ...) waiting with no job running, so
+    sysinit.target never starts and every ``systemctl start`` (the signer role's apache2) waits
+    forever. Those mounts are not the signer's business: a boot that stands still for 20 s with
+    only waiting jobs gets its waiting .mount jobs cancelled (printed), and the boot goes on."""
+    subprocess.run(["podman", "start", name], check=True, stdout=subprocess.DEVNULL)
+    deadline, still_since = time.time() + timeout, None
+    while time.time() < deadline:
+        state = host.run("systemctl is-system-running").stdout.strip()
+        if state in ("running", "degraded"):
+            return state
+        jobs = host.run("systemctl list-jobs --no-pager --no-legend").stdout.splitlines()
+        if jobs and all(line.split()[3:4] == ["waiting"] for line in jobs if line.strip()):
+            still_since = still_since or time.time()
+            if time.time() - still_since > 20:
+                stalled = [line.split()[0] for line in jobs if line.split()[1:2]
+                           and line.split()[1].endswith(".mount")]
+                print("ceremony: %s's boot stalled on %d waiting mount jobs: cancelled" % (name, len(stalled)),
+                      flush=True)
+                if stalled:
+                    host.run("systemctl cancel " + " ".join(stalled))
+                still_since = None
+        else:
+            still_since = None
+        time.sleep(2)
+    raise AssertionError("%s did not finish booting within %d s: %s" % (
+        name, timeout, host.run("systemctl list-jobs --no-pager").stdout))
+
+
 def bastion_keys(bastion, uid_part):
     """Fingerprints of the bastion's keys whose user id contains uid_part."""
     out = run_ok(bastion, "gpg --batch --homedir %s --with-colons --list-keys", BASTION_HOME).stdout
@@ -345,6 +378,15 @@ def secret_files_outside_homes(host, roots, homes):
     found += host.run("find %s %s -type d -name private-keys-v1.d ! -empty -print 2>/dev/null || true"
                       % (where, excluded)).stdout.split()
     return found
+
+
+def controller_local_tmp():
+    """Ansible's local temporary directory on the controller (module files with their arguments
+    pass through it on their way to a host; a killed ansible-playbook leaves its ansible-local-*)."""
+    configured = os.environ.get("ANSIBLE_LOCAL_TEMP")
+    if not configured:
+        configured = os.path.join(os.environ.get("ANSIBLE_HOME", "~/.ansible"), "tmp")
+    return os.path.expanduser(configured)
 
 
 def local_secret_files(roots, homes):

@@ -9,25 +9,16 @@ and a third key with the stored certificate (as when the master key is lost); fi
 passphrase appears in any output.
 """
 
+import base64
 import os
 import re
 import signal
 import subprocess
-import time
 
-import pytest
 from conftest import (BASTION_HOME, KEY_EMAIL, KEY_NAME, SCRATCH, SIGNER, SIGNER_HOME, LocalGpg, scratch_left,
                       assert_nothing_changed, bastion_keys, local_secret_files, recap_changes, run_ok,
-                      secret_files_outside_homes, sign_on_signer, signer_key_id)
-
-
-# Session 4 merged the ceremony's new steps (retiring earlier keys, import guard, sweeps,
-# interrupted runs) with HTTPS by default and the modules' scratch root, and saw this scenario
-# pass only up to test_cycle1_attest_and_switch_over before it stopped. The tests below have not
-# yet run to completion against that merge: they run and report XPASS or XFAIL until a session
-# has seen them pass and removes this marker (issue 17 stays open until then).
-NOT_YET_RUN_OVER_HTTPS = pytest.mark.xfail(
-    strict=False, reason="not yet run to completion against the HTTPS signer and the new scratch root (issue 17)")
+                      controller_local_tmp, secret_files_outside_homes, sign_on_signer, signer_key_id,
+                      start_container)
 
 
 def _uid(cycle):
@@ -176,7 +167,6 @@ def test_cycle1_attest_and_switch_over(ceremony, signer, facts):
 
 # -- cycle 2 --------------------------------------------------------------------------------
 
-@NOT_YET_RUN_OVER_HTTPS
 def test_cycle2_interrupted_rotation_continues(ceremony, bastion, facts):
     cycle = ceremony.cycle(2)
     common = ["-e", "bastion_cycle=" + cycle, "-e", "bastion_previous_cycle=" + ceremony.cycle(1)]
@@ -209,7 +199,6 @@ def test_cycle2_interrupted_rotation_continues(ceremony, bastion, facts):
         assert " ".join(fingerprint[i:i + 4] for i in range(0, 40, 4)) in every
 
 
-@NOT_YET_RUN_OVER_HTTPS
 def test_cycle2_certified_by_cycle1_and_announced_by_both(ceremony, facts):
     cycle, old, new = ceremony.cycle(2), facts["c1"], facts["c2"]
     gpg = LocalGpg(os.path.join(ceremony.workdir, "verify-c2"))
@@ -244,18 +233,18 @@ def _no_leftovers(bastion, signer, ceremony):
                                       [BASTION_HOME]) == []
     assert secret_files_outside_homes(signer, ["/root", "/tmp", "/var/tmp", "/home", "/srv", "/var/lib/pkgsign"],
                                       ["/var/lib/pkgsign"]) == []
-    # The service's own key stores (per-project keys made by /gen_key) are GnuPG homes too.
-    stores = ["/var/lib/pkgsign/" + name for name in ("keys", "pool", "keygen", "pending")]
+    # The service's own key stores (per-project keys made by /gen_key) are GnuPG homes too, and
+    # so is audit-gnupg, the audit log's checkpoint key (config.py: state_dir/audit-gnupg).
+    stores = ["/var/lib/pkgsign/" + name for name in ("keys", "pool", "keygen", "pending", "audit-gnupg")]
     assert secret_files_outside_homes(signer, ["/var/lib/pkgsign"], [SIGNER_HOME] + stores) == []
     homes = [os.path.join(ceremony.workdir, name) for name in os.listdir(ceremony.workdir)
              if name.startswith(("admin-", "verify-", "revocation-guard"))
              and os.path.isdir(os.path.join(ceremony.workdir, name))]
-    roots = [ceremony.workdir]
+    roots = [ceremony.workdir, controller_local_tmp()]
     roots += [os.path.join("/tmp", name) for name in os.listdir("/tmp") if name.startswith("pkgsign-handoff-")]
     assert local_secret_files([root for root in roots if os.path.isdir(root)], homes) == []
 
 
-@NOT_YET_RUN_OVER_HTTPS
 def test_cycle2_attest_and_switch_over(ceremony, bastion, signer, facts):
     cycle, new = ceremony.cycle(2), facts["c2"]
     ceremony.attest("alice", cycle, new)
@@ -274,11 +263,7 @@ def test_cycle2_attest_and_switch_over(ceremony, bastion, signer, facts):
         assert "Shredded on ceremony-bastion" in output
         assert scratch_left(bastion) == []
     finally:
-        subprocess.run(["podman", "start", SIGNER], check=True, stdout=subprocess.DEVNULL)
-        for _attempt in range(60):
-            if signer.run("systemctl is-active apache2").stdout.strip() == "active":
-                break
-            time.sleep(1)
+        start_container(SIGNER, signer)
     ceremony.playbook("rotate-key.yml", *switch)
     _no_leftovers(bastion, signer, ceremony)
     gpg = LocalGpg(os.path.join(ceremony.workdir, "verify-c2"))
@@ -293,6 +278,11 @@ def test_cycle2_attest_and_switch_over(ceremony, bastion, signer, facts):
         handle.write(signer.file("/tmp/artifact-c2.txt.asc").content_string)
     assert gpg.verified_by(local + ".txt.asc", local + ".txt") == [new_subkey]
     # ... and what cycle 1 signed still verifies on the signer and with the published key.
+    # (the signer's /tmp is a tmpfs: the restart above emptied it, so cycle 1's artifact and its
+    # signature are put back as they were signed)
+    for name, key in (("/tmp/artifact-c1.txt", "artifact-c1"), ("/tmp/artifact-c1.txt.asc", "artifact-c1.asc")):
+        run_ok(signer, "printf '%%s' %s | base64 -d > %s && chmod 0644 %s",
+               base64.b64encode(facts[key].encode()).decode(), name, name)
     run_ok(signer, "sudo -u pkgsign gpg --batch --homedir %s --verify /tmp/artifact-c1.txt.asc /tmp/artifact-c1.txt",
            SIGNER_HOME)
     local1 = os.path.join(ceremony.workdir, "artifact-c1")
@@ -328,7 +318,6 @@ def test_cycle2_attest_and_switch_over(ceremony, bastion, signer, facts):
     gpg.stop()
 
 
-@NOT_YET_RUN_OVER_HTTPS
 def test_rerunning_completed_rotation_changes_nothing(ceremony):
     common = ["-e", "bastion_cycle=" + ceremony.cycle(2), "-e", "bastion_previous_cycle=" + ceremony.cycle(1)]
     _rc, output = ceremony.playbook("rotate-key.yml", *common)
@@ -339,7 +328,6 @@ def test_rerunning_completed_rotation_changes_nothing(ceremony):
 
 # -- revocation -----------------------------------------------------------------------------
 
-@NOT_YET_RUN_OVER_HTTPS
 def test_revoke_with_master_key_available(ceremony, signer, facts):
     revoked, fallback = facts["c2"], facts["c1"]
     # The fallback signs no more on the signer (retired at cycle 2's switch-over): revoking is
@@ -378,7 +366,6 @@ def test_revoke_with_master_key_available(ceremony, signer, facts):
     assert_nothing_changed(output)
 
 
-@NOT_YET_RUN_OVER_HTTPS
 def test_revoked_cycle_is_not_rotated_again(ceremony, signer, facts):
     common = ["-e", "bastion_cycle=" + ceremony.cycle(2), "-e", "bastion_previous_cycle=" + ceremony.cycle(1)]
     for check in ([], ["--check"]):
@@ -395,7 +382,6 @@ def test_revoked_cycle_is_not_rotated_again(ceremony, signer, facts):
     verify.stop()
 
 
-@NOT_YET_RUN_OVER_HTTPS
 def test_revoke_with_master_key_lost(ceremony, bastion, facts):
     """Cycle 3's master key is made, then 'lost': only the stored certificate can revoke it."""
     cycle = ceremony.cycle(3)
@@ -415,12 +401,35 @@ def test_revoke_with_master_key_lost(ceremony, bastion, facts):
     gpg.stop()
 
 
-@NOT_YET_RUN_OVER_HTTPS
+def test_switch_over_interrupted_on_the_signer(ceremony, bastion, signer, facts):
+    """Ctrl-C and kill -9 while the signer play imports the hand-off export (the secret subkey
+    travels in the module's arguments): the next run shreds whatever they left on the signer,
+    says so, and completes; afterwards no copy of the export is left anywhere."""
+    switch = ["--tags", "switch-over", "-e", "bastion_cycle=" + ceremony.cycle(1)]
+    left = []
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        _rc, _output, interrupted = ceremony.playbook_interrupted(
+            "rotate-key.yml", *switch, marker="Import the signing keys into the service's keyring", sig=sig,
+            delay=0.5)
+        assert interrupted
+        left += secret_files_outside_homes(signer, ["/root", "/tmp", "/var/tmp"], [])
+    # (what a module still running when its controller died removed by itself does not count)
+    left = [path for path in left if signer.file(path).exists]
+    print("ceremony: left on the signer by the interrupted switch-overs: %s" % (left or "nothing"), flush=True)
+    _rc, output = ceremony.playbook("rotate-key.yml", *switch)
+    for path in left:
+        assert os.path.dirname(path) in output and "Shredded on %s" % SIGNER in output, (path, output[-3000:])
+    _no_leftovers(bastion, signer, ceremony)
+    verify = LocalGpg(os.path.join(ceremony.workdir, "verify-c1"))
+    assert signer_key_id(signer) == _signing_subkey(verify, facts["c1"])[1]
+    verify.stop()
+    sign_on_signer(signer, "/tmp/artifact-c1-again.txt", "signed after the interrupted switch-overs")
+
+
 def test_no_key_material_left_behind(ceremony, bastion, signer):
     _no_leftovers(bastion, signer, ceremony)
 
 
-@NOT_YET_RUN_OVER_HTTPS
 def test_no_passphrase_in_any_output(ceremony):
     assert ceremony.outputs
     assert any(" -vvv " in command for command, _output in ceremony.outputs)
