@@ -27,7 +27,8 @@ import time
 from ansible_collections.pkgsign.signer.plugins.module_utils import _gnupg as gnupg
 
 DAY = 86400
-PRIMARY_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
+# The one algorithm table (_gnupg.validation.ALGORITHMS): the modules' choices come from it.
+PRIMARY_ALGORITHMS = tuple(gnupg.ALGORITHMS)
 SUBKEY_USAGES = ("sign", "encrypt", "auth")
 # gpg's import counters that mean the keyring got something new.
 IMPORT_CHANGE_COUNTERS = ("imported", "n_uids", "n_subk", "n_sigs", "n_revoc", "sec_imported")
