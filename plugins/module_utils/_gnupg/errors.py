@@ -28,4 +28,3 @@ class BadPassphrase(GpgError):
 
 class InvalidInput(ValueError):
     """A parameter was rejected before it reached gpg."""
-

@@ -83,7 +83,6 @@ class Subkey:
         return not (self.revoked or self.expired or "D" in self.capabilities)
 
 
-
 class Key(Subkey):
     """A primary key with its user ids and subkeys."""
 
@@ -121,7 +120,6 @@ class Key(Subkey):
 
     def signing_subkeys(self, usable_only=True):
         return [sub for sub in self.subkeys if "sign" in sub.usage and (sub.usable or not usable_only)]
-
 
 
 def parse_colons(text):
@@ -212,4 +210,3 @@ def find_secret_key_by(gpg, selector):
     if len(found) > 1:
         raise GpgError("%r matches %d keys; use a fingerprint" % (selector, len(found)))
     return found[0] if found else None
-

@@ -141,4 +141,3 @@ class TemporaryGnuPG:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-

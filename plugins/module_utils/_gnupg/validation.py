@@ -185,4 +185,3 @@ def _validate_usage(usage, allowed):
 
 def _as_list(value):
     return [value] if isinstance(value, str) else list(value)
-
