@@ -17,9 +17,11 @@ PUBKEY_ALGORITHM_NAMES = {1: "rsa", 2: "rsa", 3: "rsa", 16: "elg", 17: "dsa", 18
 
 USAGE_LETTERS = {"c": "cert", "s": "sign", "e": "encrypt", "a": "auth"}
 
-# The options of every key listing we parse. --with-fingerprint given twice asks for the
-# fingerprints of subkeys too: gpg 1.4 and 2.0 print subkey 'fpr' records only then; gpg 2.1 and
-# later (2.2.40 checked) print them in colon mode anyway, so the second one is kept for older gpg.
+# The options of every key listing we parse. A second --with-fingerprint is what makes gpg print
+# the subkeys' fingerprints in its human-readable listing (gpg 2.2.40 checked: one prints only
+# the primary's). In colon mode gpg 2.2 writes a subkey's 'fpr' record with or without it, and
+# parse_colons needs that record: the second flag asks for it explicitly rather than relying on
+# colon mode's default.
 LISTING = ["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--with-fingerprint", "--with-keygrip"]
 
 
