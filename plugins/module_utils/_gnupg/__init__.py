@@ -33,5 +33,5 @@ from .operations import IMPORT_RES_FIELDS, REVOCATION_REASONS, GnuPG  # noqa: F4
 from .runner import Result, Runner, gnupg_environment  # noqa: F401
 from .scratch import SCRATCH_ROOT_PREFIX, TemporaryGnuPG, scratch_root, sweep_scratch  # noqa: F401
 from .validation import (ALGORITHMS, CERT_DIGEST, GPG_BATCH_VALUE_MAX, MAX_UID_FIELD_LENGTH,  # noqa: F401
-                         expires_to_epoch, isotime, parse_expires,
+                         check_passphrase, expires_to_epoch, isotime, parse_expires,
                          validate_algorithm, validate_uid_field)

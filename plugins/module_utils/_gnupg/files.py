@@ -21,8 +21,8 @@ def ensure_private_dir(path):
     return path
 
 
-def write_private_file(path, data):
-    """Write ``data`` atomically as a 0600 file (the temporary file is 0600 from the start)."""
+def write_private_file(path, data, mode=0o600):
+    """Write ``data`` atomically as a ``mode`` (0600) file (the temporary file is 0600 from the start)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
@@ -30,7 +30,7 @@ def write_private_file(path, data):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -13,7 +13,7 @@ import time
 from .errors import GpgError, InvalidInput, KeyNotFound
 from .listing import LISTING, _unescape_colons, list_colons, mark_secret_presence, parse_colons, valid_signers
 from .runner import Runner
-from .validation import (ALGORITHMS, CERT_DIGEST, _as_list, _check_passphrase, _validate_usage, parse_expires,
+from .validation import (ALGORITHMS, CERT_DIGEST, _as_list, check_passphrase, _validate_usage, parse_expires,
                          validate_algorithm, validate_uid_field)
 
 
@@ -86,7 +86,7 @@ class GnuPG(Runner):
         validate_algorithm(algorithm)
         expiry = parse_expires(expires)
         usage = _validate_usage(usage, ("cert", "sign", "auth"))
-        _check_passphrase(passphrase)
+        check_passphrase(passphrase)
         lines = ["%s: %s" % item for item in ALGORITHMS[algorithm]["batch"].items()]
         lines.append("Key-Usage: %s" % ",".join(usage))
         if subkey_usage:
@@ -243,7 +243,7 @@ class GnuPG(Runner):
         Both passphrases go through the command fd: the agent asks for the old one, then the new.
         """
         for value in (old_passphrase, new_passphrase):
-            _check_passphrase(value)
+            check_passphrase(value)
         self.forget_passphrases()
         self.run(["--change-passphrase", fingerprint], command_input=[old_passphrase or "", new_passphrase or ""])
         self.forget_passphrases()

@@ -12,7 +12,7 @@ import subprocess
 
 from .errors import BadPassphrase, GpgError, KeyNotFound
 from .files import ensure_private_dir
-from .validation import _check_passphrase
+from .validation import check_passphrase
 
 
 class Result:
@@ -80,7 +80,7 @@ class Runner:
             "--no-tty", "--status-fd", "2", "--pinentry-mode", "loopback"]
         try:
             if passphrase is not None:
-                _check_passphrase(passphrase)
+                check_passphrase(passphrase)
                 fd = _pipe_with(passphrase.encode("utf-8") + b"\n")
                 fds.append(fd)
                 argv += ["--passphrase-fd", str(fd)]

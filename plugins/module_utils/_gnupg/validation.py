@@ -168,7 +168,7 @@ def expires_to_epoch(value, now=None):
     return now + count * {"d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}[unit]
 
 
-def _check_passphrase(passphrase):
+def check_passphrase(passphrase):
     """gpg reads a passphrase up to a newline and as a C string: a newline or NUL would cut it
     short, and the key would be protected by (or unlocked with) only the part before it."""
     if passphrase is not None and any(char in passphrase for char in "\n\r\0"):
