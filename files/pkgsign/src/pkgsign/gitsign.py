@@ -22,7 +22,9 @@ Configuration: $SIGN_CONF or /etc/sign.conf, as `sign`.
 import os
 import sys
 
-from . import client
+from .clientconf import read_conf, read_token, tls_settings
+from .clienterrors import SignError, UnknownKey
+from .transport import Api
 
 HASH_IDS = {"sha256": 8, "sha384": 9, "sha512": 10, "sha224": 11}
 SIGN_FLAGS = frozenset("bsa")
@@ -39,11 +41,11 @@ def _parse(argv):
         if arg.startswith("--status-fd"):
             value = arg.partition("=")[2] if "=" in arg else (args.pop(0) if args else "")
             if not value.isdigit():
-                raise client.SignError("--status-fd needs a descriptor number")
+                raise SignError("--status-fd needs a descriptor number")
             status_fd = int(value)
         elif arg in ("--local-user", "-u"):
             if not args:
-                raise client.SignError("%s needs a key" % arg)
+                raise SignError("%s needs a key" % arg)
             key = args.pop(0)
         elif arg.startswith("--local-user="):
             key = arg.partition("=")[2]
@@ -59,18 +61,18 @@ def _parse(argv):
                 if letter == "u":
                     key = cluster or (args.pop(0) if args else None)
                     if not key:
-                        raise client.SignError("-u needs a key")
+                        raise SignError("-u needs a key")
                     break
                 if letter not in SIGN_FLAGS:
-                    raise client.SignError("option -%s is not supported (this program only makes armored "
-                                           "detached signatures for git, and verifies through gpg)" % letter)
+                    raise SignError("option -%s is not supported (this program only makes armored "
+                                    "detached signatures for git, and verifies through gpg)" % letter)
                 flags.add(letter)
         else:
-            raise client.SignError("%s is not supported (this program only makes armored detached signatures "
-                                   "for git, and verifies through gpg)" % arg)
+            raise SignError("%s is not supported (this program only makes armored detached signatures "
+                            "for git, and verifies through gpg)" % arg)
     if flags:
         if not {"b", "s"} <= flags:
-            raise client.SignError("only detached signatures are made (git passes -bsau KEY)")
+            raise SignError("only detached signatures are made (git passes -bsau KEY)")
         mode = "sign"
     return mode, key, status_fd, None
 
@@ -90,7 +92,7 @@ def verify(argv, conf):
     try:
         os.execvp(gpg, [gpg] + extra + list(argv))
     except OSError as err:
-        raise client.SignError("cannot run %s: %s" % (gpg, err.strerror)) from None
+        raise SignError("cannot run %s: %s" % (gpg, err.strerror)) from None
 
 
 def sign(key, status_fd, conf):
@@ -100,13 +102,12 @@ def sign(key, status_fd, conf):
 
     digest_algo = (conf.get("hash") or "sha256").lower()
     if digest_algo not in HASH_IDS or digest_algo not in hashstate.ALGORITHMS:
-        raise client.SignError("hash %s in %s is not usable for git signatures (sha256, sha384, sha512)"
-                               % (digest_algo, conf["_path"]))
+        raise SignError("hash %s in %s is not usable for git signatures (sha256, sha384, sha512)"
+                        % (digest_algo, conf["_path"]))
     user = conf.get("git_key") or key_of(key) or conf.get("user")
     if not user:
-        raise client.SignError("no key: git passed none (-u) and %s has no 'git_key:' or 'user:'" % conf["_path"])
-    api = client.Api(conf["server"], client.read_token(conf), timeout=float(conf.get("timeout") or 120),
-                     **client.tls_settings(conf))
+        raise SignError("no key: git passed none (-u) and %s has no 'git_key:' or 'user:'" % conf["_path"])
+    api = Api(conf["server"], read_token(conf), timeout=float(conf.get("timeout") or 120), **tls_settings(conf))
     data = sys.stdin.buffer.read()
     state = hashstate.Hasher(digest_algo).update(data).state()
     answer = api.call("POST", "/sign", {"key": user, "digest_algo": digest_algo, "sig_type": "binary",
@@ -117,7 +118,7 @@ def sign(key, status_fd, conf):
         pubkey_algo = int(answer["pubkey_algo"])
         created = int(answer["creation_time"])
     except (TypeError, KeyError, IndexError, ValueError):
-        raise client.SignError("the server's answer to POST /sign has no signature") from None
+        raise SignError("the server's answer to POST /sign has no signature") from None
     sys.stdout.write(wire.armor(packet))
     sys.stdout.flush()
     if status_fd is not None:
@@ -133,16 +134,16 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         mode, key, status_fd, _rest = _parse(argv)
-        conf = client.read_conf()
+        conf = read_conf()
         if mode == "verify":
             return verify(argv, conf)
         if mode != "sign":
-            raise client.SignError("nothing to do: git runs this program with -bsau KEY (sign) or --verify")
+            raise SignError("nothing to do: git runs this program with -bsau KEY (sign) or --verify")
         return sign(key, status_fd, conf)
-    except client.UnknownKey as err:
+    except UnknownKey as err:
         print("pkgsign-git-sign: %s" % err, file=sys.stderr)
         return 1
-    except client.SignError as err:
+    except SignError as err:
         print("pkgsign-git-sign: %s" % err, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

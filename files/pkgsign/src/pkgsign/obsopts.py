@@ -1,5 +1,5 @@
 """obs-sign's command line as `sign` understands it: every option obs-sign has, whether it takes
-a value, and, for the ones `sign` refuses, why (one line each). parse_args in client.py reads
+a value, and, for the ones `sign` refuses, why (one line each). parse_args in cli.py reads
 this table; README.md's table of obs-sign options says the same (a test compares them).
 
 Standard library only, no imports: loaded by every `sign` run.

@@ -20,7 +20,7 @@ the server adds the signature's hashed area and finishes the hash (hashstate.py)
 anything is written; a package is rewritten only in place, through the same header code as
 ``sign -r`` (rpmheader.py), and only when it is a regular file of the caller's with one link.
 
-The transport is the ``sign`` client's (client.Api: HTTPS with the server always verified,
+The transport is the ``sign`` client's (transport.Api: HTTPS with the server always verified,
 optional client certificate). The token goes in the Authorization header; ``token_in_body=True``
 sends it as the document's ``token`` field instead (the same token, the same checks).
 """
@@ -30,8 +30,11 @@ import json
 import os
 import sys
 
-from . import client, hashstate, rpmheader
-from .client import SignError
+from . import hashstate, rpmheader
+from .clientconf import read_conf, read_token, tls_settings
+from .clienterrors import SignError
+from .clientfiles import check_in_place, creation_mode, write_new
+from .transport import Api
 
 __all__ = ["Oracle", "SignError"]
 
@@ -44,16 +47,16 @@ class Oracle:
         self.token = token
         self.token_in_body = token_in_body
         self.digest_algo = digest_algo
-        self.api = client.Api(server, token=None if token_in_body else token, timeout=timeout, ca_file=ca_file,
-                              client_cert=client_cert, client_key=client_key)
+        self.api = Api(server, token=None if token_in_body else token, timeout=timeout, ca_file=ca_file,
+                       client_cert=client_cert, client_key=client_key)
 
     @classmethod
     def from_conf(cls, path=None, **options):
         """An Oracle from sign.conf (``path``, else $SIGN_CONF, else /etc/sign.conf): its server,
         token file ($SIGN_TOKEN_FILE overrides) and TLS settings."""
-        conf = client.read_conf(path)
+        conf = read_conf(path)
         options.setdefault("digest_algo", conf.get("hash", "sha256").lower())
-        return cls(conf["server"], client.read_token(conf), **dict(client.tls_settings(conf), **options))
+        return cls(conf["server"], read_token(conf), **dict(tls_settings(conf), **options))
 
     def health(self):
         """The server's ``GET /health`` answer."""
@@ -80,7 +83,7 @@ class Oracle:
         """Sign the RPM at ``path`` in place with the key of (distribution, key_type); returns the
         server's answer. Refuses (SignError, file untouched) what is not an unsigned RPM with room
         for the signature, or a signature that is not the key's binary v4 signature."""
-        client.check_in_place(path)
+        check_in_place(path)
         try:
             package = rpmheader.load(path)
             package.check_signable()
@@ -92,7 +95,7 @@ class Oracle:
         packet = _packet(answer)
         try:
             package.write_signature(rpmheader.sigtag_for_packet(packet), packet,
-                                    check=lambda name, fd: client.check_in_place(name, os.fstat(fd)))
+                                    check=lambda name, fd: check_in_place(name, os.fstat(fd)))
         except (rpmheader.Unsupported, rpmheader.NotAnRpm) as err:
             raise SignError("%s: %s" % (path, err)) from None
         return answer
@@ -105,7 +108,7 @@ class Oracle:
             hasher.update_fd(handle.fileno())
         answer = self._sign("/sign/repodata", "repodata_hash", hasher.state(), distribution, key_type)
         _packet(answer)
-        client.write_new(output or path + ".asc", answer["signature"].encode("ascii"), client.creation_mode())
+        write_new(output or path + ".asc", answer["signature"].encode("ascii"), creation_mode())
         return answer
 
 
