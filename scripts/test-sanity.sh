@@ -19,7 +19,7 @@ OUT="$RESULTS_DIR/sanity"
 mkdir -p "$OUT" "$COPY"
 
 echo "sanity: copying the collection to $COPY"
-# -P keeps symlinks as symlinks (files/pkgsign/src/pkgsign/_gnupg.py), as in the repository.
+# -P keeps symlinks as symlinks (files/pkgsign/src/pkgsign/_gnupg/*.py), as in the repository.
 git ls-files -z --cached --others --exclude-standard |
     while IFS= read -r -d '' path; do
         if [ -e "$path" ] || [ -L "$path" ]; then printf '%s\0' "$path"; fi  # skip deleted files

@@ -21,13 +21,13 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import time
 
 from ansible_collections.pkgsign.signer.plugins.module_utils import _gnupg as gnupg
 
 DAY = 86400
-PRIMARY_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
+# The one algorithm table (_gnupg.validation.ALGORITHMS): the modules' choices come from it.
+PRIMARY_ALGORITHMS = tuple(gnupg.ALGORITHMS)
 SUBKEY_USAGES = ("sign", "encrypt", "auth")
 # gpg's import counters that mean the keyring got something new.
 IMPORT_CHANGE_COUNTERS = ("imported", "n_uids", "n_subk", "n_sigs", "n_revoc", "sec_imported")
@@ -134,18 +134,7 @@ def write_file(path, data, mode):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ModuleFailure("directory %s does not exist" % directory)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".pkgsign-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    gnupg.write_private_file(path, data, mode)
 
 
 def mode_differs(path, mode):
@@ -221,8 +210,10 @@ def get_key(gpg, selector, secret_primary=False, what="key"):
 
 
 def check_passphrase(passphrase):
-    if passphrase is not None and any(char in passphrase for char in "\n\r\0"):
-        raise ModuleFailure("passphrase must not contain newlines or NUL characters (gpg would cut it short)")
+    try:
+        gnupg.check_passphrase(passphrase)
+    except gnupg.InvalidInput as err:
+        raise ModuleFailure("%s (gpg would cut it short)" % err)
     return passphrase
 
 

@@ -163,6 +163,7 @@ removed:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pkgsign.signer.plugins.module_utils._openpgp import (
+    PRIMARY_ALGORITHMS,
     common_argument_spec,
     ensure_key,
     run_module,
@@ -175,7 +176,7 @@ def main():
         name=dict(type="str"),
         email=dict(type="str", required=True),
         comment=dict(type="str"),
-        algorithm=dict(type="str", default="rsa4096", choices=["rsa2048", "rsa3072", "rsa4096", "ed25519"]),
+        algorithm=dict(type="str", default="rsa4096", choices=list(PRIMARY_ALGORITHMS)),
         usage=dict(type="list", elements="str", default=["cert"], choices=["cert", "sign"]),
         expires=dict(type="str", default="0"),
         state=dict(type="str", default="present", choices=["present", "absent"]),

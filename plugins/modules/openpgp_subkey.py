@@ -134,6 +134,7 @@ removed:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pkgsign.signer.plugins.module_utils._openpgp import (
+    PRIMARY_ALGORITHMS,
     common_argument_spec,
     ensure_subkey,
     run_module,
@@ -145,7 +146,7 @@ def main():
     argument_spec.update(
         key=dict(type="str", required=True, no_log=False),
         usage=dict(type="str", default="sign", choices=["sign", "encrypt", "auth"]),
-        algorithm=dict(type="str", choices=["rsa2048", "rsa3072", "rsa4096", "ed25519"]),
+        algorithm=dict(type="str", choices=list(PRIMARY_ALGORITHMS)),
         expires=dict(type="str", default="0"),
         state=dict(type="str", default="present", choices=["present", "absent", "secret_absent"]),
     )

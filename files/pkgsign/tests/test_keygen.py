@@ -15,6 +15,8 @@ import pytest
 
 from conftest import run_admin
 from pkgsign import _gnupg
+from pkgsign.agent import KeyMaterialGeneration
+from pkgsign.keymaterial import add_subkey_from_keygrip, generate_key_from_keygrip
 from pkgsign.config import ConfigError, load_config
 from pkgsign.keystore import KeyStore, key_record
 
@@ -220,7 +222,7 @@ def test_reconcile_shreds_unbound_material_and_abandoned_scratch_homes(tmp_path,
 
 def test_a_generation_is_cancelled_at_once(tmp_path):
     home = tmp_path / "scratch"
-    generation = _gnupg.KeyMaterialGeneration(str(home), "rsa4096")
+    generation = KeyMaterialGeneration(str(home), "rsa4096")
     time.sleep(0.2)
     started = time.monotonic()
     generation.cancel()
@@ -232,7 +234,7 @@ def test_a_generation_is_cancelled_at_once(tmp_path):
 
 def test_key_material_generation_makes_one_unprotected_key(tmp_path):
     home = tmp_path / "scratch"
-    keygrip = _gnupg.KeyMaterialGeneration(str(home), "ed25519").wait()
+    keygrip = KeyMaterialGeneration(str(home), "ed25519").wait()
     path = home / "private-keys-v1.d" / (keygrip + ".key")
     assert stat.S_IMODE(os.stat(str(path)).st_mode) & 0o077 == 0
     text = path.read_bytes()
@@ -281,7 +283,7 @@ def test_pool_material_ready_during_generation_is_taken_and_the_generations_pool
     store = _store(tmp_path, generation_race=1, pool_size=1, pool_algorithms="rsa2048")
     stores.append(store)
     made = [tmp_path / "made0", tmp_path / "made1"]
-    keygrips = [_gnupg.KeyMaterialGeneration(str(home), "rsa2048").wait() for home in made]
+    keygrips = [KeyMaterialGeneration(str(home), "rsa2048").wait() for home in made]
     # the service's generations start late (a slow machine), so the pool material is there first
     slow_agent = tmp_path / "slow-gpg-agent"
     slow_agent.write_text("#!/bin/sh\nsleep 2\nexec gpg-agent \"$@\"\n")
@@ -317,12 +319,12 @@ def test_a_half_made_key_is_dropped_by_reconcile(tmp_path, stores):
     keygrips = []
     for number in range(2):
         home = tmp_path / ("half%d" % number)
-        keygrip = _gnupg.KeyMaterialGeneration(str(home), "ed25519").wait()
+        keygrip = KeyMaterialGeneration(str(home), "ed25519").wait()
         os.rename(str(home / "private-keys-v1.d" / (keygrip + ".key")),
                   os.path.join(store.private_keys_dir, keygrip + ".key"))
         keygrips.append(keygrip)
-    fingerprint = _gnupg.generate_key_from_keygrip(store.gnupg, keygrips[0], "half", "half#p@copr.test",
-                                                   algorithm="ed25519", usage=("cert",))
+    fingerprint = generate_key_from_keygrip(store.gnupg, keygrips[0], "half", "half#p@copr.test",
+                                            algorithm="ed25519", usage=("cert",))
     _gnupg.write_private_file(os.path.join(store.pending_dir, "half%23p@copr.test.json"),
                               json.dumps({"name_email": "half#p@copr.test", "started": 1,
                                           "keygrips": keygrips}).encode())
@@ -343,17 +345,17 @@ def test_subkey_from_material_gets_exactly_the_given_creation_time(tmp_path):
         keygrips = []
         for number in range(2):
             home = tmp_path / ("m%d" % number)
-            keygrip = _gnupg.KeyMaterialGeneration(str(home), "ed25519").wait()
+            keygrip = KeyMaterialGeneration(str(home), "ed25519").wait()
             os.makedirs(os.path.join(gpg.homedir, "private-keys-v1.d"), exist_ok=True)
             os.rename(str(home / "private-keys-v1.d" / (keygrip + ".key")),
                       os.path.join(gpg.homedir, "private-keys-v1.d", keygrip + ".key"))
             keygrips.append(keygrip)
         created = int(time.time()) - 5
-        fingerprint = _gnupg.generate_key_from_keygrip(gpg, keygrips[0], "t", "t@x.test", algorithm="ed25519",
-                                                       usage=("cert",), expires=3, created=created)
+        fingerprint = generate_key_from_keygrip(gpg, keygrips[0], "t", "t@x.test", algorithm="ed25519",
+                                                usage=("cert",), expires=3, created=created)
         with pytest.raises(_gnupg.InvalidInput, match="earlier second"):
-            _gnupg.add_subkey_from_keygrip(gpg, fingerprint, keygrips[1], expires=3, created=int(time.time()) + 1)
-        subkey = _gnupg.add_subkey_from_keygrip(gpg, fingerprint, keygrips[1], expires=3, created=created)
+            add_subkey_from_keygrip(gpg, fingerprint, keygrips[1], expires=3, created=int(time.time()) + 1)
+        subkey = add_subkey_from_keygrip(gpg, fingerprint, keygrips[1], expires=3, created=created)
         key = _gnupg.find_secret_key_by(gpg, fingerprint)
         assert [(sub.fingerprint, sub.created, sub.expires, sub.usage) for sub in key.subkeys] == [
             (subkey, created, created + 3 * 86400, ["sign"])]

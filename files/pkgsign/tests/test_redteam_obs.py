@@ -296,8 +296,10 @@ def test_git_verify_runs_no_program_of_the_caller_s_choice(instance, identity, t
     # a signature by a key nobody has: gpg wants to fetch it
     signer_home = tmp_path / "mallory"
     signer_home.mkdir(mode=0o700)
-    subprocess.run(["gpg", "--homedir", str(signer_home), "--batch", "--passphrase", "", "--quick-gen-key",
-                    "m <m@evil.test>", "ed25519", "sign"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # No passphrase (never one in argv: test_secrets samples every command line during the soak).
+    subprocess.run(["gpg", "--homedir", str(signer_home), "--batch", "--pinentry-mode", "loopback",
+                    "--passphrase-fd", "0", "--quick-gen-key", "m <m@evil.test>", "ed25519", "sign"],
+                   input=b"\n", check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     data = os.path.join(build, "object")
     with open(data, "wb") as handle:
         handle.write(b"tree 0\n")

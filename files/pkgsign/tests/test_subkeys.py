@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ED_KEY, RSA_KEY, Instance, rpm_checksig, run_admin, state_json
 from pkgsign import _gnupg
+from pkgsign.agent import KeyMaterialGeneration
 from pkgsign.keystore import NoSigningKey, key_record, signing_part
 
 
@@ -321,7 +322,7 @@ def test_state_from_before_subkeys_keeps_signing_with_the_primary(tmp_path):
 
     KeyStore(load_config(inst.config)).save_metadata(old_record)
     scratch = tmp_path / "old-pool"
-    keygrip = _gnupg.KeyMaterialGeneration(str(scratch), "ed25519").wait()
+    keygrip = KeyMaterialGeneration(str(scratch), "ed25519").wait()
     os.makedirs(str(root / "pool" / "ready"), exist_ok=True)
     os.rename(str(scratch / "private-keys-v1.d" / (keygrip + ".key")),
               str(root / "pool" / "ready" / ("ed25519-%s.key" % keygrip)))

@@ -9,8 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 # The limits below come from the code that enforces them (one source).
-from pkgsign.config import (DEFAULT_EMAIL_PATTERN, ORACLE_DEFAULT_DISTRIBUTION, ORACLE_MAX_NAME,  # noqa: E402
-                            ORACLE_NAME_PATTERN)
+from pkgsign.config import (DEFAULT_EMAIL_PATTERN, KEYGEN_ALGORITHMS, ORACLE_DEFAULT_DISTRIBUTION,  # noqa: E402
+                            ORACLE_MAX_NAME, ORACLE_NAME_PATTERN)
 
 err = {"$ref": "#/components/responses/Error"}
 
@@ -78,7 +78,7 @@ spec = {
                                        "(m = 30 days, y = 365 days; copr-keygen's default is 5y) or YYYY-MM-DD; at most "
                                        "36500 days and not after 2106-02-07"},
                     "algorithm": {"type": "string", "nullable": True,
-                                  "enum": ["rsa2048", "rsa3072", "rsa4096", "ed25519", None]}}},
+                                  "enum": list(KEYGEN_ALGORITHMS) + [None]}}},
             "GenKeyResponse": {
                 "type": "object", "required": ["name_email", "fingerprint", "algorithm", "created"],
                 "properties": {"name_email": {"type": "string"}, "fingerprint": {"type": "string"},

@@ -572,7 +572,7 @@ def build_parser():
 
     init = sub.add_parser("init", help="create a self-contained instance in DIR")
     init.add_argument("dir")
-    init.add_argument("--algorithm", default="rsa4096", choices=("rsa2048", "rsa3072", "rsa4096", "ed25519"))
+    init.add_argument("--algorithm", default="rsa4096", choices=tuple(_gnupg.ALGORITHMS))
     init.add_argument("--server", help="URL written into DIR/sign.conf (default http://%s)" % DEFAULT_BIND)
     init.add_argument("--force", action="store_true")
     init.set_defaults(func=cmd_init)

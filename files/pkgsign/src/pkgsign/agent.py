@@ -1,18 +1,22 @@
-"""Persistent Assuan connections to gpg-agent, used to sign digests.
+"""Everything the service says to gpg-agent in its Assuan protocol.
 
-gpg itself asks the agent to sign exactly this way (SIGKEY, SETHASH, PKSIGN); keeping a few
-connections open avoids starting a gpg process per signature, which is what makes obs-signd slow.
+Persistent connections used to sign digests: gpg itself asks the agent to sign exactly this way
+(SIGKEY, SETHASH, PKSIGN); keeping a few connections open avoids starting a gpg process per
+signature, which is what makes obs-signd slow. Private agents of our own (one per connection),
+and key material made by an agent of ours (GENKEY) for the keygen pool.
 """
 
 import logging
+import os
 import queue
+import re
 import socket
 import subprocess
 import threading
 import time
 from urllib.parse import unquote_to_bytes
 
-from ._gnupg import GpgError
+from ._gnupg import ALGORITHMS, GpgError, ensure_private_dir, gnupg_environment, validate_algorithm
 from .wire import HASH_IDS
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ class AgentConnection:
     def private(cls, gnupg, timeout: float = 120.0):
         """A connection to a new gpg-agent in server mode for ``gnupg``'s homedir (its own process:
         signatures on separate private agents run on separate cores)."""
-        process, sock = gnupg.start_private_agent()
+        process, sock = start_private_agent(gnupg)
         sock.settimeout(timeout)
         conn = cls.__new__(cls)
         conn._open(sock, process)
@@ -291,3 +295,93 @@ class AgentPool:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 break
+
+
+def start_private_agent(gnupg):
+    """A gpg-agent of our own for ``gnupg``'s homedir, serving Assuan on a socket pair: (process, socket).
+
+    The agent reads the same ``private-keys-v1.d`` as the homedir's shared agent but is a
+    separate process, so several of them sign on several cores at once (one agent signs one
+    signature at a time). It exits when our end of the socket closes, also when we are killed.
+    """
+    ours, theirs = socket.socketpair()
+    try:
+        proc = subprocess.Popen([agent_binary_for(gnupg.binary), "--homedir", gnupg.homedir, "--server"],
+                                stdin=theirs, stdout=theirs, stderr=subprocess.DEVNULL,
+                                env=gnupg.environment(), close_fds=True)
+    except OSError as exc:
+        ours.close()
+        raise GpgError("cannot run gpg-agent: %s" % exc)
+    finally:
+        theirs.close()
+    return proc, ours
+
+
+def agent_binary_for(gpg_binary):
+    """The gpg-agent that belongs to ``gpg_binary`` (its sibling when given as a path)."""
+    if os.path.dirname(gpg_binary):
+        sibling = os.path.join(os.path.dirname(gpg_binary), "gpg-agent")
+        if os.path.exists(sibling):
+            return sibling
+    return "gpg-agent"
+
+
+class KeyMaterialGeneration:
+    """One unprotected secret key made by a gpg-agent of our own, with no OpenPGP key around it.
+
+    The agent runs in server mode (the Assuan protocol on its stdin and stdout, no socket) as
+    our child in ``homedir`` (private, fresh): the key lands in ``homedir/private-keys-v1.d`` as
+    ``<keygrip>.key``, ready for generate_key_from_keygrip. Being our child, the agent inherits
+    the caller's CPU priority, and ``cancel()`` stops it at once, even in the middle of an RSA
+    prime search (an agent behind a socket answers nothing until such a search ends). gpg's
+    --gen-key would also self-sign and write a keyring and a revocation certificate: wasted
+    work for material that is bound to its user id later. ``keep_fds`` stay open in the agent
+    until it exits (a lock telling others that the home is still being written).
+    """
+
+    def __init__(self, homedir, algorithm, agent_binary="gpg-agent", keep_fds=()):
+        validate_algorithm(algorithm)
+        self.homedir = ensure_private_dir(os.path.abspath(homedir))
+        env = gnupg_environment(self.homedir)
+        # The inquired KEYPARAM is answered ahead: the agent reads it when it asks.
+        self._commands = ("GENKEY --no-protection\nD %s\nEND\nBYE\n" % ALGORITHMS[algorithm]["agent"]).encode("ascii")
+        self.cancelled = False
+        try:
+            self.proc = subprocess.Popen([agent_binary, "--homedir", self.homedir, "--server"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, pass_fds=list(keep_fds))
+        except OSError as exc:
+            raise GpgError("cannot run %s: %s" % (agent_binary, exc))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def wait(self, timeout=None):
+        """The keygrip of the new key; GpgError when the agent failed or was cancelled."""
+        try:
+            out, err = self.proc.communicate(self._commands, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            self.proc.communicate()
+            raise GpgError("gpg-agent did not generate a key within %s s" % timeout)
+        if self.cancelled:
+            raise GpgError("key generation cancelled")
+        replies = out.decode("utf-8", "replace").splitlines()
+        failures = [line[4:] for line in replies if line.startswith("ERR ")]
+        if failures or self.proc.returncode != 0 or "OK" not in replies:
+            detail = failures[-1] if failures else (err.decode("utf-8", "replace").strip().splitlines() or [
+                "exit status %s" % self.proc.returncode])[-1]
+            raise GpgError("gpg-agent GENKEY failed: %s" % detail, self.proc.returncode, err.decode("utf-8", "replace"))
+        directory = os.path.join(self.homedir, "private-keys-v1.d")
+        made = [name for name in os.listdir(directory) if re.match(r"^[0-9A-F]{40}\.key$", name)]
+        if len(made) != 1:
+            raise GpgError("gpg-agent left %d key files in %s, expected one" % (len(made), directory))
+        return made[0][:-len(".key")]
+
+    def cancel(self):
+        self.cancelled = True
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from logging.handlers import SysLogHandler
 from typing import Dict, List, Optional, Tuple
 
+from ._gnupg import ALGORITHMS
+
 DEFAULT_CONFIG_PATH = "/etc/pkgsign/pkgsign.conf"
 CONFIG_HELP = "instance configuration (default: $PKGSIGN_CONFIG, else %s)" % DEFAULT_CONFIG_PATH
-KEYGEN_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
+KEYGEN_ALGORITHMS = tuple(ALGORITHMS)  # the one algorithm table (_gnupg.validation)
 KNOWN_DIGESTS = ("sha1", "sha224", "sha256", "sha384", "sha512")
 # copr-keygen's form (README.md, "name_email"), ASCII only and without its degenerate cases: an
 # owner (one leading "@" for a Copr group), "#", a project, "@", a domain. Owner and project are

@@ -32,6 +32,7 @@ import threading
 import time
 
 from . import _gnupg
+from .agent import KeyMaterialGeneration, agent_binary_for
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,8 @@ class Candidate:
         os.rename(unnamed, os.path.join(self.home, LOCK_NAME))
         try:
             # The agent inherits the lock: if we die, the home stays "in use" until it exits.
-            self.generation = _gnupg.KeyMaterialGeneration(os.path.join(self.home, "gnupg"), algorithm,
-                                                           agent_binary=maker.agent_binary, keep_fds=(self._lock_fd,))
+            self.generation = KeyMaterialGeneration(os.path.join(self.home, "gnupg"), algorithm,
+                                                    agent_binary=maker.agent_binary, keep_fds=(self._lock_fd,))
         except BaseException:
             self.discard()
             raise
@@ -121,7 +122,7 @@ class KeyMaker:
 
     def __init__(self, config, gpg_binary="gpg"):
         self.scratch_root = _gnupg.ensure_private_dir(os.path.join(config.state_dir, "keygen"))
-        self.agent_binary = _gnupg.agent_binary_for(gpg_binary)
+        self.agent_binary = agent_binary_for(gpg_binary)
         self.race_width = max(1, config.generation_race)
         self._active = 0
         self._active_lock = threading.Lock()

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from . import _gnupg
 from .config import KEYGEN_ALGORITHMS, ascii_lower
+from .keymaterial import add_subkey_from_keygrip, generate_key_from_keygrip
 from .keypool import KEY_PARTS, RACED_ALGORITHMS, KeyMaker, KeyPool
 
 log = logging.getLogger(__name__)
@@ -502,14 +503,14 @@ class KeyStore:
         # (add_subkey_from_keygrip), and both parts must get exactly this creation time.
         created = int(time.time()) - 1
         with self.keyring_lock(exclusive=True) as keyring_fd:
-            fingerprint = _gnupg.generate_key_from_keygrip(self.gnupg, primary_grip, name_real, name_email,
-                                                           comment=name_comment, algorithm=algorithm,
-                                                           usage=("cert",), expires=expire_days,
-                                                           keep_fds=(email_fd, keyring_fd), created=created)
+            fingerprint = generate_key_from_keygrip(self.gnupg, primary_grip, name_real, name_email,
+                                                    comment=name_comment, algorithm=algorithm,
+                                                    usage=("cert",), expires=expire_days,
+                                                    keep_fds=(email_fd, keyring_fd), created=created)
             try:
-                signing_fingerprint = _gnupg.add_subkey_from_keygrip(self.gnupg, fingerprint, signing_grip,
-                                                                     usage="sign", expires=expire_days,
-                                                                     created=created, keep_fds=(email_fd, keyring_fd))
+                signing_fingerprint = add_subkey_from_keygrip(self.gnupg, fingerprint, signing_grip,
+                                                              usage="sign", expires=expire_days,
+                                                              created=created, keep_fds=(email_fd, keyring_fd))
             except _gnupg.GpgError:
                 # A certify-only key cannot sign: never keep it half made.
                 self.gnupg.delete_key(fingerprint, secret=True)
@@ -969,8 +970,8 @@ def remake_self_signatures(gnupg, key, passphrase=None, lock=None):
             sub = subkeys[part["name"]]
             scratch.run(["--edit-key", key.fingerprint, "key %s" % sub.fingerprint, "delkey", "save"],
                         command_input=["y"])
-            made = _gnupg.add_subkey_from_keygrip(scratch, key.fingerprint, sub.keygrip, usage=sub.usage,
-                                                  expires=expiry(sub), created=sub.created)
+            made = add_subkey_from_keygrip(scratch, key.fingerprint, sub.keygrip, usage=sub.usage,
+                                           expires=expiry(sub), created=sub.created)
             if made.upper() != sub.fingerprint.upper():
                 raise RemakeError("subkey %s came back as %s" % (sub.fingerprint, made))
             rebound.append(sub)

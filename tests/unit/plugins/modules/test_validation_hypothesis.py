@@ -57,7 +57,7 @@ class GpgSpy:
             spy.calls.append(list(argv))
             return real_run(argv, *more, **kwargs)  # pylint: disable=subprocess-run-check
 
-        monkeypatch.setattr(gnupg.subprocess, "run", run)
+        monkeypatch.setattr(subprocess, "run", run)
 
 
 @pytest.fixture
