@@ -222,7 +222,7 @@ def _burst(copr, source, count, email):
         status, headers, answer = raw_post(copr, "/gen_key", body, {"Content-Type": "application/json"}, source)
         results.append((status, headers.get("Retry-After"), answer))
 
-    threads = [threading.Thread(target=one) for _ in range(count)]
+    threads = [threading.Thread(target=one) for _index in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -55,7 +55,7 @@ def published(instance, tmp_path_factory):
     for key in (ED_KEY, RSA_KEY):
         proc = instance.sign("-u", key, "-p")
         assert proc.returncode == 0, proc.stderr
-        path = root / ("%s.asc" % key.split("@")[0].replace("#", "-"))
+        path = root / ("%s.asc" % key.split("@", maxsplit=1)[0].replace("#", "-"))
         path.write_bytes(proc.stdout)
         home.import_keys(proc.stdout)
         keys[key] = path

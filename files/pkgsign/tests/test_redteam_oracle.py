@@ -257,7 +257,7 @@ def test_token_in_body_and_header_at_once_is_refused(oracle):
 
 def test_a_body_token_meets_every_check_a_header_token_meets(oracle):
     """Rate limit, scope and client-certificate binding apply to a token sent in the body."""
-    for _ in range(2):
+    for _attempt in range(2):
         assert post(oracle, "/sign/rpm", rpm_body(), token="alice-slow", header=False)[0] == 200
     assert_refused(post(oracle, "/sign/rpm", rpm_body(), token="alice-slow", header=False), 429)
     assert_refused(post(oracle, "/sign/rpm", rpm_body(), token="keygen-all", header=False), 403)

@@ -61,9 +61,9 @@ class Budgets:
         ``free_keygen_worker``); 503 with Retry-After at once when all are taken: never a wait,
         which would hold a worker."""
         if not self._share.acquire(blocking=False):
+            share = self.config.serve_workers - self.config.reserved_workers
             raise BudgetExceeded(503, "%d key generation requests are being served, the most this server "
-                                      "serves at once; retry later" % (self.config.serve_workers
-                                                                        - self.config.reserved_workers),
+                                      "serves at once; retry later" % share,
                                  max(5, min(self.config.keygen_wait, 60)))
 
     def free_keygen_worker(self):

@@ -296,4 +296,3 @@ def _main(argv):
     if "clearsign" in by_mode:
         clearsign(Signer(api, user, digest_algo, sig_type="text"), texts, jobs)
     return 0
-

@@ -30,6 +30,7 @@ def ascii_lower(text: str) -> str:
     one name reach another's key."""
     return text.translate(_ASCII_LOWER)
 
+
 # The Blind Oracle's [oracle] table (oracle.py): DISTRIBUTION/KEY_TYPE = KEY; the one source of
 # the endpoints' name limits (tools/openapi.py publishes them).
 ORACLE_MAX_NAME = 64
@@ -249,6 +250,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         re.compile(pattern, re.ASCII)
     except re.error as err:
         raise ConfigError("[keygen] name_email_pattern is not a valid regular expression: %s" % err) from None
+
     def networks_of(section, key):
         found = []
         for item in _split_list(get(section, key)):
