@@ -16,7 +16,7 @@ from .agent import AgentError, AgentPool
 from .audit import AuditLog
 from .budget import BudgetExceeded, Budgets
 from .config import load_config
-from .keystore import KeyStore, KeyStoreError, UnknownKey
+from .keystore import KeyStore, KeyStoreError, NotOurKey, UnknownKey
 from .openpgp import build_hashed_area, signature_packets
 from .tokens import RateLimiter, TokenFileError, TokenStore
 from .wire import SIG_TYPES, armor, trailer
@@ -287,6 +287,8 @@ def create_app(config=None):
                                                     algorithm, days, created_by=token.id if token else None)
         except _gnupg.InvalidInput as err:
             raise ApiError(400, str(err))
+        except NotOurKey as err:  # audited as a refusal (409) by audit_refusal
+            raise ApiError(409, str(err))
         except (_gnupg.GpgError, KeyStoreError) as err:
             log.error("key generation for %s failed: %s", email, getattr(err, "stderr", "") or err)
             audit("gen_key", "error", key=email)
@@ -384,6 +386,10 @@ def create_app(config=None):
             states = [hashstate.parse_state(digest_algo, item, index) for index, item in enumerate(items)]
         except hashstate.StateError as err:
             raise ApiError(400, str(err))
+        try:
+            record = service.keys.current(record)  # revoked/expired/deleted by hand: refused at once
+        except UnknownKey:
+            raise ApiError(404, "unknown key: %s" % name)
         _check_usable(record, name)
         try:
             budgets.charge_signatures(token.id, len(states))  # [budget] signatures: one per state

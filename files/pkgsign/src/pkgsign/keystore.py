@@ -48,6 +48,16 @@ class UnknownKey(LookupError):
     """No key answers to that name."""
 
 
+class NotOurKey(Exception):
+    """A key with that email is in the keyring but the service did not make or import it (no
+    metadata): /gen_key refuses rather than take it over (after which DELETE could remove it)."""
+
+    def __init__(self, email, fingerprint):
+        super().__init__("a key for %s (%s) is in the keyring but was not made by this service nor imported with "
+                         "pkgsign-admin import-copr; it is not handed out or taken over" % (email, fingerprint))
+        self.fingerprint = fingerprint
+
+
 def _file_name(name_email: str) -> str:
     # Emails are restricted by the config pattern, but stay safe if an operator loosens it.
     return quote(name_email.lower(), safe="@#+-_.") + ".json"
@@ -174,6 +184,7 @@ class KeyStore:
         self._thread_locks_guard = threading.Lock()
         self._alias_cache = {}
         self._alias_cache_lock = threading.Lock()
+        self._current = {}  # fingerprint -> (keyring stamp, the key's signing fields as listed then)
         self._email_re = re.compile(config.name_email_pattern)
         _ensure_gpg_conf(config.gnupg_home)
         self.maker = KeyMaker(config, self.gnupg.binary)
@@ -308,6 +319,34 @@ class KeyStore:
             self._alias_cache[name.upper()] = (time.monotonic() + 60, record, stamp)
         return record
 
+    _CURRENT_PRUNE_AT = 4096
+
+    def current(self, record: dict) -> dict:
+        """``record`` with its signing fields (signing subkey, revoked, expires, signing_problem) as
+        the keyring has them now: a signing subkey revoked or expired by hand, or a key deleted,
+        stops signing at once, not after ``maintain`` refreshes the metadata.
+
+        Two gpg runs (public and secret listing of this key) per change of the keyring (keyed on pubring.kbx's inode, size
+        and times, which every gpg write changes), so a steady signer runs no gpg. UnknownKey when
+        the key is gone."""
+        fingerprint = record["fingerprint"]
+        stamp = self._keyring_stamp()
+        with self._alias_cache_lock:
+            cached = self._current.get(fingerprint)
+        if cached is None or cached[0] != stamp or stamp is None:
+            with self.keyring_lock():
+                listed = _gnupg.find_keys_by(self.gnupg, fingerprint)  # secrets too: a ssb# subkey never signs
+            listed = [key for key in listed if key.fingerprint == fingerprint]
+            if not listed:
+                raise UnknownKey(fingerprint)
+            fresh = key_record(listed[0], record.get("name_email") or None, record.get("origin", "generated"))
+            cached = (stamp, {field: fresh[field] for field in RECORD_KEY_FIELDS if field != "uids"})
+            with self._alias_cache_lock:
+                if len(self._current) >= self._CURRENT_PRUNE_AT:
+                    self._current.clear()
+                self._current[fingerprint] = cached
+        return dict(record, **cached[1])
+
     def _keyring_stamp(self):
         """What changes whenever gpg writes the public keyring (None when there is none)."""
         try:
@@ -397,10 +436,9 @@ class KeyStore:
             if listed:
                 existing = self.lookup_gpg("<%s>" % name_email)
             if existing is not None:
-                # In the keyring without metadata (imported by hand): adopt it.
-                record = key_record(existing, name_email, origin="adopted")
-                self.save_metadata(record)
-                return False, record
+                # In the keyring without metadata (a release key imported by hand, say): never the
+                # service's to hand out or delete. import-copr writes metadata for what it imports.
+                raise NotOurKey(name_email, existing.fingerprint)
             marker = os.path.join(self.pending_dir, _file_name(name_email))
             started = int(time.time())
 
