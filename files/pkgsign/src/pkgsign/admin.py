@@ -12,8 +12,8 @@ import time
 
 from . import _gnupg
 from .config import CONFIG_HELP, ConfigError, load_config
-from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, read_tokens, remove_idle_rate_limit_files,
-                     revoke_token)
+from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, grant_key, read_tokens,
+                     remove_idle_rate_limit_files, revoke_token, validate_token_fields)
 
 DEFAULT_BIND = "127.0.0.1:5003"
 # Commands that work without an existing instance: they run as whoever started them.
@@ -149,8 +149,18 @@ def cmd_token_add(args, replace=False):
     config = load_config(args.config)
     binding = _client_cert_binding(args)
     secret = _read_secret_from_stdin() if args.stdin else None
+    keep = getattr(args, "keep_pins", None)
+    if keep is not None:  # a rotation: the keys stay those the token was bound to
+        pinned, granted = keep
+    else:  # each pattern bound to the fingerprints it matches now (tokens.py, docs/security.md)
+        from .keystore import KeyStore
+
+        validate_token_fields(args.id, _split(args.scopes), _split(args.keys), args.rate)
+        pinned, granted = KeyStore(config).pin_patterns(_split(args.keys)), {}
+        args.pinned = {pattern: len(fps) for pattern, fps in pinned.items()}
     created = add_token(config.tokens_file, args.id, _split(args.scopes), _split(args.keys), secret=secret,
-                        rate=args.rate, replace=replace or args.replace, client_cert_sha256=binding)
+                        rate=args.rate, replace=replace or args.replace, client_cert_sha256=binding,
+                        pinned=pinned, granted=granted)
     if not args.stdin:
         print(created)  # shown once; only its hash is stored
     _say("token %s %s" % (args.id, "rotated" if (replace or args.replace) else "added"))
@@ -166,9 +176,30 @@ def cmd_token_rotate(args):
     args.scopes = ",".join(entry.get("scopes", []))
     args.keys = ",".join(entry.get("keys", []))
     args.rate = entry.get("rate")
+    args.keep_pins = (entry["pinned"], entry.get("granted") or {}) if "pinned" in entry else (None, None)
     if not (args.client_cert or args.client_cert_sha256 or args.unbind_client_cert):
         args.client_cert_sha256 = entry.get("client_cert_sha256")  # a rotation keeps the binding
     cmd_token_add(args, replace=True)
+
+
+def cmd_token_grant(args):
+    """Grant one key (named by email, fingerprint, key id or alias; resolved now) to a token whose
+    patterns bind to fingerprints: the explicit act a new rotation cycle needs."""
+    from .keystore import KeyStore, UnknownKey
+
+    config = load_config(args.config)
+    store = KeyStore(config)
+    try:
+        record = store.resolve(args.key)
+    except UnknownKey:
+        raise AdminError("no key %r on this server" % args.key) from None
+    entry = read_tokens(config.tokens_file).get(args.id)
+    if not isinstance(entry, dict) or entry.get("revoked"):
+        raise AdminError("no active token %r" % args.id)
+    names = store.names_of(record, args.key)
+    grant_key(config.tokens_file, args.id, record["fingerprint"], names)
+    args.fingerprint = record["fingerprint"]
+    _say("token %s granted key %s (%s)" % (args.id, record["fingerprint"], record.get("name_email") or args.key))
 
 
 def cmd_token_revoke(args):
@@ -449,7 +480,7 @@ def cmd_import_copr(args):
 
 # -- audit of administration -------------------------------------------------------------
 
-AUDITED_TOKEN_COMMANDS = ("add", "rotate", "revoke")
+AUDITED_TOKEN_COMMANDS = ("add", "rotate", "revoke", "grant")
 
 
 def _audit_admin(config, operation, result, **fields):
@@ -478,7 +509,8 @@ def _audited_token_command(func):
         except (AdminError, TokenFileError) as err:
             _audit_admin(config, operation, "refused", token_id=args.id, reason=str(err))
             raise
-        fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace")
+        fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace", "pinned", "key",
+                                                         "fingerprint")
                   if getattr(args, name, None) not in (None, "")}
         for name in ("scopes", "keys"):
             if name in fields:
@@ -528,6 +560,11 @@ def build_parser():
                          help="bind the token to this TLS client certificate (PEM): refused on any other connection")
         tok.add_argument("--client-cert-sha256", metavar="HEX",
                          help="bind the token to the client certificate with this SHA-256 fingerprint")
+    grant = token_sub.add_parser("grant", help="grant a token one more key (a new rotation cycle of its keys)")
+    grant.add_argument("--config", help=CONFIG_HELP)
+    grant.add_argument("--id", required=True)
+    grant.add_argument("--key", required=True, help="the key: email, fingerprint, key id or alias (resolved now)")
+    grant.set_defaults(func=cmd_token_grant)
     revoke = token_sub.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("--config", help=CONFIG_HELP)
     revoke.add_argument("--id", required=True)

@@ -181,7 +181,7 @@ def create_app(config=None):
         return token
 
     def authorize_key(token, record, requested):
-        if token is not None and not token.allows_key(service.keys.names_of(record, requested)):
+        if token is not None and not token.allows_key(service.keys.names_of(record, requested), record["fingerprint"]):
             raise ApiError(403, "token %s may not use key %s" % (token.id, requested))
 
     def json_body():
@@ -295,7 +295,9 @@ def create_app(config=None):
             raise ApiError(500, "key generation failed: %s" % getattr(err, "message", err))
         finally:
             budgets.release(slot)
-        audit("gen_key", "created" if created else "exists", key=email, fingerprint=record["fingerprint"])
+        granted = created and token is not None and token.pins_keys and _grant_made_key(config, token, record)
+        audit("gen_key", "created" if created else "exists", key=email, fingerprint=record["fingerprint"],
+              **({"granted": token.id} if granted else {}))
         if created:
             log.info("generated %s key %s for %s in %.2f s", algorithm, record["fingerprint"], email,
                      time.monotonic() - started)
@@ -496,6 +498,19 @@ def _admit_keygen(budgets, keys, token, address, email, algorithm, audit):
     except BudgetExceeded as err:
         audit("gen_key", "refused", key=email, status=err.status, reason=err.message)
         raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
+
+
+def _grant_made_key(config, token, record):
+    """A key a token with fingerprint-bound patterns made is granted to it (tokens.py): only a key
+    created now, never one that existed (that would widen a token by asking for a known email)."""
+    from .tokens import grant_key
+
+    try:
+        return grant_key(config.tokens_file, token.id, record["fingerprint"], [record["name_email"]],
+                         only_if_pinning=True)
+    except (OSError, TokenFileError) as err:
+        log.error("granting key %s to token %s failed: %s", record["fingerprint"], token.id, err)
+        return False
 
 
 def _names_before_lookup(name, aliases):

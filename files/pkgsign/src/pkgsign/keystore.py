@@ -13,6 +13,7 @@ every metadata entry its key.
 """
 
 import fcntl
+import fnmatch
 import hashlib
 import json
 import logging
@@ -368,6 +369,27 @@ class KeyStore:
             if target.lower() in names:
                 names.add(alias)
         return names
+
+    def pin_patterns(self, patterns):
+        """pattern -> primary fingerprints of the keys with secret material here that the pattern
+        matches now (by any name: email, uid email, fingerprint, key id, alias), for every pattern
+        that binds (tokens.pattern_is_pinned). Lists the whole keyring once: an admin operation."""
+        from .tokens import pattern_is_pinned
+
+        wanted = [p.lower() for p in patterns if pattern_is_pinned(p)]
+        if not wanted:
+            return {}
+        by_fingerprint = {record["fingerprint"]: record for record in self.all_metadata()}
+        with self.keyring_lock():
+            keys = self.gnupg.list_keys(secret=True)
+        pins = {pattern: [] for pattern in wanted}
+        for key in keys:
+            record = by_fingerprint.get(key.fingerprint) or key_record(key, origin="keyring")
+            names = self.names_of(record, record["fingerprint"])
+            for pattern in wanted:
+                if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                    pins[pattern].append(key.fingerprint)
+        return pins
 
     # -- generation ----------------------------------------------------------------------
 
