@@ -313,7 +313,9 @@ def test_backup_carries_rotated_logs_and_the_audit_key(sealed, tmp_path):
                             "--output-dir", str(tmp_path / "backups")).stdout.strip()
         run_admin("init", str(tmp_path / "target"), "--algorithm", "ed25519")
         target = str(tmp_path / "target" / "pkgsign.conf")
-        run_admin("restore", "--config", target, "--archive", archive, "--gnupghome", str(tmp_path / "op"), "--force")
+        (tmp_path / "backup-key.asc").write_text(run_admin("backup-key", "--config", sealed["inst"].config).stdout)
+        run_admin("restore", "--config", target, "--archive", archive, "--gnupghome", str(tmp_path / "op"),
+                  "--backup-key", str(tmp_path / "backup-key.asc"), "--force")
     finally:
         operator.kill_agent()
     restored = sorted(os.path.basename(name) for _number, name in rotated_files(str(tmp_path / "target" / "audit.log")))
