@@ -6,7 +6,6 @@ real gpg; the WSGI application through Flask's test client."""
 
 import configparser
 import json
-import os
 
 import pytest
 

@@ -155,12 +155,12 @@ def cmd_token_add(args, replace=False):
     else:  # each pattern bound to the fingerprints it matches now (tokens.py, docs/security.md)
         from .keystore import KeyStore
 
-        validate_token_fields(args.id, _split(args.scopes), _split(args.keys), args.rate)
+        validate_token_fields(args.id, _split(args.scopes), _split(args.keys), args.rate, args.max_keys)
         pinned, granted = KeyStore(config).pin_patterns(_split(args.keys)), {}
         args.pinned = {pattern: len(fps) for pattern, fps in pinned.items()}
     created = add_token(config.tokens_file, args.id, _split(args.scopes), _split(args.keys), secret=secret,
                         rate=args.rate, replace=replace or args.replace, client_cert_sha256=binding,
-                        pinned=pinned, granted=granted)
+                        pinned=pinned, granted=granted, max_keys=getattr(args, "max_keys", None))
     if not args.stdin:
         print(created)  # shown once; only its hash is stored
     _say("token %s %s" % (args.id, "rotated" if (replace or args.replace) else "added"))
@@ -176,6 +176,7 @@ def cmd_token_rotate(args):
     args.scopes = ",".join(entry.get("scopes", []))
     args.keys = ",".join(entry.get("keys", []))
     args.rate = entry.get("rate")
+    args.max_keys = entry.get("max_keys")
     args.keep_pins = (entry["pinned"], entry.get("granted") or {}) if "pinned" in entry else (None, None)
     if not (args.client_cert or args.client_cert_sha256 or args.unbind_client_cert):
         args.client_cert_sha256 = entry.get("client_cert_sha256")  # a rotation keeps the binding
@@ -510,7 +511,7 @@ def _audited_token_command(func):
             _audit_admin(config, operation, "refused", token_id=args.id, reason=str(err))
             raise
         fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace", "pinned", "key",
-                                                         "fingerprint")
+                                                         "fingerprint", "max_keys")
                   if getattr(args, name, None) not in (None, "")}
         for name in ("scopes", "keys"):
             if name in fields:
@@ -549,6 +550,8 @@ def build_parser():
             tok.add_argument("--scopes", required=True, help="comma-separated: %s" % ", ".join(SCOPES))
             tok.add_argument("--keys", required=True, help="comma-separated key patterns (fnmatch), '*' for all")
             tok.add_argument("--rate", help="rate limit REQUESTS/SECONDS for this token")
+            tok.add_argument("--max-keys", help="most keys this token may have made through /gen_key and not "
+                                                "deleted (default: [budget] keys_per_token)")
             tok.add_argument("--replace", action="store_true", help="replace an existing token of that id")
             tok.set_defaults(func=cmd_token_add)
         else:

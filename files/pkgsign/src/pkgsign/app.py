@@ -14,9 +14,9 @@ from werkzeug.exceptions import HTTPException
 from . import _gnupg, __version__, hashstate
 from .agent import AgentError, AgentPool
 from .audit import AuditLog
-from .budget import BudgetExceeded, Budgets
+from .budget import BudgetExceeded, Budgets, QuotaExceeded
 from .config import load_config
-from .keystore import KeyStore, KeyStoreError, NotOurKey, UnknownKey
+from .keystore import GenerationCancelled, KeyStore, KeyStoreError, NotOurKey, UnknownKey
 from .openpgp import build_hashed_area, signature_packets
 from .tokens import RateLimiter, TokenFileError, TokenStore
 from .wire import SIG_TYPES, armor, trailer
@@ -280,11 +280,21 @@ def create_app(config=None):
         if token is not None and not token.allows_key({email}):
             audit("gen_key", "denied", key=email)
             raise ApiError(403, "token %s may not create key %s" % (token.id, email))
-        slot = _admit_keygen(budgets, service.keys, token, client_address(), email, algorithm, audit)
+        reserved = _reserve_key(budgets, service.keys, token, email)  # the token's key quota (403)
+        try:
+            slot = _admit_keygen(budgets, service.keys, token, client_address(), email, algorithm, audit)
+        except ApiError:
+            budgets.return_key(reserved)
+            raise
         started = time.monotonic()
+        created = False
         try:
             created, record = service.keys.generate(body["name_real"], email, body.get("name_comment"),
-                                                    algorithm, days, created_by=token.id if token else None)
+                                                    algorithm, days, created_by=token.id if token else None,
+                                                    cancelled=request.environ.get("pkgsign.client_gone"))
+        except GenerationCancelled:  # nobody waits for the answer; serving.py, docs/security.md
+            audit("gen_key", "cancelled", key=email, reason="the client closed its connection")
+            raise ApiError(503, "key generation cancelled: the client went away")
         except _gnupg.InvalidInput as err:
             raise ApiError(400, str(err))
         except NotOurKey as err:  # audited as a refusal (409) by audit_refusal
@@ -295,6 +305,8 @@ def create_app(config=None):
             raise ApiError(500, "key generation failed: %s" % getattr(err, "message", err))
         finally:
             budgets.release(slot)
+            if not created:
+                budgets.return_key(reserved)
         granted = created and token is not None and token.pins_keys and _grant_made_key(config, token, record)
         audit("gen_key", "created" if created else "exists", key=email, fingerprint=record["fingerprint"],
               **({"granted": token.id} if granted else {}))
@@ -333,12 +345,13 @@ def create_app(config=None):
         if not record.get("name_email") or service.keys.get_metadata(record["name_email"]) is None:
             raise ApiError(400, "key %s is not managed by this service (configured or imported by hand)" % name)
         try:
-            service.keys.delete(record["name_email"])
+            deleted = service.keys.delete(record["name_email"])
         except UnknownKey:
             raise ApiError(404, "unknown key: %s" % name)
         except _gnupg.GpgError as err:
             audit("delete_key", "error", key=record["name_email"], fingerprint=record["fingerprint"])
             raise ApiError(500, "deleting the key failed: %s" % err.message)
+        budgets.return_key(deleted.get("created_by"))  # its maker's key quota
         audit("delete_key", "deleted", key=record["name_email"], fingerprint=record["fingerprint"])
         return jsonify(deleted=record["name_email"], fingerprint=record["fingerprint"])
 
@@ -485,6 +498,16 @@ def _in_networks(address, networks):
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return any(ip in network for network in networks)
+
+
+def _reserve_key(budgets, keys, token, email):
+    """One key of the token's quota for a key that does not exist yet (an existing key costs none)."""
+    if token is None or keys.get_metadata(email) is not None:
+        return None
+    try:
+        return budgets.reserve_key(token)
+    except QuotaExceeded as err:  # audited as a refusal (403) by audit_refusal
+        raise ApiError(403, str(err))
 
 
 def _admit_keygen(budgets, keys, token, address, email, algorithm, audit):

@@ -121,6 +121,7 @@ class Config:
     budget_signatures: Optional[Tuple[int, int]] = (60000, 600)
     concurrent_keygen: int = 2
     keygen_wait: int = 30
+    keys_per_token: int = 0  # keys a token may have made and not deleted; 0 = no quota (tokens may set their own)
     # [server] serve_*: limits of `pkgsign-admin serve` (serving.py)
     serve_workers: int = 16
     serve_header_timeout: int = 10
@@ -304,6 +305,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         budget_signatures=parse_rate(get("budget", "signatures", "60000/600")),
         concurrent_keygen=_concurrent_keygen(get("budget", "concurrent_keygen", "auto")),
         keygen_wait=parse_duration(get("budget", "keygen_wait", "30s")),
+        keys_per_token=_bounded(get_int("budget", "keys_per_token", 0), 0, 10 ** 9, "[budget] keys_per_token"),
         serve_workers=_bounded(get_int("server", "serve_workers", 16), 1, 1024, "[server] serve_workers"),
         serve_header_timeout=max(1, parse_duration(get("server", "serve_header_timeout", "10s"))),
         serve_request_timeout=max(1, parse_duration(get("server", "serve_request_timeout", "60s"))),

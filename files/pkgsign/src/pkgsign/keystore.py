@@ -39,6 +39,8 @@ RECORD_KEY_FIELDS = ("uids", "expires", "revoked", "signing_fingerprint", "signi
                      "pubkey_algo", "signing_algorithm", "signing_problem")
 # How often a generation looks whether a pool key has become ready meanwhile.
 POOL_WATCH_SECONDS = 0.05
+# How often a generation asks whether its client is still there (``generate(cancelled=...)``).
+CANCEL_WATCH_SECONDS = 0.25
 
 
 class KeyStoreError(Exception):
@@ -47,6 +49,11 @@ class KeyStoreError(Exception):
 
 class UnknownKey(LookupError):
     """No key answers to that name."""
+
+
+class GenerationCancelled(Exception):
+    """The client that asked for a key went away while its key material was being generated: the
+    generations were stopped (or handed to the pool) and nothing was bound."""
 
 
 class NotOurKey(Exception):
@@ -437,7 +444,7 @@ class KeyStore:
         return algorithm, days
 
     def generate(self, name_real, name_email, name_comment=None, algorithm="rsa4096", expire_days=0,
-                 created_by=None):
+                 created_by=None, cancelled=None):
         """Create the key for ``name_email`` unless it exists; returns (created?, metadata).
 
         A key is a certify-only primary and a sign-only subkey of ``algorithm``: two pieces of key
@@ -445,6 +452,10 @@ class KeyStore:
         when cores are idle); only binding the user id to it takes the keyring lock, so keys for
         different emails are generated in parallel. ed25519 keys (milliseconds) come from the pool
         or the service's own agent. The email lock makes one key per email.
+
+        ``cancelled``: a callable asked a few times a second while key material is generated; when
+        it answers True (the client has gone) the generations are stopped, what they made is
+        shredded and GenerationCancelled raised.
         """
         name_email = name_email.lower()
         with self.email_lock(name_email) as email_fd:
@@ -491,8 +502,14 @@ class KeyStore:
                 record = self._generate_here(**bind)
             elif record is None:
                 try:
-                    keygrips = self._new_material(algorithm, KEY_PARTS - len(keygrips), keygrips, in_flight)
+                    keygrips = self._new_material(algorithm, KEY_PARTS - len(keygrips), keygrips, in_flight,
+                                                  cancelled)
                     record = self._bind(keygrips, **bind)
+                except GenerationCancelled:
+                    self._shred_material(keygrips)
+                    if os.path.exists(marker):  # nothing was bound: nothing for reconcile() to finish
+                        os.unlink(marker)
+                    raise
                 except BaseException:
                     self._shred_material(keygrips)
                     raise
@@ -526,7 +543,7 @@ class KeyStore:
             raise KeyStoreError("gpg reported key %s but it is not in the keyring" % fingerprint)
         return key_record(found[0], name_email, origin="generated", created_by=created_by)
 
-    def _new_material(self, algorithm, count, have, in_flight):
+    def _new_material(self, algorithm, count, have, in_flight, cancelled=None):
         """Generate ``count`` pieces of key material (racing when cores are idle) into the service's
         key files; ``have`` (keygrips already claimed) plus theirs.
 
@@ -539,7 +556,9 @@ class KeyStore:
         watch_pool = self.pool is not None and algorithm in self.pool.sizes
         try:
             while len(keygrips) < len(have) + count:
-                winner = race.wait(POOL_WATCH_SECONDS if watch_pool else None)
+                winner = race.wait(POOL_WATCH_SECONDS if watch_pool else CANCEL_WATCH_SECONDS if cancelled else None)
+                if winner is None and cancelled is not None and cancelled():
+                    raise GenerationCancelled("the client went away during key generation")
                 if winner is not None:
                     keygrips.append(winner.keygrip)
                     in_flight(keygrips)

@@ -131,6 +131,9 @@ class Token:
         rate = entry.get("rate")
         self.rate = parse_rate(rate) if rate not in (None, "") else default_rate
         self.client_cert_sha256 = entry.get("client_cert_sha256") or None
+        max_keys = entry.get("max_keys")  # its own key quota (budget.py); None: [budget] keys_per_token
+        self.max_keys = max_keys if isinstance(max_keys, int) and not isinstance(max_keys, bool) and max_keys >= 0 \
+            else None
 
     def certificate_refusal(self, client_cert_pem):
         """None when this token may be used with the connection's client certificate (PEM or
@@ -372,7 +375,7 @@ def editing(path):
         os.close(lock_fd)
 
 
-def validate_token_fields(token_id, scopes, key_patterns, rate=None):
+def validate_token_fields(token_id, scopes, key_patterns, rate=None, max_keys=None):
     if not token_id or len(token_id) > 64 or not set(token_id) <= _ID_CHARS:
         raise TokenFileError("token id must be 1-64 characters of letters, digits, '.', '_', '-'")
     if not scopes:
@@ -387,15 +390,17 @@ def validate_token_fields(token_id, scopes, key_patterns, rate=None):
             raise TokenFileError("invalid key pattern %r" % pattern)
     if rate not in (None, ""):
         parse_rate(rate)
+    if max_keys not in (None, "") and (not str(max_keys).isdigit() or int(max_keys) > 10 ** 9):
+        raise TokenFileError("max keys must be a number of keys, 1 to 1000000000 (0: no quota of its own), not %r" % max_keys)
 
 
 def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, replace=False, client_cert_sha256=None,
-              pinned=None, granted=None):
+              pinned=None, granted=None, max_keys=None):
     """Add (or with ``replace`` rotate) a token; returns the secret. ``client_cert_sha256``
     binds it to one TLS client certificate. ``pinned`` (pattern -> fingerprints, from
     ``KeyStore.pin_patterns``) binds the patterns to keys; None writes a name-matching entry
     (the behaviour of tokens written before pinning). ``granted``: keys granted since."""
-    validate_token_fields(token_id, scopes, key_patterns, rate)
+    validate_token_fields(token_id, scopes, key_patterns, rate, max_keys)
     if client_cert_sha256 not in (None, ""):
         client_cert_sha256 = normalize_fingerprint(client_cert_sha256)
     secret = secret if secret is not None else new_secret()
@@ -414,6 +419,8 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
             entry["rate"] = rate
         if client_cert_sha256:
             entry["client_cert_sha256"] = client_cert_sha256
+        if max_keys not in (None, ""):
+            entry["max_keys"] = int(max_keys)
         if pinned is not None:
             entry["pinned"] = {pattern.lower(): sorted(set(fps)) for pattern, fps in pinned.items()}
             entry["granted"] = dict(granted or {})
