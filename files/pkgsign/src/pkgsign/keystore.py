@@ -567,7 +567,8 @@ class KeyStore:
                     finally:
                         winner.discard()
                     continue
-                taken = self._claim(algorithm, 1, in_flight, keygrips) if self.pool.available(algorithm) else []
+                taken = self._claim(algorithm, 1, in_flight, keygrips) \
+                    if watch_pool and self.pool.available(algorithm) else []
                 if taken:
                     keygrips += taken
                     race.reduce()
