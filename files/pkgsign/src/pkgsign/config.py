@@ -22,6 +22,12 @@ class ConfigError(ValueError):
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# Largest `states` list in one POST /sign. Sized with `make bench` (section batchsize,
+# docs/performance.md): RSA-4096 on a loaded 2-core signer makes about 13-15 signatures a second,
+# so 200 states take about 15 s, a quarter of the 60 s request timeout; 1000 took over 60 s.
+# The `sign` client sends at most 200 states per request (client.Signer.sign_blobs).
+DEFAULT_MAX_DIGESTS = 200
+
 def parse_duration(text: str) -> int:
     """'300', '5m', '2h', '1825d' -> seconds."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text or "")
@@ -146,7 +152,7 @@ class Config:
     generation_race: int = 1
     default_digest: str = "sha256"
     allowed_digests: Tuple[str, ...] = ("sha256", "sha384", "sha512")
-    max_digests_per_request: int = 1000
+    max_digests_per_request: int = DEFAULT_MAX_DIGESTS
     rate_limit_default: Optional[Tuple[int, int]] = (600, 60)
     rate_limit_anonymous: Optional[Tuple[int, int]] = (60, 60)
     aliases: Dict[str, str] = field(default_factory=dict)
@@ -330,7 +336,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         generation_race=generation_race,
         default_digest=default_digest,
         allowed_digests=tuple(allowed),
-        max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", 1000)),
+        max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", DEFAULT_MAX_DIGESTS)),
         rate_limit_default=parse_rate(get("rate_limit", "default", "600/60")),
         rate_limit_anonymous=parse_rate(get("rate_limit", "anonymous", "60/60")),
         aliases=aliases,
