@@ -57,11 +57,43 @@ default = 600/60
 """
 
 
+# The longest socket name gpg-agent binds in its socket directory, and what a Unix socket path may
+# hold (sun_path is 108 bytes with its terminating NUL).
+LONGEST_AGENT_SOCKET = "S.gpg-agent.browser"
+MAX_SOCKET_PATH = 107
+
+
+def agent_socket_problem(homedir):
+    """Why gpg-agent could not listen for a GnuPG home, or None: gpg puts its sockets in
+    /run/user/<uid>/gnupg when that directory exists, else in the home itself, and a socket path
+    longer than 107 bytes cannot be bound (gpg then fails with "No agent running")."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(["gpgconf", "--homedir", homedir, "--list-dirs", "agent-socket"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # no gpgconf: gpg itself will say what is wrong
+    socket_path = proc.stdout.decode("utf-8", "replace").strip()
+    if proc.returncode != 0 or not socket_path:
+        return None
+    longest = os.path.join(os.path.dirname(socket_path), LONGEST_AGENT_SOCKET)
+    if len(longest.encode("utf-8")) <= MAX_SOCKET_PATH:
+        return None
+    return ("%s is too deep for gpg-agent: its socket %s would be %d bytes, more than the %d a Unix socket path may "
+            "have; use a shorter directory, or create /run/user/%d (mode 0700, owned by you), where gpg then puts "
+            "its sockets" % (homedir, longest, len(longest.encode("utf-8")), MAX_SOCKET_PATH, os.getuid()))
+
+
 def cmd_init(args):
     directory = os.path.abspath(args.dir)
     config_path = os.path.join(directory, "pkgsign.conf")
     if os.path.exists(config_path) and not args.force:
         raise AdminError("%s exists (use --force to overwrite the instance's config and client token)" % config_path)
+    for home in ("gnupg", "audit-gnupg"):  # before anything is written: a refusal leaves nothing behind
+        problem = agent_socket_problem(os.path.join(directory, home))
+        if problem:
+            raise AdminError(problem)
     _gnupg.ensure_private_dir(directory)
     for sub in ("gnupg", "phrases"):
         _gnupg.ensure_private_dir(os.path.join(directory, sub))
@@ -91,6 +123,10 @@ def cmd_serve(args):
     if not host or not port.isdigit():
         raise AdminError("--bind must be HOST:PORT")
     config = load_config(args.config)
+    for home in (config.gnupg_home, config.audit_gnupg_home):
+        problem = agent_socket_problem(home) if home else None
+        if problem:
+            raise AdminError(problem)
     os.umask(0o077)  # as the role's WSGI daemon: whatever gpg creates (pubring.kbx ...) stays owner-only
     app = create_app(config)
 
