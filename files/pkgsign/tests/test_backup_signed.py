@@ -73,10 +73,19 @@ def _nothing_installed(setup):
     assert "planted" not in tokens and "genuine" not in tokens
 
 
+def _last_audit_line(setup):
+    with open(setup["target"].audit_log, encoding="utf-8") as handle:
+        return json.loads(handle.read().splitlines()[-1])
+
+
 def test_a_genuine_backup_restores_with_the_pinned_key(setup):
     result = _restore(setup, setup["archive"], "--backup-key", setup["pinned"])
     assert result.returncode == 0, result.stderr
     assert "genuine" in open(setup["target"].tokens_file).read()
+    line = _last_audit_line(setup)  # the restore is the first line after the restored chain
+    assert line["operation"] == "restore" and line["result"] == "ok" and line["verified_with"] == setup["pinned"]
+    verify = run_admin("audit", "verify", "--config", setup["target"].path, check=False)
+    assert verify.returncode == 0, verify.stdout
 
 
 def test_restore_without_a_pinned_key_is_refused(setup):
@@ -95,7 +104,9 @@ def test_an_unsigned_archive_encrypted_to_the_operators_is_refused(setup):
     assert result.returncode == 2 and "not signed by the pinned backup key" in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1
     _nothing_installed(setup)
-    assert os.listdir(setup["target"].state_dir) == before
+    assert set(os.listdir(setup["target"].state_dir)) - set(before) <= {"audit.log", "audit.log.head"}
+    line = _last_audit_line(setup)
+    assert line["operation"] == "restore" and line["result"] == "refused" and "not signed" in line["reason"]
     out = setup["tmp"] / "out.tar.gz"
     result = run_admin("backup-decrypt", "--archive", str(path), "--gnupghome", setup["operator"].homedir,
                        "--output", str(out), "--backup-key", setup["pinned"], check=False)

@@ -404,10 +404,34 @@ def _cmd_restore(args, say, error_class):
         elif data[:2] != b"\x1f\x8b":
             raise BackupError("not a decrypted pkgsign backup: give --gnupghome (the operator's key) and "
                               "--backup-key (the pinned backup key)")
-        restore(args.config, data, force=args.force, say=say)
+        manifest = restore(args.config, data, force=args.force, say=say)
     except (BackupError, OSError, _gnupg.GpgError) as err:
-        raise _admin_error(err, error_class)
+        error = _admin_error(err, error_class)
+        _audit_restore(args, "refused", reason=str(error))
+        raise error
+    # The first line after the restored chain: what was restored, from where, by whom.
+    _audit_restore(args, "ok", keys=len(manifest.get("keys", [])), backup_host=manifest.get("host"),
+                   backup_created=manifest.get("created"), verified_with=args.backup_key if args.gnupghome else None)
     return 0
+
+
+def _audit_restore(args, result, **fields):
+    """One audit line for a restore decision, in the instance's log (a refusal goes to the log the
+    instance has now, which a later restore replaces with the archive's). Never fails the command."""
+    import pwd
+
+    from .audit import AuditLog
+
+    try:
+        config = load_config(args.config)
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            user = str(os.geteuid())
+        AuditLog.from_config(config).append(operation="restore", result=result, token=None, client="pkgsign-admin",
+                                            user=user, archive=os.path.basename(args.archive), **fields)
+    except Exception:  # noqa: BLE001 - the restore's own outcome is what the operator needs to see
+        pass
 
 
 def _cmd_backup_key(args):
