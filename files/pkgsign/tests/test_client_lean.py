@@ -129,6 +129,32 @@ def test_one_file_runs_import_nothing_heavy(instance, tmp_path, request, args):
         assert "Header V4 EdDSA/SHA256 Signature" in output, output
 
 
+MODULES_PROBE = """
+import sys
+from pkgsign.client import main
+status = main(sys.argv[1:])
+print(status, ' '.join(sorted(m[8:] for m in sys.modules if m.startswith('pkgsign.'))))
+"""
+QUERY_MODULES = ["cli", "client", "clientconf", "clienterrors", "leanjson", "obsopts", "transport"]
+
+
+@pytest.mark.parametrize("args, modules", [
+    (["-t"], QUERY_MODULES),
+    (["-u", ED_KEY, "-k"], QUERY_MODULES),
+    (["-u", ED_KEY, "-D", "DATA"], sorted(QUERY_MODULES + ["clientfiles", "hashstate", "signing", "wire"])),
+])
+def test_each_mode_loads_only_the_client_modules_it_needs(instance, tmp_path, args, modules):
+    """The client is split by concern and imported lazily: -t and -k load the configuration and
+    the transport, never signing, RPM or file code; nothing loads the GnuPG layer or the service."""
+    data = tmp_path / "data"
+    data.write_bytes(b"modules\n")
+    argv = [str(data) if arg == "DATA" else arg for arg in args]
+    proc = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.path[:0] = %r\n" % sys.path + MODULES_PROBE] + argv,
+                          env=child_env(SIGN_CONF=instance.sign_conf), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert proc.stdout.strip().splitlines()[-1].split() == ["0"] + modules, proc.stdout + proc.stderr
+
+
 def test_missing_rpmsign_is_one_clear_line(instance, tmp_path, tiny_rpm):
     conf = tmp_path / "sign.conf"
     conf.write_text(open(instance.sign_conf).read() + "rpmsign: %s\n" % (tmp_path / "no-rpmsign"))
@@ -177,7 +203,7 @@ def test_launcher_starts_the_client_isolated(instance, tmp_path):
     assert proc.returncode == 0, proc.stderr
     proc = subprocess.run([str(dest), "-u", ED_KEY, "-k"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, timeout=60, check=False)
-    assert proc.returncode == 0 and len(proc.stdout.strip()) == 16, proc.stderr
+    assert proc.returncode == 0 and len(proc.stdout.strip()) == 8, proc.stderr
     # The module's command line, as the role runs it: changed once, then unchanged.
     by_role = tmp_path / "sign-by-role"
     outputs = [subprocess.run([sys.executable, "-m", "pkgsign.launcher", str(by_role)], env=child_env(),

@@ -107,6 +107,34 @@ def test_client_imports_only_the_standard_library():
     assert os.path.isdir(SRC)
 
 
+CLIENT_MODULES = ("client", "cli", "clientconf", "clienterrors", "clientfiles", "leanjson", "transport", "signing",
+                  "rpmsigning", "obsopts", "gitsign", "oracle_client")
+
+
+def test_client_modules_import_nothing_of_the_service():
+    # the split client (and the programs reusing it) stays standard library only: no Flask, no
+    # http/email/urllib, no server module and not the GnuPG layer
+    script = ("import sys\nfor name in %r: __import__('pkgsign.' + name)\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug', 'http', 'email', 'urllib')"
+              " or m.startswith('pkgsign.') and m[8:] not in %r + ('hashstate', 'wire', 'rpmheader')))"
+              % (CLIENT_MODULES, CLIENT_MODULES))
+    proc = subprocess.run([sys.executable, "-c", script], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, check=False)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_client_module_still_offers_the_names_it_moved():
+    # pkgsign.client.X, as importers used it before the split, is the owner module's own object
+    import importlib
+
+    for name, owner in client._MOVED.items():
+        module, attribute = owner if isinstance(owner, tuple) else (owner, name)
+        assert getattr(client, name) is getattr(importlib.import_module("pkgsign." + module), attribute), name
+    assert issubclass(client.UnknownKey, client.SignError)
+    with pytest.raises(AttributeError):
+        client.no_such_name  # noqa: B018
+
+
 def test_shipped_openapi_matches_its_generator():
     root = os.path.dirname(SRC)
     generated = subprocess.run([sys.executable, os.path.join(root, "tools", "openapi.py")], stdout=subprocess.PIPE,
