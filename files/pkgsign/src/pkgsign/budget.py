@@ -134,7 +134,12 @@ class Budgets:
     def _count(self, token_id, change, limit=0):
         """Add ``change`` to the token's key count under flock; QuotaExceeded when an increase
         would go beyond ``limit`` (0: none). Returns the new count."""
-        directory = _gnupg.ensure_private_dir(os.path.join(self.config.state_dir, "key-quota"))
+        directory = os.path.join(self.config.state_dir, "key-quota")
+        if not os.path.isdir(directory):
+            try:  # two first requests at once: one makes it, the other finds it made (never a 500)
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            except FileExistsError:
+                pass
         path = os.path.join(directory, hashlib.sha256(token_id.encode("utf-8")).hexdigest())
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
