@@ -66,7 +66,11 @@ SIZES = {
     "genkey_drained": {"rsa4096": (10, 30)},
 }
 SCALE_LEVELS = (10, 1000, 10000)
-SECTIONS = ("floor", "e2e", "startup", "scale", "genkey", "httpd")
+SECTIONS = ("floor", "e2e", "startup", "scale", "genkey", "httpd", "batchsize")
+# batchsize: states per POST /sign measured, and the request timeout one request must stay well under
+BATCH_STATES = {"rsa4096": ((1, 50, 250, 1000), (1, 50, 100, 250, 500, 1000)), "ed25519": ((1, 250, 1000), (1, 250, 1000))}
+REQUEST_TIMEOUT = 60.0      # [server] serve_request_timeout's default (pkgsign-admin serve)
+REQUEST_SHARE = 0.25        # one request of max_digests_per_request states within a quarter of it
 SCALE_CHUNK = 500           # keys per generation home (keybox rewrites grow with its size)
 
 
@@ -177,6 +181,9 @@ class Instance:
         # No rate limit (the benchmark sends thousands of requests), little logging.
         text = text.replace("default = 600/60", "default = 0").replace("log_level = INFO", "log_level = WARNING")
         text = text.replace("[keygen]\n", "[keygen]\n" + keygen_extra)
+        # the batchsize section measures requests beyond the default limit it sizes
+        text = text.replace("[signing]\n", "[signing]\nmax_digests_per_request = %d\n" % max(
+            max(sizes) for sizes in BATCH_STATES["rsa4096"] + BATCH_STATES["ed25519"]))
         with open(self.config, "w", encoding="utf-8") as handle:
             handle.write(text)
         with open(os.path.join(root, "client.token"), encoding="utf-8") as handle:
@@ -822,6 +829,39 @@ def section_genkey(results, ctx):
     finally:
         inst.stop()
     genkey_drained_pool(results, ctx)
+
+
+def section_batchsize(results, ctx):
+    """What one POST /sign with N hash states costs (the server finishes N hashes and gpg-agent makes
+    N signatures on one connection), for sizing [signing] max_digests_per_request: the largest
+    request must stay well under the request timeout on a loaded machine, RSA-4096 being the
+    expensive case. Reports seconds per request and the N that fits REQUEST_SHARE of the timeout
+    at the measured rate."""
+    from pkgsign.hashstate import Hasher
+
+    api = ctx.instance.api
+    for algo in ALGORITHMS:
+        email = ctx.instance.keys[algo]
+        sizes = BATCH_STATES[algo][0 if ctx.quick else 1]
+        per_signature = []
+        for size in sizes:
+            body = {"key": email, "states": [Hasher("sha256").update(os.urandom(64)).state().to_json()
+                                             for _state in range(size)]}
+            values = []
+            for _repeat in range(ctx.repeats):
+                started = time.perf_counter()
+                status, payload = api.call("POST", "/sign", body)
+                values.append(time.perf_counter() - started)
+                if status != 200:
+                    raise BenchError("POST /sign of %d states: %d %s" % (size, status, payload[:200]))
+            results.add("batchsize", "POST /sign, %d states in one request" % size, values, "s", STACK_SERVE, algo,
+                        higher_is_better=False, n=size)
+            if size >= 50:
+                per_signature.append(max(values) / size)
+        slowest = max(per_signature)
+        fits = int(REQUEST_TIMEOUT * REQUEST_SHARE / slowest)
+        results.add("batchsize", "states that fit %d%% of a %d s request (slowest run)"
+                    % (REQUEST_SHARE * 100, REQUEST_TIMEOUT), [fits], "states", STACK_SERVE, algo)
 
 
 def genkey_drained_pool(results, ctx):

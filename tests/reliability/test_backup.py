@@ -88,6 +88,8 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
         worker.join()
     archive = result.stdout.strip()
     assert os.path.dirname(archive) == str(backups) and "wrote" in result.stderr
+    pinned = tmp_path / "backup-key.asc"  # the operator pins the backup key off the signer
+    pinned.write_text(run_admin("backup-key", "--config", source.config).stdout)
     assert os.stat(archive).st_mode & 0o777 == 0o600 and os.stat(str(backups)).st_mode & 0o777 == 0o700
     ciphertext = open(archive, "rb").read()
     for secret in [source.tokens["releng"], "legacy-phrase", "PRIVATE KEY", "proj0#b", "tokens"]:
@@ -98,16 +100,19 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
     # Restore into a fresh instance (its own paths), with the operator's key.
     target = new_instance("target")
     wrong = run_admin("restore", "--config", target.config, "--archive", archive, "--gnupghome",
-                      operator_home.homedir, "--passphrase-stdin", input="not-the-passphrase\n", check=False)
+                      operator_home.homedir, "--backup-key", str(pinned), "--passphrase-stdin",
+                      input="not-the-passphrase\n", check=False)
     assert wrong.returncode != 0 and "passphrase" in wrong.stderr and wrong.stderr.count("\n") == 1
     operator_home.forget_passphrases()
     restored = run_admin("restore", "--config", target.config, "--archive", archive, "--gnupghome",
-                         operator_home.homedir, "--passphrase-stdin", input=OPERATOR_PASSPHRASE + "\n")
+                         operator_home.homedir, "--backup-key", str(pinned), "--passphrase-stdin",
+                         input=OPERATOR_PASSPHRASE + "\n")
     assert "restored" in restored.stderr
-    manifest_keys = len(json.loads(_plaintext(operator_home, archive).extractfile("MANIFEST.json").read())["keys"])
+    manifest_keys = len(json.loads(_plaintext(operator_home, archive, str(pinned)).extractfile("MANIFEST.json").read())["keys"])
     assert manifest_keys >= len(keys)
     again = run_admin("restore", "--config", target.config, "--archive", archive, "--gnupghome",
-                      operator_home.homedir, "--passphrase-stdin", input=OPERATOR_PASSPHRASE + "\n", check=False)
+                      operator_home.homedir, "--backup-key", str(pinned), "--passphrase-stdin",
+                      input=OPERATOR_PASSPHRASE + "\n", check=False)
     assert again.returncode == 2 and "already holds keys" in again.stderr
 
     target.tokens.update(source.tokens)  # the restored tokens file holds the source's tokens
@@ -129,7 +134,7 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
     plain = tmp_path / "plain.tar.gz"
     operator_home.forget_passphrases()
     run_admin("backup-decrypt", "--archive", archive, "--gnupghome", operator_home.homedir, "--output", str(plain),
-              "--passphrase-stdin", input=OPERATOR_PASSPHRASE + "\n")
+              "--backup-key", str(pinned), "--passphrase-stdin", input=OPERATOR_PASSPHRASE + "\n")
     assert os.stat(str(plain)).st_mode & 0o777 == 0o600
     third = new_instance("third")
     run_admin("restore", "--config", third.config, "--archive", str(plain))
@@ -139,9 +144,11 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
           % (len(made), manifest_keys, len(metadata)))
 
 
-def _plaintext(operator_home, archive):
+def _plaintext(operator_home, archive, pinned):
+    from pkgsign.backup import verify_archive
+
     operator_home.forget_passphrases()
-    data = operator_home.decrypt(open(archive, "rb").read(), passphrase=OPERATOR_PASSPHRASE)
+    data = operator_home.decrypt(verify_archive(open(archive, "rb").read(), pinned), passphrase=OPERATOR_PASSPHRASE)
     return tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
 
 

@@ -208,12 +208,15 @@ def test_maintain_prolongs_expiring_keys(tmp_path):
     check.import_keys(exported_after)
     assert check.list_keys()[0].expires == after
     check.kill_agent()
-    # a key revoked by hand in the keyring stops signing once maintain has run
+    # a key revoked by hand in the keyring stops signing at once (the keyring changed), and
+    # maintain writes the revocation into its metadata
     fpr = never.get_json()["fingerprint"]
-    certificate = (root / "gnupg" / "openpgp-revocs.d" / (fpr + ".rev")).read_text()
-    gpg.import_keys(certificate.replace(":-----BEGIN PGP PUBLIC KEY BLOCK", "-----BEGIN PGP PUBLIC KEY BLOCK"))
     sign_body = {"key": "never#p@copr.test", "states": [state_json(b"maintained")]}
     assert client.post("/sign", json=sign_body, headers=headers).status_code == 200
+    certificate = (root / "gnupg" / "openpgp-revocs.d" / (fpr + ".rev")).read_text()
+    gpg.import_keys(certificate.replace(":-----BEGIN PGP PUBLIC KEY BLOCK", "-----BEGIN PGP PUBLIC KEY BLOCK"))
+    response = client.post("/sign", json=sign_body, headers=headers)
+    assert response.status_code == 409 and "revoked" in response.get_json()["error"]
     proc = run_admin("maintain", "--config", inst.config, "--within-days", "30")
     assert "metadata of 1 key(s) refreshed" in proc.stderr, proc.stderr
     response = client.post("/sign", json=sign_body, headers=headers)

@@ -199,9 +199,22 @@ def test_sign_rejects_malformed_requests(app_client, instance):
         response = app_client.post("/sign", json=body, headers=bearer(instance))
         assert response.status_code == 400, (body, response.get_json())
         assert fragment in response.get_json()["error"], (fragment, response.get_json())
-    too_many = _sign_body(states=[good] * 1001)
+    from pkgsign.config import DEFAULT_MAX_DIGESTS
+
+    too_many = _sign_body(states=[good] * (DEFAULT_MAX_DIGESTS + 1))
     response = app_client.post("/sign", json=too_many, headers=bearer(instance))
-    assert response.status_code == 400 and "at most 1000 states" in response.get_json()["error"]
+    assert response.status_code == 400 and "at most %d states" % DEFAULT_MAX_DIGESTS in response.get_json()["error"]
+
+
+def test_the_client_never_sends_more_states_than_the_default_limit():
+    """The default limit (sized by the bench) must not refuse the `sign` client's own batches."""
+    import inspect
+
+    from pkgsign.client import MIN_BATCH, Signer
+    from pkgsign.config import DEFAULT_MAX_DIGESTS
+
+    chunk = inspect.signature(Signer.sign_blobs).parameters["chunk"].default
+    assert MIN_BATCH <= chunk <= DEFAULT_MAX_DIGESTS
 
 
 def test_sign_unknown_keys_and_the_removed_prepare_route(app_client, instance):

@@ -322,12 +322,20 @@ def test_backup_carries_rotated_logs_and_the_audit_key(sealed, tmp_path):
                             "--output-dir", str(tmp_path / "backups")).stdout.strip()
         run_admin("init", str(tmp_path / "target"), "--algorithm", "ed25519")
         target = str(tmp_path / "target" / "pkgsign.conf")
-        run_admin("restore", "--config", target, "--archive", archive, "--gnupghome", str(tmp_path / "op"), "--force")
+        (tmp_path / "backup-key.asc").write_text(run_admin("backup-key", "--config", sealed["inst"].config).stdout)
+        run_admin("restore", "--config", target, "--archive", archive, "--gnupghome", str(tmp_path / "op"),
+                  "--backup-key", str(tmp_path / "backup-key.asc"), "--force")
     finally:
         operator.kill_agent()
     restored = sorted(os.path.basename(name) for _number, name in rotated_files(str(tmp_path / "target" / "audit.log")))
     assert restored == ["audit.log.1.gz", "audit.log.2.gz"]
     # The restored chain matches the source's checkpoint, and the restored audit key is the source's.
-    proc = run_admin("audit", "verify", "--config", target, "--checkpoint", sealed["checkpoint"], check=False)
+    # The one line after it is the restore's own (operation restore, ok).
+    proc = run_admin("audit", "verify", "--config", target, "--checkpoint", sealed["checkpoint"], "--allow-uncovered",
+                     check=False)
     assert proc.returncode == 0 and "matches the checkpoint" in proc.stdout, proc.stdout
+    assert "1 line(s) after that checkpoint" in proc.stdout, proc.stdout
+    with open(str(tmp_path / "target" / "audit.log"), encoding="utf-8") as handle:
+        last = json.loads(handle.read().splitlines()[-1])
+    assert last["operation"] == "restore" and last["result"] == "ok", last
     assert run_admin("audit", "key", "--config", target).stdout == open(sealed["key"]).read()

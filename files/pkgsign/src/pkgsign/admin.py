@@ -12,8 +12,8 @@ import time
 
 from . import _gnupg
 from .config import CONFIG_HELP, ConfigError, ascii_lower, load_config
-from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, read_tokens, remove_idle_rate_limit_files,
-                     revoke_token)
+from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, grant_key, read_tokens,
+                     remove_idle_rate_limit_files, revoke_token, validate_token_fields)
 
 DEFAULT_BIND = "127.0.0.1:5003"
 # Commands that work without an existing instance: they run as whoever started them.
@@ -57,11 +57,43 @@ default = 600/60
 """
 
 
+# The longest socket name gpg-agent binds in its socket directory, and what a Unix socket path may
+# hold (sun_path is 108 bytes with its terminating NUL).
+LONGEST_AGENT_SOCKET = "S.gpg-agent.browser"
+MAX_SOCKET_PATH = 107
+
+
+def agent_socket_problem(homedir):
+    """Why gpg-agent could not listen for a GnuPG home, or None: gpg puts its sockets in
+    /run/user/<uid>/gnupg when that directory exists, else in the home itself, and a socket path
+    longer than 107 bytes cannot be bound (gpg then fails with "No agent running")."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(["gpgconf", "--homedir", homedir, "--list-dirs", "agent-socket"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # no gpgconf: gpg itself will say what is wrong
+    socket_path = proc.stdout.decode("utf-8", "replace").strip()
+    if proc.returncode != 0 or not socket_path:
+        return None
+    longest = os.path.join(os.path.dirname(socket_path), LONGEST_AGENT_SOCKET)
+    if len(longest.encode("utf-8")) <= MAX_SOCKET_PATH:
+        return None
+    return ("%s is too deep for gpg-agent: its socket %s would be %d bytes, more than the %d a Unix socket path may "
+            "have; use a shorter directory, or create /run/user/%d (mode 0700, owned by you), where gpg then puts "
+            "its sockets" % (homedir, longest, len(longest.encode("utf-8")), MAX_SOCKET_PATH, os.getuid()))
+
+
 def cmd_init(args):
     directory = os.path.abspath(args.dir)
     config_path = os.path.join(directory, "pkgsign.conf")
     if os.path.exists(config_path) and not args.force:
         raise AdminError("%s exists (use --force to overwrite the instance's config and client token)" % config_path)
+    for home in ("gnupg", "audit-gnupg"):  # before anything is written: a refusal leaves nothing behind
+        problem = agent_socket_problem(os.path.join(directory, home))
+        if problem:
+            raise AdminError(problem)
     _gnupg.ensure_private_dir(directory)
     for sub in ("gnupg", "phrases"):
         _gnupg.ensure_private_dir(os.path.join(directory, sub))
@@ -91,6 +123,10 @@ def cmd_serve(args):
     if not host or not port.isdigit():
         raise AdminError("--bind must be HOST:PORT")
     config = load_config(args.config)
+    for home in (config.gnupg_home, config.audit_gnupg_home):
+        problem = agent_socket_problem(home) if home else None
+        if problem:
+            raise AdminError(problem)
     os.umask(0o077)  # as the role's WSGI daemon: whatever gpg creates (pubring.kbx ...) stays owner-only
     app = create_app(config)
 
@@ -149,8 +185,18 @@ def cmd_token_add(args, replace=False):
     config = load_config(args.config)
     binding = _client_cert_binding(args)
     secret = _read_secret_from_stdin() if args.stdin else None
+    keep = getattr(args, "keep_pins", None)
+    if keep is not None:  # a rotation: the keys stay those the token was bound to
+        pinned, granted = keep
+    else:  # each pattern bound to the fingerprints it matches now (tokens.py, docs/security.md)
+        from .keystore import KeyStore
+
+        validate_token_fields(args.id, _split(args.scopes), _split(args.keys), args.rate, args.max_keys)
+        pinned, granted = KeyStore(config).pin_patterns(_split(args.keys)), {}
+        args.pinned = {pattern: len(fps) for pattern, fps in pinned.items()}
     created = add_token(config.tokens_file, args.id, _split(args.scopes), _split(args.keys), secret=secret,
-                        rate=args.rate, replace=replace or args.replace, client_cert_sha256=binding)
+                        rate=args.rate, replace=replace or args.replace, client_cert_sha256=binding,
+                        pinned=pinned, granted=granted, max_keys=getattr(args, "max_keys", None))
     if not args.stdin:
         print(created)  # shown once; only its hash is stored
     _say("token %s %s" % (args.id, "rotated" if (replace or args.replace) else "added"))
@@ -166,9 +212,31 @@ def cmd_token_rotate(args):
     args.scopes = ",".join(entry.get("scopes", []))
     args.keys = ",".join(entry.get("keys", []))
     args.rate = entry.get("rate")
+    args.max_keys = entry.get("max_keys")
+    args.keep_pins = (entry["pinned"], entry.get("granted") or {}) if "pinned" in entry else (None, None)
     if not (args.client_cert or args.client_cert_sha256 or args.unbind_client_cert):
         args.client_cert_sha256 = entry.get("client_cert_sha256")  # a rotation keeps the binding
     cmd_token_add(args, replace=True)
+
+
+def cmd_token_grant(args):
+    """Grant one key (named by email, fingerprint, key id or alias; resolved now) to a token whose
+    patterns bind to fingerprints: the explicit act a new rotation cycle needs."""
+    from .keystore import KeyStore, UnknownKey
+
+    config = load_config(args.config)
+    store = KeyStore(config)
+    try:
+        record = store.resolve(args.key)
+    except UnknownKey:
+        raise AdminError("no key %r on this server" % args.key) from None
+    entry = read_tokens(config.tokens_file).get(args.id)
+    if not isinstance(entry, dict) or entry.get("revoked"):
+        raise AdminError("no active token %r" % args.id)
+    names = store.names_of(record, args.key)
+    grant_key(config.tokens_file, args.id, record["fingerprint"], names)
+    args.fingerprint = record["fingerprint"]
+    _say("token %s granted key %s (%s)" % (args.id, record["fingerprint"], record.get("name_email") or args.key))
 
 
 def cmd_token_revoke(args):
@@ -525,7 +593,7 @@ def cmd_import_copr(args):
 
 # -- audit of administration -------------------------------------------------------------
 
-AUDITED_TOKEN_COMMANDS = ("add", "rotate", "revoke")
+AUDITED_TOKEN_COMMANDS = ("add", "rotate", "revoke", "grant")
 
 
 def _audit_admin(config, operation, result, **fields):
@@ -554,7 +622,8 @@ def _audited_token_command(func):
         except (AdminError, TokenFileError) as err:
             _audit_admin(config, operation, "refused", token_id=args.id, reason=str(err))
             raise
-        fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace")
+        fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace", "pinned", "key",
+                                                         "fingerprint", "max_keys")
                   if getattr(args, name, None) not in (None, "")}
         for name in ("scopes", "keys"):
             if name in fields:
@@ -593,6 +662,8 @@ def build_parser():
             tok.add_argument("--scopes", required=True, help="comma-separated: %s" % ", ".join(SCOPES))
             tok.add_argument("--keys", required=True, help="comma-separated key patterns (fnmatch), '*' for all")
             tok.add_argument("--rate", help="rate limit REQUESTS/SECONDS for this token")
+            tok.add_argument("--max-keys", help="most keys this token may have made through /gen_key and not "
+                                                "deleted (default: [budget] keys_per_token)")
             tok.add_argument("--replace", action="store_true", help="replace an existing token of that id")
             tok.set_defaults(func=cmd_token_add)
         else:
@@ -604,6 +675,11 @@ def build_parser():
                          help="bind the token to this TLS client certificate (PEM): refused on any other connection")
         tok.add_argument("--client-cert-sha256", metavar="HEX",
                          help="bind the token to the client certificate with this SHA-256 fingerprint")
+    grant = token_sub.add_parser("grant", help="grant a token one more key (a new rotation cycle of its keys)")
+    grant.add_argument("--config", help=CONFIG_HELP)
+    grant.add_argument("--id", required=True)
+    grant.add_argument("--key", required=True, help="the key: email, fingerprint, key id or alias (resolved now)")
+    grant.set_defaults(func=cmd_token_grant)
     revoke = token_sub.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("--config", help=CONFIG_HELP)
     revoke.add_argument("--id", required=True)

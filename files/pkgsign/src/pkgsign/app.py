@@ -13,9 +13,9 @@ from werkzeug.exceptions import HTTPException
 from . import _gnupg, __version__, hashstate
 from .agent import AgentError, AgentPool
 from .audit import AuditLog
-from .budget import BudgetExceeded, Budgets, in_networks as _in_networks
+from .budget import BudgetExceeded, Budgets, QuotaExceeded, in_networks as _in_networks
 from .config import ascii_lower, load_config
-from .keystore import KeyStore, KeyStoreError, UnknownKey
+from .keystore import GenerationCancelled, KeyStore, KeyStoreError, NotOurKey, UnknownKey
 from .openpgp import build_hashed_area, signature_packets
 from .tokens import RateLimiter, TokenFileError, TokenStore
 from .wire import SIG_TYPES, armor, trailer
@@ -212,7 +212,7 @@ def create_app(config=None):
         return token
 
     def authorize_key(token, record, requested):
-        if token is not None and not token.allows_key(service.keys.names_of(record, requested)):
+        if token is not None and not token.allows_key(service.keys.names_of(record, requested), record["fingerprint"]):
             raise ApiError(403, "token %s may not use key %s" % (token.id, requested))
 
     def json_body(any_type=False):
@@ -323,20 +323,36 @@ def create_app(config=None):
         if token is not None and not token.allows_key({ascii_lower(email)}):
             audit("gen_key", "denied", key=email)
             raise ApiError(403, "token %s may not create key %s" % (token.id, email))
-        slot = _admit_keygen(budgets, service.keys, token, client_address(), email, algorithm, audit)
+        reserved = _reserve_key(budgets, service.keys, token, email)  # the token's key quota (403)
+        try:
+            slot = _admit_keygen(budgets, service.keys, token, client_address(), email, algorithm, audit)
+        except ApiError:
+            budgets.return_key(reserved)
+            raise
         started = time.monotonic()
+        created = False
         try:
             created, record = service.keys.generate(body["name_real"], email, body.get("name_comment"),
-                                                    algorithm, days, created_by=token.id if token else None)
+                                                    algorithm, days, created_by=token.id if token else None,
+                                                    cancelled=request.environ.get("pkgsign.client_gone"))
+        except GenerationCancelled:  # nobody waits for the answer; serving.py, docs/security.md
+            audit("gen_key", "cancelled", key=email, reason="the client closed its connection")
+            raise ApiError(503, "key generation cancelled: the client went away")
         except _gnupg.InvalidInput as err:
             raise ApiError(400, str(err))
+        except NotOurKey as err:  # audited as a refusal (409) by audit_refusal
+            raise ApiError(409, str(err))
         except (_gnupg.GpgError, KeyStoreError) as err:
             log.error("key generation for %s failed: %s", email, getattr(err, "stderr", "") or err)
             audit("gen_key", "error", key=email)
             raise ApiError(500, "key generation failed: %s" % getattr(err, "message", err))
         finally:
             budgets.release(slot)
-        audit("gen_key", "created" if created else "exists", key=email, fingerprint=record["fingerprint"])
+            if not created:
+                budgets.return_key(reserved)
+        granted = created and token is not None and token.pins_keys and _grant_made_key(config, token, record)
+        audit("gen_key", "created" if created else "exists", key=email, fingerprint=record["fingerprint"],
+              **({"granted": token.id} if granted else {}))
         if created:
             log.info("generated %s key %s for %s in %.2f s", algorithm, record["fingerprint"], email,
                      time.monotonic() - started)
@@ -373,12 +389,13 @@ def create_app(config=None):
         if not record.get("name_email") or service.keys.get_metadata(record["name_email"]) is None:
             raise ApiError(400, "key %s is not managed by this service (configured or imported by hand)" % name)
         try:
-            service.keys.delete(record["name_email"])
+            deleted = service.keys.delete(record["name_email"])
         except UnknownKey:
             raise ApiError(404, "unknown key: %s" % name)
         except _gnupg.GpgError as err:
             audit("delete_key", "error", key=record["name_email"], fingerprint=record["fingerprint"])
             raise ApiError(500, "deleting the key failed: %s" % err.message)
+        budgets.return_key(deleted.get("created_by"))  # its maker's key quota
         audit("delete_key", "deleted", key=record["name_email"], fingerprint=record["fingerprint"])
         return jsonify(deleted=record["name_email"], fingerprint=record["fingerprint"])
 
@@ -387,7 +404,15 @@ def create_app(config=None):
     def finish_and_sign(token, record, name, digest_algo, sig_type, states, operation):
         """Charge the token's budget, build the hashed area here, finish every state with it and
         sign the digests; (creation time, digests, signature packets). POST /sign and the Blind
-        Oracle endpoints (oracle.py) both sign through this."""
+        Oracle endpoints (oracle.py) both sign through this.
+
+        ``record`` is first brought up to the keyring (KeyStore.current, in place, so the caller
+        answers with the signing subkey actually used): a subkey revoked, expired or replaced by
+        hand counts from the next request on. After authorisation: no gpg run for a refused key."""
+        try:
+            record.update(service.keys.current(record))
+        except UnknownKey:
+            raise ApiError(404, "unknown key: %s" % name)
         _check_usable(record, name)
         try:
             budgets.charge_signatures(token.id, len(states))  # [budget] signatures: one per state
@@ -528,6 +553,16 @@ def _looks_like_json(data):
     return data.lstrip(b" \t\r\n")[:1] == b"{"
 
 
+def _reserve_key(budgets, keys, token, email):
+    """One key of the token's quota for a key that does not exist yet (an existing key costs none)."""
+    if token is None or keys.get_metadata(email) is not None:
+        return None
+    try:
+        return budgets.reserve_key(token)
+    except QuotaExceeded as err:  # audited as a refusal (403) by audit_refusal
+        raise ApiError(403, str(err))
+
+
 def _admit_keygen(budgets, keys, token, address, email, algorithm, audit):
     """A new key costs a key generation of the token's budget and, for RSA, a generation slot
     (None when none is needed); 429/503 with Retry-After otherwise (from the keygen queue's
@@ -541,6 +576,19 @@ def _admit_keygen(budgets, keys, token, address, email, algorithm, audit):
     except BudgetExceeded as err:
         audit("gen_key", "refused", key=email, status=err.status, reason=err.message)
         raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
+
+
+def _grant_made_key(config, token, record):
+    """A key a token with fingerprint-bound patterns made is granted to it (tokens.py): only a key
+    created now, never one that existed (that would widen a token by asking for a known email)."""
+    from .tokens import grant_key
+
+    try:
+        return grant_key(config.tokens_file, token.id, record["fingerprint"], [record["name_email"]],
+                         only_if_pinning=True)
+    except (OSError, TokenFileError) as err:
+        log.error("granting key %s to token %s failed: %s", record["fingerprint"], token.id, err)
+        return False
 
 
 def _names_before_lookup(name, aliases):

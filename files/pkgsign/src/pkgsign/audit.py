@@ -571,10 +571,16 @@ def audit_gnupg(config):
     return _gnupg.GnuPG(config.audit_gnupg_home, binary=config.gpg_binary)
 
 
-def read_audit_key(config):
-    """{"fingerprint", "signing_fingerprint"} of the instance's audit key, or None."""
+# The service's own keys in the audit GnuPG home, each an ed25519 certify-only primary with one
+# signing subkey used for one purpose only: (record file, user id name, email).
+SERVICE_KEYS = {"audit": (AUDIT_KEY_FILE, "pkgsign audit checkpoints", "audit@pkgsign.invalid"),
+                "backup": ("backup-key.json", "pkgsign backups", "backup@pkgsign.invalid")}
+
+
+def read_audit_key(config, kind="audit"):
+    """{"fingerprint", "signing_fingerprint"} of the instance's audit key (or its backup key), or None."""
     try:
-        with open(os.path.join(config.audit_gnupg_home, AUDIT_KEY_FILE), encoding="utf-8") as handle:
+        with open(os.path.join(config.audit_gnupg_home, SERVICE_KEYS[kind][0]), encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
         return None
@@ -591,30 +597,31 @@ def _private_umask():
         os.umask(old)
 
 
-def ensure_audit_key(config):
-    """The instance's audit key, made on first use: an ed25519 certification-only primary with one
-    ed25519 signing subkey, in a GnuPG home of its own (never the signing keyring: no token can
-    reach it). Returns (record, created?)."""
+def ensure_audit_key(config, kind="audit"):
+    """The instance's audit key (``kind="backup"``: its backup key, which signs backups only), made
+    on first use: an ed25519 certification-only primary with one ed25519 signing subkey, in a GnuPG
+    home of its own (never the signing keyring: no token can reach it). Returns (record, created?)."""
     with _private_umask():
-        return _ensure_audit_key(config)
+        return _ensure_audit_key(config, kind)
 
 
-def _ensure_audit_key(config):
+def _ensure_audit_key(config, kind="audit"):
+    record_file, uid_name, uid_email = SERVICE_KEYS[kind]
     gpg = audit_gnupg(config)
     lock_fd = os.open(os.path.join(gpg.homedir, ".audit-key.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        record = read_audit_key(config)
+        record = read_audit_key(config, kind)
         if record is not None:
             return record, False
         try:
-            fingerprint = gpg.generate_key("pkgsign audit checkpoints", "audit@pkgsign.invalid",
+            fingerprint = gpg.generate_key(uid_name, uid_email,
                                            comment=_host_comment(), algorithm="ed25519", usage=("cert",))
             subkey = gpg.add_subkey(fingerprint, algorithm="ed25519", usage="sign")
         finally:
             gpg.kill_agent()
         record = {"fingerprint": fingerprint, "signing_fingerprint": subkey, "created": int(time.time())}
-        _gnupg.write_private_file(os.path.join(gpg.homedir, AUDIT_KEY_FILE),
+        _gnupg.write_private_file(os.path.join(gpg.homedir, record_file),
                                   (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
         if os.geteuid() == 0:  # made by root (pkgsign-admin): the service user signs with it
             for directory, _dirs, files in os.walk(gpg.homedir):
@@ -631,9 +638,9 @@ def _host_comment():
     return name or None
 
 
-def audit_public_key(config):
-    """Armored public audit key of the instance (to pin off the host), or None."""
-    record = read_audit_key(config)
+def audit_public_key(config, kind="audit"):
+    """Armored public audit (or backup) key of the instance (to pin off the host), or None."""
+    record = read_audit_key(config, kind)
     if record is None:
         return None
     return audit_gnupg(config).export_public(record["fingerprint"], armor=True)

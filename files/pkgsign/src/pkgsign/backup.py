@@ -16,6 +16,14 @@ metadata. A key in the copied keyring either has its metadata in the archive or 
 marker that ``reconcile`` completes after the restore; the audit log and its head are copied
 under the log's own lock.
 
+The encrypted archive is then signed by the instance's backup key (an ed25519 signing subkey
+made for that only, in the audit GnuPG home; ``pkgsign-admin backup-key`` prints its public key
+for the operator to keep off the host): the file is an OpenPGP signed message whose content is
+the encrypted archive. ``restore`` and ``backup-decrypt`` take the pinned public key
+(``--backup-key FILE``) and verify the signature, in a throw-away keyring holding that key only,
+before anything is decrypted: an archive planted by someone who knows the operators' public keys
+(encrypted to them, but unsigned or signed by another key) is refused and nothing is installed.
+
 Restore refuses to overwrite an instance that already holds keys (``--force`` to do it),
 validates every archive member (regular files and directories below the instance only),
 checks the manifest, then finishes interrupted operations (``reconcile``).
@@ -153,6 +161,9 @@ def backup(config_path, recipient_files, output_dir, keep=0, say=lambda message:
         if not os.path.isfile(path):
             raise BackupError("recipient key file %s does not exist" % path)
     _gnupg.ensure_private_dir(output_dir)
+    from .audit import _private_umask, audit_gnupg, ensure_audit_key
+
+    signer, _created = ensure_audit_key(config, "backup")  # before the snapshot: the archive carries it
     work = tempfile.mkdtemp(prefix="pkgsign-backup-", dir=config.state_dir)
     try:
         manifest = snapshot(config, os.path.join(work, "state"), say)
@@ -163,6 +174,15 @@ def backup(config_path, recipient_files, output_dir, keep=0, say=lambda message:
             ciphertext = gpg.encrypt(plaintext, recipient_files)
     finally:
         _gnupg.shred_tree(work)
+    gpg = audit_gnupg(config)
+    try:
+        with _private_umask():
+            ciphertext = gpg.sign(ciphertext, [signer["signing_fingerprint"] + "!"], mode="inline", armor=False)
+    except _gnupg.GpgError as err:
+        raise BackupError("signing the backup with the backup key failed: %s" % err.message)
+    finally:
+        gpg.kill_agent()
+    say("signed by backup key %s" % signer["fingerprint"])
     name = "%s%s.tar.gz.gpg" % (ARCHIVE_PREFIX, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
     path = os.path.join(output_dir, name)
     _gnupg.write_private_file(path, ciphertext)
@@ -191,10 +211,44 @@ def _safe_members(archive):
     return members
 
 
-def decrypt_archive(data, gnupghome, passphrase=None):
-    """Plaintext archive of an encrypted backup, with the operator's key in ``gnupghome``."""
+def verify_archive(data, backup_key_file):
+    """The encrypted archive inside a signed backup, once its signature verifies with the backup
+    key the operator pinned (``backup_key_file``, armored or binary); BackupError otherwise.
+
+    Runs in a throw-away GnuPG home that holds the pinned key and nothing else, so no other key
+    (not the operator's, not one an attacker imported somewhere) can make it verify, and no
+    secret key is there to decrypt anything."""
+    if not backup_key_file:
+        raise BackupError("--backup-key FILE is required: the backup key's public key pinned off the signer "
+                          "(pkgsign-admin backup-key prints it)")
+    try:
+        with open(backup_key_file, "rb") as handle:
+            pinned = handle.read()
+    except OSError as err:
+        raise BackupError("cannot read backup key %s: %s" % (backup_key_file, err.strerror or err))
+    with _gnupg.TemporaryGnuPG() as gpg:
+        try:
+            imported = gpg.import_keys(pinned)
+        except _gnupg.GpgError as err:
+            raise BackupError("backup key %s is not an OpenPGP public key: %s" % (backup_key_file, err.message))
+        if not imported:
+            raise BackupError("backup key %s holds no OpenPGP key" % backup_key_file)
+        result = gpg.run(["--decrypt"], input=data, check=False)
+    valid = [fields[-1].upper() for fields in result.status_lines("VALIDSIG") if fields]
+    if result.returncode != 0 or not valid or not set(valid) <= {f.upper() for f in imported} \
+            or result.status_lines("BADSIG") or result.status_lines("ERRSIG"):
+        raise BackupError("the archive is not signed by the pinned backup key %s: refused, nothing decrypted or "
+                          "installed" % backup_key_file)
+    return result.stdout
+
+
+def decrypt_archive(data, gnupghome, passphrase=None, backup_key_file=None):
+    """Plaintext archive of a signed, encrypted backup: the signature is checked against the pinned
+    backup key first (``verify_archive``), then the archive decrypted with the operator's key in
+    ``gnupghome``."""
+    ciphertext = verify_archive(data, backup_key_file)
     gpg = _gnupg.GnuPG(gnupghome, create=False)
-    return gpg.decrypt(data, passphrase=passphrase)
+    return gpg.decrypt(ciphertext, passphrase=passphrase)
 
 
 def restore(config_path, archive_bytes, force=False, say=lambda message: None):
@@ -288,14 +342,24 @@ def add_commands(sub, say, error_class):
     parser.add_argument("--gnupghome", help="GnuPG home with the operator's secret key, to decrypt the archive")
     parser.add_argument("--passphrase-stdin", action="store_true",
                         help="read the operator key's passphrase from the first line of standard input")
+    parser.add_argument("--backup-key", metavar="FILE",
+                        help="the backup key's public key, pinned off the signer: the archive's signature must "
+                             "verify with it before anything is decrypted (required with --gnupghome)")
     parser.add_argument("--force", action="store_true", help="overwrite an instance that already holds keys")
     parser.set_defaults(func=lambda args: _cmd_restore(args, say, error_class))
+
+    parser = sub.add_parser("backup-key", help="print the public key that signs this instance's backups "
+                                               "(made on first use; pin it off the signer)")
+    parser.add_argument("--config", help=CONFIG_HELP)
+    parser.set_defaults(func=lambda args: _cmd_backup_key(args))
 
     parser = sub.add_parser("backup-decrypt", help="decrypt a backup with the operator's key (on the operator's "
                                                    "machine; needs neither Flask nor an instance)")
     parser.add_argument("--archive", required=True)
     parser.add_argument("--gnupghome", required=True, help="GnuPG home with the operator's secret key")
     parser.add_argument("--output", required=True, help="decrypted archive, written 0600")
+    parser.add_argument("--backup-key", metavar="FILE", required=True,
+                        help="the backup key's public key, pinned off the signer (pkgsign-admin backup-key)")
     parser.add_argument("--passphrase-stdin", action="store_true")
     parser.set_defaults(func=lambda args: _cmd_decrypt(args, say, error_class))
 
@@ -306,9 +370,9 @@ def _cmd_decrypt(args, say, error_class):
     try:
         passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
         with open(args.archive, "rb") as handle:
-            data = decrypt_archive(handle.read(), args.gnupghome, passphrase)
+            data = decrypt_archive(handle.read(), args.gnupghome, passphrase, args.backup_key)
         _gnupg.write_private_file(args.output, data)
-    except (OSError, _gnupg.GpgError) as err:
+    except (OSError, _gnupg.GpgError, BackupError) as err:
         raise _admin_error(err, error_class)
     say("decrypted %s into %s (%d bytes)" % (args.archive, args.output, len(data)))
     return 0
@@ -336,10 +400,46 @@ def _cmd_restore(args, say, error_class):
             with open(args.archive, "rb") as handle:
                 data = handle.read()
         if args.gnupghome:
-            data = decrypt_archive(data, args.gnupghome, passphrase)
-        restore(args.config, data, force=args.force, say=say)
+            data = decrypt_archive(data, args.gnupghome, passphrase, args.backup_key)
+        elif data[:2] != b"\x1f\x8b":
+            raise BackupError("not a decrypted pkgsign backup: give --gnupghome (the operator's key) and "
+                              "--backup-key (the pinned backup key)")
+        manifest = restore(args.config, data, force=args.force, say=say)
     except (BackupError, OSError, _gnupg.GpgError) as err:
-        raise _admin_error(err, error_class)
+        error = _admin_error(err, error_class)
+        _audit_restore(args, "refused", reason=str(error))
+        raise error
+    # The first line after the restored chain: what was restored, from where, by whom.
+    _audit_restore(args, "ok", keys=len(manifest.get("keys", [])), backup_host=manifest.get("host"),
+                   backup_created=manifest.get("created"), verified_with=args.backup_key if args.gnupghome else None)
+    return 0
+
+
+def _audit_restore(args, result, **fields):
+    """One audit line for a restore decision, in the instance's log (a refusal goes to the log the
+    instance has now, which a later restore replaces with the archive's). Never fails the command."""
+    import pwd
+
+    from .audit import AuditLog
+
+    try:
+        config = load_config(args.config)
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            user = str(os.geteuid())
+        AuditLog.from_config(config).append(operation="restore", result=result, token=None, client="pkgsign-admin",
+                                            user=user, archive=os.path.basename(args.archive), **fields)
+    except Exception:  # noqa: BLE001 - the restore's own outcome is what the operator needs to see
+        pass
+
+
+def _cmd_backup_key(args):
+    from .audit import audit_public_key, ensure_audit_key
+
+    config = load_config(args.config)
+    ensure_audit_key(config, "backup")
+    print(audit_public_key(config, "backup").decode("ascii"), end="")
     return 0
 
 

@@ -7,6 +7,12 @@
   each in ``<state_dir>/keygen-slots``, shared by every server process. A request waits up to
   ``keygen_wait`` for a slot, then gets 503 with Retry-After; requests never pile up behind the
   cap. Keys already made (200) and keys taken from the pool cost no slot.
+* A quota of keys per token (``keys_per_token``, or the token's own ``max_keys``): how many keys
+  the token has made through /gen_key and not deleted. One count per token in
+  ``<state_dir>/key-quota/<sha256 of the token id>``, changed under flock: a generation reserves
+  one before it starts (two parallel requests cannot both take the last one), gives it back
+  when no key was made (an existing key, a failure, a cancelled generation); deleting a key gives
+  its maker one back. Beyond the quota: 403 (it does not free up by waiting).
 * The keygen queue (``keygen_queue_from``, ``keygen_queue_depth``, ``keygen_queue_wait``): a
   /gen_key from a listed network that is over a limit (the anonymous request rate, its token's
   request rate, its key generation budget) waits for the limit to let it through instead of a
@@ -23,6 +29,7 @@
 """
 
 import fcntl
+import hashlib
 import ipaddress
 import os
 import threading
@@ -38,6 +45,10 @@ class BudgetExceeded(Exception):
         self.status = status
         self.message = message
         self.retry_after = max(1, int(retry_after))
+
+
+class QuotaExceeded(Exception):
+    """The token has made as many keys as it may have (403)."""
 
 
 def _per(rate):
@@ -137,6 +148,50 @@ class Budgets:
         wait = self.limiter.check("signatures:" + who, rate, cost=count)
         if wait:
             raise BudgetExceeded(429, "signature budget of %s (%s) spent; retry in %d s" % (who, _per(rate), wait), wait)
+
+    # -- key quota per token ---------------------------------------------------------------
+
+    def _count(self, token_id, change, limit=0):
+        """Add ``change`` to the token's key count under flock; QuotaExceeded when an increase
+        would go beyond ``limit`` (0: none). Returns the new count."""
+        directory = os.path.join(self.config.state_dir, "key-quota")
+        if not os.path.isdir(directory):
+            try:  # two first requests at once: one makes it, the other finds it made (never a 500)
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            except FileExistsError:
+                pass
+        path = os.path.join(directory, hashlib.sha256(token_id.encode("utf-8")).hexdigest())
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 32, 0).strip()
+            count = int(raw) if raw.isdigit() else 0
+            if change > 0 and limit and count + change > limit:
+                raise QuotaExceeded("token %s has made %d key(s), its quota; delete one or ask the operator for a "
+                                    "higher quota (pkgsign-admin token add --max-keys)" % (token_id, count))
+            count = max(0, count + change)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, b"%d\n" % count, 0)
+            return count
+        finally:
+            os.close(fd)
+
+    def reserve_key(self, token):
+        """Take one key of the token's quota before a generation (None for token-less requests);
+        give it back with ``return_key`` unless a key was made."""
+        if token is None:
+            return None
+        limit = token.max_keys if token.max_keys is not None else self.config.keys_per_token
+        self._count(token.id, 1, limit)
+        return token.id
+
+    def return_key(self, token_id):
+        """A reserved key that was not made, or a key its maker's token had made was deleted."""
+        if token_id:
+            self._count(token_id, -1)
+
+    def keys_made(self, token_id):
+        return self._count(token_id, 0)
 
     def keygen_slot(self, algorithm, pool=None):
         """A held slot (an fd; give it to ``release``) for an RSA generation, or None when none is

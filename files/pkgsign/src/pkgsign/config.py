@@ -45,6 +45,12 @@ class ConfigError(ValueError):
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# Largest `states` list in one POST /sign. Sized with `make bench` (section batchsize,
+# docs/performance.md): RSA-4096 on a loaded 2-core signer makes about 13-15 signatures a second,
+# so 200 states take about 15 s, a quarter of the 60 s request timeout; 1000 took over 60 s.
+# The `sign` client sends at most 200 states per request (client.Signer.sign_blobs).
+DEFAULT_MAX_DIGESTS = 200
+
 def parse_duration(text: str) -> int:
     """'300', '5m', '2h', '1825d' -> seconds."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text or "")
@@ -144,6 +150,7 @@ class Config:
     budget_signatures: Optional[Tuple[int, int]] = (60000, 600)
     concurrent_keygen: int = 2
     keygen_wait: int = 30
+    keys_per_token: int = 0  # keys a token may have made and not deleted; 0 = no quota (tokens may set their own)
     # [budget] keygen_queue_*: clients of these networks wait for their keygen budget instead of 429
     keygen_queue_networks: List[ipaddress._BaseNetwork] = field(default_factory=list)
     keygen_queue_depth: int = 8
@@ -174,7 +181,7 @@ class Config:
     generation_race: int = 1
     default_digest: str = "sha256"
     allowed_digests: Tuple[str, ...] = ("sha256", "sha384", "sha512")
-    max_digests_per_request: int = 1000
+    max_digests_per_request: int = DEFAULT_MAX_DIGESTS
     rate_limit_default: Optional[Tuple[int, int]] = (600, 60)
     rate_limit_anonymous: Optional[Tuple[int, int]] = (60, 60)
     aliases: Dict[str, str] = field(default_factory=dict)
@@ -370,6 +377,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         budget_signatures=parse_rate(get("budget", "signatures", "60000/600")),
         concurrent_keygen=_concurrent_keygen(get("budget", "concurrent_keygen", "auto")),
         keygen_wait=parse_duration(get("budget", "keygen_wait", "30s")),
+        keys_per_token=_bounded(get_int("budget", "keys_per_token", 0), 0, 10 ** 9, "[budget] keys_per_token"),
         keygen_queue_networks=queue_networks,
         keygen_queue_depth=queue_depth,
         reserved_workers=reserved_workers,
@@ -398,7 +406,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         generation_race=generation_race,
         default_digest=default_digest,
         allowed_digests=tuple(allowed),
-        max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", 1000)),
+        max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", DEFAULT_MAX_DIGESTS)),
         rate_limit_default=parse_rate(get("rate_limit", "default", "600/60")),
         rate_limit_anonymous=parse_rate(get("rate_limit", "anonymous", "60/60")),
         aliases=aliases,

@@ -13,6 +13,7 @@ every metadata entry its key.
 """
 
 import fcntl
+import fnmatch
 import hashlib
 import json
 import logging
@@ -39,6 +40,8 @@ RECORD_KEY_FIELDS = ("uids", "expires", "revoked", "signing_fingerprint", "signi
                      "pubkey_algo", "signing_algorithm", "signing_problem")
 # How often a generation looks whether a pool key has become ready meanwhile.
 POOL_WATCH_SECONDS = 0.05
+# How often a generation asks whether its client is still there (``generate(cancelled=...)``).
+CANCEL_WATCH_SECONDS = 0.25
 
 
 class KeyStoreError(Exception):
@@ -47,6 +50,21 @@ class KeyStoreError(Exception):
 
 class UnknownKey(LookupError):
     """No key answers to that name."""
+
+
+class GenerationCancelled(Exception):
+    """The client that asked for a key went away while its key material was being generated: the
+    generations were stopped (or handed to the pool) and nothing was bound."""
+
+
+class NotOurKey(Exception):
+    """A key with that email is in the keyring but the service did not make or import it (no
+    metadata): /gen_key refuses rather than take it over (after which DELETE could remove it)."""
+
+    def __init__(self, email, fingerprint):
+        super().__init__("a key for %s (%s) is in the keyring but was not made by this service nor imported with "
+                         "pkgsign-admin import-copr; it is not handed out or taken over" % (email, fingerprint))
+        self.fingerprint = fingerprint
 
 
 def _file_name(name_email: str) -> str:
@@ -175,6 +193,7 @@ class KeyStore:
         self._thread_locks_guard = threading.Lock()
         self._alias_cache = {}
         self._alias_cache_lock = threading.Lock()
+        self._current = {}  # fingerprint -> (keyring stamp, the key's signing fields as listed then)
         self._email_re = re.compile(config.name_email_pattern, re.ASCII)
         _ensure_gpg_conf(config.gnupg_home)
         self.maker = KeyMaker(config, self.gnupg.binary)
@@ -309,6 +328,34 @@ class KeyStore:
             self._alias_cache[name.upper()] = (time.monotonic() + 60, record, stamp)
         return record
 
+    _CURRENT_PRUNE_AT = 4096
+
+    def current(self, record: dict) -> dict:
+        """``record`` with its signing fields (signing subkey, revoked, expires, signing_problem) as
+        the keyring has them now: a signing subkey revoked or expired by hand, or a key deleted,
+        stops signing at once, not after ``maintain`` refreshes the metadata.
+
+        Two gpg runs (public and secret listing of this key) per change of the keyring (keyed on pubring.kbx's inode, size
+        and times, which every gpg write changes), so a steady signer runs no gpg. UnknownKey when
+        the key is gone."""
+        fingerprint = record["fingerprint"]
+        stamp = self._keyring_stamp()
+        with self._alias_cache_lock:
+            cached = self._current.get(fingerprint)
+        if cached is None or cached[0] != stamp or stamp is None:
+            with self.keyring_lock():
+                listed = _gnupg.find_keys_by(self.gnupg, fingerprint)  # secrets too: a ssb# subkey never signs
+            listed = [key for key in listed if key.fingerprint == fingerprint]
+            if not listed:
+                raise UnknownKey(fingerprint)
+            fresh = key_record(listed[0], record.get("name_email") or None, record.get("origin", "generated"))
+            cached = (stamp, {field: fresh[field] for field in RECORD_KEY_FIELDS if field != "uids"})
+            with self._alias_cache_lock:
+                if len(self._current) >= self._CURRENT_PRUNE_AT:
+                    self._current.clear()
+                self._current[fingerprint] = cached
+        return dict(record, **cached[1])
+
     def _keyring_stamp(self):
         """What changes whenever gpg writes the public keyring (None when there is none)."""
         try:
@@ -330,6 +377,27 @@ class KeyStore:
             if ascii_lower(target) in names:
                 names.add(alias)
         return names
+
+    def pin_patterns(self, patterns):
+        """pattern -> primary fingerprints of the keys with secret material here that the pattern
+        matches now (by any name: email, uid email, fingerprint, key id, alias), for every pattern
+        that binds (tokens.pattern_is_pinned). Lists the whole keyring once: an admin operation."""
+        from .tokens import pattern_is_pinned
+
+        wanted = [ascii_lower(p) for p in patterns if pattern_is_pinned(p)]
+        if not wanted:
+            return {}
+        by_fingerprint = {record["fingerprint"]: record for record in self.all_metadata()}
+        with self.keyring_lock():
+            keys = self.gnupg.list_keys(secret=True)
+        pins = {pattern: [] for pattern in wanted}
+        for key in keys:
+            record = by_fingerprint.get(key.fingerprint) or key_record(key, origin="keyring")
+            names = self.names_of(record, record["fingerprint"])
+            for pattern in wanted:
+                if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                    pins[pattern].append(key.fingerprint)
+        return pins
 
     # -- generation ----------------------------------------------------------------------
 
@@ -370,7 +438,7 @@ class KeyStore:
         return algorithm, days
 
     def generate(self, name_real, name_email, name_comment=None, algorithm="rsa4096", expire_days=0,
-                 created_by=None):
+                 created_by=None, cancelled=None):
         """Create the key for ``name_email`` unless it exists; returns (created?, metadata).
 
         A key is a certify-only primary and a sign-only subkey of ``algorithm``: two pieces of key
@@ -378,6 +446,10 @@ class KeyStore:
         when cores are idle); only binding the user id to it takes the keyring lock, so keys for
         different emails are generated in parallel. ed25519 keys (milliseconds) come from the pool
         or the service's own agent. The email lock makes one key per email.
+
+        ``cancelled``: a callable asked a few times a second while key material is generated; when
+        it answers True (the client has gone) the generations are stopped, what they made is
+        shredded and GenerationCancelled raised.
         """
         # The case stays as given (the user id, the passphrase file, what /keys shows); the file,
         # the lock and every lookup fold it: one key per address whatever its case (README.md).
@@ -392,10 +464,9 @@ class KeyStore:
             if listed:
                 existing = self.lookup_gpg("<%s>" % name_email)
             if existing is not None:
-                # In the keyring without metadata (imported by hand): adopt it.
-                record = key_record(existing, name_email, origin="adopted")
-                self.save_metadata(record)
-                return False, record
+                # In the keyring without metadata (a release key imported by hand, say): never the
+                # service's to hand out or delete. import-copr writes metadata for what it imports.
+                raise NotOurKey(name_email, existing.fingerprint)
             marker = os.path.join(self.pending_dir, _file_name(name_email))
             started = int(time.time())
 
@@ -426,8 +497,14 @@ class KeyStore:
                 record = self._generate_here(**bind)
             elif record is None:
                 try:
-                    keygrips = self._new_material(algorithm, KEY_PARTS - len(keygrips), keygrips, in_flight)
+                    keygrips = self._new_material(algorithm, KEY_PARTS - len(keygrips), keygrips, in_flight,
+                                                  cancelled)
                     record = self._bind(keygrips, **bind)
+                except GenerationCancelled:
+                    self._shred_material(keygrips)
+                    if os.path.exists(marker):  # nothing was bound: nothing for reconcile() to finish
+                        os.unlink(marker)
+                    raise
                 except BaseException:
                     self._shred_material(keygrips)
                     raise
@@ -461,7 +538,7 @@ class KeyStore:
             raise KeyStoreError("gpg reported key %s but it is not in the keyring" % fingerprint)
         return key_record(found[0], name_email, origin="generated", created_by=created_by)
 
-    def _new_material(self, algorithm, count, have, in_flight):
+    def _new_material(self, algorithm, count, have, in_flight, cancelled=None):
         """Generate ``count`` pieces of key material (racing when cores are idle) into the service's
         key files; ``have`` (keygrips already claimed) plus theirs.
 
@@ -474,7 +551,9 @@ class KeyStore:
         watch_pool = self.pool is not None and algorithm in self.pool.sizes
         try:
             while len(keygrips) < len(have) + count:
-                winner = race.wait(POOL_WATCH_SECONDS if watch_pool else None)
+                winner = race.wait(POOL_WATCH_SECONDS if watch_pool else CANCEL_WATCH_SECONDS if cancelled else None)
+                if winner is None and cancelled is not None and cancelled():
+                    raise GenerationCancelled("the client went away during key generation")
                 if winner is not None:
                     keygrips.append(winner.keygrip)
                     in_flight(keygrips)
@@ -483,7 +562,8 @@ class KeyStore:
                     finally:
                         winner.discard()
                     continue
-                taken = self._claim(algorithm, 1, in_flight, keygrips) if self.pool.available(algorithm) else []
+                taken = self._claim(algorithm, 1, in_flight, keygrips) \
+                    if watch_pool and self.pool.available(algorithm) else []
                 if taken:
                     keygrips += taken
                     race.reduce()

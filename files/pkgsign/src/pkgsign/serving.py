@@ -15,6 +15,7 @@ a socket and its bytes so far, never a thread; ``/ping`` keeps answering.
 import io
 import logging
 import queue
+import select
 import selectors
 import socket
 import threading
@@ -26,6 +27,23 @@ from werkzeug.serving import BaseWSGIServer
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 65536
+# WSGI environ key: a callable answering whether the client has closed its connection (long work,
+# such as a key generation, stops when nobody waits for its answer). mod_wsgi sets no such key.
+CLIENT_GONE = "pkgsign.client_gone"
+
+
+def connection_closed(sock):
+    """True when the peer has closed ``sock`` (end of stream or an error), without consuming data:
+    bytes of a next request waiting on a keep-alive connection mean the client is still there."""
+    try:
+        readable, _writable, _errors = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except (OSError, ValueError):
+        return True
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 
 
@@ -280,6 +298,11 @@ class OneRequestHandlerMixin:
         super().setup()
         self.rfile.close()
         self.rfile = self.server.reader_for(self.connection)
+
+    def make_environ(self):
+        environ = super().make_environ()
+        environ[CLIENT_GONE] = lambda sock=self.connection: connection_closed(sock)
+        return environ
 
     def handle(self):
         self.close_connection = True

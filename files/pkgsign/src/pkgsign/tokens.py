@@ -9,6 +9,16 @@ tokens.json::
 Only the hash is stored, so a stolen tokens file signs nothing. Lookup is by the hash of the
 presented secret, so comparing secrets never leaks timing about a stored one.
 
+Key patterns bind to fingerprints (docs/security.md, "Tokens bind to keys"): ``pkgsign-admin token
+add`` resolves each pattern to the keys it matches then and stores them in ``pinned``
+(pattern -> primary fingerprints); a pinned pattern covers those keys only, so a later key with the
+same email (a new rotation cycle, an alias moved) needs ``pkgsign-admin token grant``. ``granted``
+(fingerprint -> the key's names at the time) lists keys granted since, among them the keys the
+token made itself through /gen_key. Two kinds of pattern are not pinned, by the operator's explicit
+choice: ``*`` (every key) and a pattern written ``future:<pattern>`` (the keys it matches now and
+later, for per-project tokens that must sign with keys /gen_key makes later). An entry without
+``pinned`` (written before this rule) matches every pattern by name, as it always did.
+
 A token with ``client_cert_sha256`` is bound to that TLS client certificate: it is accepted
 only on a connection whose verified client certificate (mod_ssl's ``SSL_CLIENT_CERT``, never a
 request header) has that fingerprint, so a copied secret alone is useless.
@@ -35,6 +45,12 @@ from .config import ascii_lower, parse_rate
 log = logging.getLogger(__name__)
 
 SCOPES = ("sign", "keygen", "admin")
+FUTURE_PREFIX = "future:"  # a key pattern that covers keys made later too (never pinned)
+
+
+def pattern_is_pinned(pattern: str) -> bool:
+    """True for a key pattern that binds to the fingerprints it matches when the token is made."""
+    return pattern != "*" and not ascii_lower(pattern).startswith(FUTURE_PREFIX)
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -100,9 +116,24 @@ class Token:
         self.id = token_id
         self.scopes = frozenset(entry.get("scopes", ()))
         self.key_patterns = [ascii_lower(p) for p in entry.get("keys", ())]
+        pinned = entry.get("pinned")
+        self._open, self._pinned = [], []
+        for pattern in self.key_patterns:
+            if pinned is None or not pattern_is_pinned(pattern):
+                self._open.append(pattern[len(FUTURE_PREFIX):] if pattern.startswith(FUTURE_PREFIX) else pattern)
+            else:  # a pinned pattern missing from ``pinned`` (edited by hand) covers no key
+                fingerprints = pinned.get(pattern, ())
+                self._pinned.append((pattern, frozenset(f.upper() for f in fingerprints)))
+        granted = entry.get("granted") or {}
+        self._granted = frozenset(f.upper() for f in granted)
+        self._granted_names = frozenset(ascii_lower(n) for names in granted.values() for n in names) | \
+            frozenset(ascii_lower(f) for f in granted)
         rate = entry.get("rate")
         self.rate = parse_rate(rate) if rate not in (None, "") else default_rate
         self.client_cert_sha256 = entry.get("client_cert_sha256") or None
+        max_keys = entry.get("max_keys")  # its own key quota (budget.py); None: [budget] keys_per_token
+        self.max_keys = max_keys if isinstance(max_keys, int) and not isinstance(max_keys, bool) and max_keys >= 0 \
+            else None
 
     def certificate_refusal(self, client_cert_pem):
         """None when this token may be used with the connection's client certificate (PEM or
@@ -119,9 +150,29 @@ class Token:
             return "token %s is bound to another client certificate" % self.id
         return None
 
-    def allows_key(self, names) -> bool:
-        """True when a key pattern matches any name of the key (email, fingerprint, alias)."""
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.key_patterns for name in names)
+    def allows_key(self, names, fingerprint=None) -> bool:
+        """True when this token may use the key with these names (email, fingerprint, alias ...)
+        and primary ``fingerprint``: an open pattern matches a name, or the key was granted, or a
+        pinned pattern matches a name and was pinned to that fingerprint.
+
+        Without ``fingerprint`` (before any key lookup, or for a key not made yet) the answer is
+        whether the names could be covered: a refusal then is final, a consent is not."""
+        names = [ascii_lower(name) for name in names]
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self._open for name in names):
+            return True
+        if fingerprint is None:
+            return any(name in self._granted_names for name in names) or \
+                any(fnmatch.fnmatchcase(name, pattern) for pattern, _fps in self._pinned for name in names)
+        fingerprint = fingerprint.upper()
+        if fingerprint in self._granted:
+            return True
+        return any(fingerprint in fps and any(fnmatch.fnmatchcase(name, pattern) for name in names)
+                   for pattern, fps in self._pinned)
+
+    @property
+    def pins_keys(self):
+        """True when this token's patterns bind to fingerprints (a key it makes is granted to it)."""
+        return bool(self._pinned)
 
 
 class TokenStore:
@@ -324,7 +375,7 @@ def editing(path):
         os.close(lock_fd)
 
 
-def validate_token_fields(token_id, scopes, key_patterns, rate=None):
+def validate_token_fields(token_id, scopes, key_patterns, rate=None, max_keys=None):
     if not token_id or len(token_id) > 64 or not set(token_id) <= _ID_CHARS:
         raise TokenFileError("token id must be 1-64 characters of letters, digits, '.', '_', '-'")
     if not scopes:
@@ -339,12 +390,17 @@ def validate_token_fields(token_id, scopes, key_patterns, rate=None):
             raise TokenFileError("invalid key pattern %r" % pattern)
     if rate not in (None, ""):
         parse_rate(rate)
+    if max_keys not in (None, "") and (not str(max_keys).isdigit() or int(max_keys) > 10 ** 9):
+        raise TokenFileError("max keys must be a number of keys, 1 to 1000000000 (0: no quota of its own), not %r" % max_keys)
 
 
-def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, replace=False, client_cert_sha256=None):
+def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, replace=False, client_cert_sha256=None,
+              pinned=None, granted=None, max_keys=None):
     """Add (or with ``replace`` rotate) a token; returns the secret. ``client_cert_sha256``
-    binds it to one TLS client certificate."""
-    validate_token_fields(token_id, scopes, key_patterns, rate)
+    binds it to one TLS client certificate. ``pinned`` (pattern -> fingerprints, from
+    ``KeyStore.pin_patterns``) binds the patterns to keys; None writes a name-matching entry
+    (the behaviour of tokens written before pinning). ``granted``: keys granted since."""
+    validate_token_fields(token_id, scopes, key_patterns, rate, max_keys)
     if client_cert_sha256 not in (None, ""):
         client_cert_sha256 = normalize_fingerprint(client_cert_sha256)
     secret = secret if secret is not None else new_secret()
@@ -363,6 +419,11 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
             entry["rate"] = rate
         if client_cert_sha256:
             entry["client_cert_sha256"] = client_cert_sha256
+        if max_keys not in (None, ""):
+            entry["max_keys"] = int(max_keys)
+        if pinned is not None:
+            entry["pinned"] = {ascii_lower(pattern): sorted(set(fps)) for pattern, fps in pinned.items()}
+            entry["granted"] = dict(granted or {})
         tokens[token_id] = entry
     return secret
 
@@ -373,3 +434,21 @@ def revoke_token(path, token_id):
             raise TokenFileError("no token %r" % token_id)
         tokens[token_id]["revoked"] = int(time.time())
         tokens[token_id]["sha256"] = "revoked:" + tokens[token_id]["sha256"]
+
+
+def grant_key(path, token_id, fingerprint, names, only_if_pinning=False):
+    """Grant the key ``fingerprint`` (known by ``names``) to the token: an explicit act of the
+    operator (``pkgsign-admin token grant``) or /gen_key granting a key a token made to it.
+    Returns False when there was nothing to do (no such token, revoked, name-matching entry with
+    ``only_if_pinning``)."""
+    with editing(path) as tokens:
+        entry = tokens.get(token_id)
+        if not isinstance(entry, dict) or entry.get("revoked"):
+            if only_if_pinning:
+                return False
+            raise TokenFileError("no active token %r" % token_id)
+        if "pinned" not in entry and only_if_pinning:
+            return False  # a name-matching entry (written before pinning) covers its names anyway
+        granted = entry.setdefault("granted", {})
+        granted[fingerprint.upper()] = sorted({ascii_lower(name) for name in names})
+    return True
