@@ -30,3 +30,26 @@ collection_link() {
     mkdir -p "$COLLECTIONS_DIR/ansible_collections/pkgsign"
     ln -sfn "$COLLECTION_ROOT" "$COLLECTIONS_DIR/ansible_collections/pkgsign/signer"
 }
+# A collections directory holding only this collection and the dependencies galaxy.yml declares
+# (linked from the ansible bundle in .venv): with ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false, a
+# module from an undeclared collection is not found, as on a host that installed ours from Galaxy.
+declared_collections_link() {
+    local root="$WORK_DIR/declared-collections/ansible_collections" name
+    DECLARED_COLLECTIONS=()
+    rm -rf "$WORK_DIR/declared-collections"
+    mkdir -p "$root/pkgsign"
+    ln -sfn "$COLLECTION_ROOT" "$root/pkgsign/signer"
+    for name in $("$VENV_BIN/python" -c '
+import sys, yaml
+print("\n".join(yaml.safe_load(open(sys.argv[1])).get("dependencies") or {}))' "$COLLECTION_ROOT/galaxy.yml"); do
+        local bundled
+        bundled="$("$VENV_BIN/python" -c '
+import sys, ansible_collections, os
+print(os.path.join(list(ansible_collections.__path__)[0], *sys.argv[1].split(".")))' "$name")"
+        [ -d "$bundled" ] || { echo "declared collection $name is not in the ansible bundle ($bundled)" >&2; return 1; }
+        mkdir -p "$root/${name%%.*}"
+        ln -sfn "$bundled" "$root/${name%%.*}/${name#*.}"
+        DECLARED_COLLECTIONS+=("$name")
+    done
+    DECLARED_COLLECTIONS_DIR="$WORK_DIR/declared-collections"
+}
