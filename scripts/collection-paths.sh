@@ -13,7 +13,7 @@ COLLECTIONS_DIR="$WORK_DIR/collections"
 RESULTS_DIR="$COLLECTION_ROOT/results"
 VENV_BIN="$COLLECTION_ROOT/.venv/bin"
 # Where the signer role packs files/pkgsign on the controller: one archive per checkout, as the
-# role's default signer_package_archive_local names it (sha256 of the package directory's real path).
+# pkgsign role's default pkgsign_archive_local names it (sha256 of the package directory's real path).
 PACKAGE_ARCHIVE="${TMPDIR:-/tmp}/pkgsign-package-$(printf '%s' "$(realpath "$COLLECTION_ROOT/files/pkgsign")" |
     sha256sum | cut -c1-10).tar.gz"
 
