@@ -66,7 +66,7 @@ def test_pubkey_and_unknown_key(instance):
     assert proc.returncode != 0
     assert proc.stderr.decode().strip() == "unknown key: nobody#none@copr.test"
     keyid = instance.sign("-u", "modern", "-k")
-    assert keyid.returncode == 0 and len(keyid.stdout.strip()) == 16
+    assert keyid.returncode == 0 and re.fullmatch(rb"[0-9A-F]{8}\n", keyid.stdout), keyid.stdout  # obs-sign's form
 
 
 @pytest.mark.parametrize("key", [ED_KEY, RSA_KEY])
@@ -303,7 +303,7 @@ def test_rpm_errors_are_reported_and_other_packages_still_signed(instance, tiny_
     shutil.copy(str(tiny_rpm), str(good))
     through_rpmsign = conf_with(instance, tmp_path, rpm_signing="rpmsign")
     proc = instance.sign("-u", ED_KEY, "-r", str(junk), str(good), conf=through_rpmsign)  # separate rpmsign runs
-    assert proc.returncode == 1 and b"rpmsign failed for %s" % str(junk).encode() in proc.stderr
+    assert proc.returncode == 1 and b"junk.rpm: not an RPM package" in proc.stderr, proc.stderr
     query = ["rpm", "-qp", "--qf", "%{DSAHEADER:pgpsig}", str(good)]
     assert "Key ID" in subprocess.run(query, stdout=subprocess.PIPE, text=True, check=False).stdout
     missing = instance.sign("-u", ED_KEY, "-r", str(tmp_path / "absent.rpm"))

@@ -177,7 +177,7 @@ def test_launcher_starts_the_client_isolated(instance, tmp_path):
     assert proc.returncode == 0, proc.stderr
     proc = subprocess.run([str(dest), "-u", ED_KEY, "-k"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, timeout=60, check=False)
-    assert proc.returncode == 0 and len(proc.stdout.strip()) == 16, proc.stderr
+    assert proc.returncode == 0 and len(proc.stdout.strip()) == 8, proc.stderr
     # The module's command line, as the role runs it: changed once, then unchanged.
     by_role = tmp_path / "sign-by-role"
     outputs = [subprocess.run([sys.executable, "-m", "pkgsign.launcher", str(by_role)], env=child_env(),

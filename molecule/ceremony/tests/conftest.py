@@ -300,8 +300,9 @@ def bastion_keys(bastion, uid_part):
 
 
 def signer_key_id(signer):
-    """The key id `sign -k` reports for the alias in service."""
-    return run_ok(signer, "sudo -u pkgsign-client sign -u release -k").stdout.strip().upper()
+    """The 16-digit key id `sign --full-keyid` reports for the alias in service (`-k` prints
+    obs-sign's 8 digits)."""
+    return run_ok(signer, "sudo -u pkgsign-client sign -u release --full-keyid").stdout.strip().upper()
 
 
 def sign_on_signer(signer, path, text):

@@ -3,11 +3,12 @@
     sign [-u USER] [-h sha256|sha512] [-4] -r FILE.rpm...      sign RPMs in place
     sign [-u USER] [-h ...] -d FILE...                          armored detached: FILE.asc
     sign [-u USER] [-h ...] -D FILE...                          binary detached: FILE.sig
-    sign [-u USER] [-h ...] -c [FILE...]                        clearsign in place (stdin -> stdout)
+    sign [-u USER] [-h ...] -c [FILE...]                        clearsign text in place (stdin -> stdout)
+    sign [-u USER] [-h ...] FILE...                             by name: .rpm/.spm as -r, text as -c
     sign [-u USER] -p                                           print the public key
-    sign [-u USER] -k                                           print the signing key id
+    sign [-u USER] -k | --full-keyid | --fingerprint            the signing (sub)key: 8/16/40 hex digits
     sign -t                                                     check the server and your token
-    sign --unsign FILE.rpm...                                   remove RPM signatures
+    sign --delsign FILE.rpm... (or --unsign)                    remove RPM signatures
 
 The file never leaves this host: the client hashes it and sends only the state of the hash
 (POST /sign); the server appends the signature's hashed area, which it makes itself, finishes
@@ -30,11 +31,18 @@ Options:
     -u USER      the key: an email, fingerprint, key id or alias (default: 'user:' in sign.conf)
     -h HASH      digest algorithm, sha256 (default) or sha512
     -4           OpenPGP v4 signature (the only format produced)
+    -v           print what is signed ("rpm sign FILE", as obs-sign)
+    --config F   another sign.conf (root only, as obs-sign; others: $SIGN_CONF)
     --jobs N     files signed at the same time (default 8)
     --version    print the version
 
 -t contacts the server with your token and prints which server and which token it used;
 it fails when the server is unreachable or refuses the token.
+
+Without a mode option the mode comes from the file name, as in obs-sign: .rpm and .spm are
+signed as RPMs, other files are clearsigned if they are text; binary data is refused. Options of
+obs-sign that sign does not implement (-T, -S, -P, -3, -O, -a, -g, -x, -C, ...) are refused
+with one line saying why, before any file is touched (README.md: "obs-sign options").
 
 Only a digest of each file is sent to the signing server; the file stays on this host.
 Configuration: $SIGN_CONF, else /etc/sign.conf, with 'server:', 'token_file:' (or
@@ -728,16 +736,29 @@ def _clear_text(data):
     return data.replace(b"\r\n", b"\n")
 
 
-def clearsign(signer, files, jobs):
-    from . import wire
-    if not files:
-        text = _clear_text(sys.stdin.buffer.read())
-        packet = signer.sign_blobs([wire.canonical_text(text)], jobs)[0]
-        sys.stdout.buffer.write(_clearsigned(text, packet, signer.digest_algo))
-        return
-    for path in files:  # every file is checked before any is signed
+CLEARSIGNED = b"-----BEGIN PGP SIGNED MESSAGE-----"
+
+
+def binary_reason(data):
+    """Why ``data`` is not text to clearsign, or None. obs-sign's rule (more than three control
+    characters other than tab, CR and LF in the first 8 KiB), and a NUL byte anywhere."""
+    if b"\0" in data:
+        return "binary data (NUL bytes)"
+    head = data[:8192]
+    controls = sum(head.count(bytes((c,))) for c in range(32) if c not in (9, 10, 13))
+    if controls > 3:
+        return "binary data (%d control characters in the first 8 KiB)" % controls
+    return None
+
+
+def prepare_clearsign(files, explicit=True):
+    """Read and judge every file to clearsign before any is signed: [(path, text, mode)].
+    A file that is clearsigned already is left as it is ("FILE: already signed" on standard
+    output, as obs-sign); binary data refuses the whole call (obs-sign refuses it only without
+    -c; clearsigning it would destroy the file)."""
+    for path in files:  # every file is checked before any is read
         check_in_place(path)
-    texts, modes = [], []
+    prepared = []
     for path in files:
         fd = open_input(path)
         try:
@@ -745,14 +766,40 @@ def clearsign(signer, files, jobs):
             from _io import FileIO
 
             with FileIO(fd, "rb", closefd=False) as handle:
-                texts.append(_clear_text(handle.readall()))
+                data = handle.readall()
         except OSError as err:
             raise SignError("%s: %s" % (path, err.strerror)) from None
         finally:
             os.close(fd)
-        modes.append(info.st_mode & 0o777)
-    packets = signer.sign_blobs([wire.canonical_text(text) for text in texts], jobs)
-    for path, text, packet, mode in zip(files, texts, packets, modes):
+        if data.startswith(CLEARSIGNED):
+            print("%s: already signed" % path)
+            continue
+        reason = binary_reason(data)
+        if reason:
+            raise SignError("%s: %s: not clearsigned%s (use -d or -D for a detached signature)"
+                            % (path, reason, "" if explicit else " (no mode option; the name is not .rpm)"))
+        prepared.append((path, _clear_text(data), info.st_mode & 0o777))
+    return prepared
+
+
+def clearsign(signer, prepared, jobs):
+    """Clearsign ``prepared`` (prepare_clearsign) in place; None: standard input to output."""
+    from . import wire
+    if prepared is None:
+        data = sys.stdin.buffer.read()
+        if data.startswith(CLEARSIGNED):
+            raise SignError("<stdin>: already signed")
+        reason = binary_reason(data)
+        if reason:
+            raise SignError("<stdin>: %s: not clearsigned (use -d or -D for a detached signature)" % reason)
+        text = _clear_text(data)
+        packet = signer.sign_blobs([wire.canonical_text(text)], jobs)[0]
+        sys.stdout.buffer.write(_clearsigned(text, packet, signer.digest_algo))
+        return
+    if not prepared:
+        return
+    packets = signer.sign_blobs([wire.canonical_text(text) for _path, text, _mode in prepared], jobs)
+    for (path, text, mode), packet in zip(prepared, packets):
         write_new(path, _clearsigned(text, packet, signer.digest_algo), mode)
 
 
@@ -953,7 +1000,14 @@ def sign_rpms(signer, conf, files, jobs):
     method = conf.get("rpm_signing", "native").lower()
     if method not in ("native", "rpmsign"):
         raise SignError("rpm_signing must be native or rpmsign, not %r" % method)
-    packages, through_rpmsign, errors = [], list(files), []
+    packages, through_rpmsign, errors = [], [], []
+    if method == "rpmsign":
+        for path in files:  # rpmsign is handed only files that start with an RPM lead
+            error = rpm_lead_error(path)
+            if error:
+                errors.append(error)
+            else:
+                through_rpmsign.append(path)
     if method == "native":
         from . import rpmheader
 
@@ -978,6 +1032,20 @@ def sign_rpms(signer, conf, files, jobs):
         raise SignError("; ".join(errors))
 
 
+def rpm_lead_error(path):
+    """None when ``path`` starts with an RPM lead (magic, binary or source package), else why not."""
+    fd = open_input(path)
+    try:
+        lead = os.read(fd, 96)
+    except OSError as err:
+        return "%s: %s" % (path, err.strerror)
+    finally:
+        os.close(fd)
+    if len(lead) < 96 or lead[:4] != b"\xed\xab\xee\xdb":
+        return "%s: not an RPM package" % path
+    return None
+
+
 def unsign_rpms(conf, files):
     """rpmsign --delsign rewrites the packages: the rules of every in-place output apply first
     (a regular file of the caller's own with one link; no link, FIFO or device is opened)."""
@@ -985,6 +1053,10 @@ def unsign_rpms(conf, files):
 
     for path in files:
         check_in_place(path)
+    for path in files:
+        error = rpm_lead_error(path)
+        if error:
+            raise SignError(error)
     proc = subprocess.run([conf.get("rpmsign", "rpmsign"), "--delsign", "--"] + list(files),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
@@ -1024,50 +1096,91 @@ def main(argv=None):
         return 130
 
 
-SHORT_WITH_VALUE = "uhS"
-SHORT_FLAGS = "4prdDctk"
-LONG_WITH_VALUE = ("jobs",)
-LONG_FLAGS = ("help", "unsign", "version")
+def _unknown(option):
+    return SignError("unknown option %s (sign --help lists the options)" % option)
 
 
 def parse_args(argv):
-    """GNU-style options in any order among the files (getopt would cost start-up time)."""
+    """GNU-style options in any order among the files (getopt would cost start-up time). The
+    options are obs-sign's (obsopts.py): one that `sign` refuses ends the run here, with one
+    line naming it, before any file is opened."""
+    from .obsopts import REFUSED, takes_value
+
     opts, files = [], []
     args = list(argv)
+
+    def add(option, value):
+        if option in REFUSED:
+            raise SignError("%s is not supported: %s" % (option, REFUSED[option][1]))
+        opts.append((option, value))
+
     while args:
         arg = args.pop(0)
         if arg == "--":
             files.extend(args)
             break
         if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            if name in LONG_WITH_VALUE:
-                if not eq:
-                    if not args:
-                        raise SignError("option --%s needs a value\n%s" % (name, USAGE))
-                    value = args.pop(0)
-                opts.append(("--" + name, value))
-            elif name in LONG_FLAGS and not eq:
-                opts.append(("--" + name, ""))
-            else:
-                raise SignError("unknown option %s\n%s" % (arg, USAGE))
+            name, eq, value = arg.partition("=")
+            kind = takes_value(name)
+            if kind is None:
+                raise _unknown(name)
+            if kind and not eq:
+                if not args:
+                    raise SignError("option %s needs a value" % name)
+                value = args.pop(0)
+            elif not kind and eq:
+                raise SignError("option %s takes no value" % name)
+            add(name, value)
         elif arg.startswith("-") and len(arg) > 1:
             cluster = arg[1:]
             while cluster:
-                letter, cluster = cluster[0], cluster[1:]
-                if letter in SHORT_WITH_VALUE:
+                letter, cluster = "-" + cluster[0], cluster[1:]
+                kind = takes_value(letter)
+                if kind is None or letter.startswith("--"):
+                    raise _unknown(letter)
+                if kind:
                     if not cluster:
                         if not args:
-                            raise SignError("option -%s needs a value\n%s" % (letter, USAGE))
+                            raise SignError("option %s needs a value" % letter)
                         cluster = args.pop(0)
-                    opts.append(("-" + letter, cluster))
+                    add(letter, cluster)
                     break
-                if letter not in SHORT_FLAGS:
-                    raise SignError("unknown option -%s\n%s" % (letter, USAGE))
-                opts.append(("-" + letter, ""))
+                add(letter, "")
         else:
             files.append(arg)
     return opts, files
+
+
+MODE_OPTIONS = {"-p": "pubkey", "-r": "rpm", "-d": "detached", "-D": "binary", "-c": "clearsign",
+                "-t": "test", "-k": "keyid", "--full-keyid": "keyid", "--fingerprint": "fingerprint",
+                "--unsign": "unsign"}
+# What obs-sign's -v prints before each file.
+VERBOSE_NAMES = {"rpm": "rpm sign", "clearsign": "clear sign", "detached": "detached sign",
+                 "binary": "detached sign", "unsign": "rpm delsign"}
+
+
+def mode_from_name(path):
+    """obs-sign's rule when no mode option is given: .rpm/.spm are RPMs, anything else is
+    clearsigned (clearsign() then refuses binary data). Types obs-sign signs and `sign` does not
+    are refused here, by name."""
+    from .obsopts import RPM_SUFFIXES, UNSIGNED_SUFFIXES
+
+    if len(path) > 4 and path.endswith(RPM_SUFFIXES):
+        return "rpm"
+    for suffix, why in UNSIGNED_SUFFIXES.items():
+        if len(path) > len(suffix) and path.endswith(suffix):
+            raise SignError("%s: %s" % (path, why))
+    return "clearsign"
+
+
+def _check_digest(digest_algo):
+    from . import hashstate
+
+    if digest_algo == "sha1":
+        raise SignError("-h sha1 is refused: SHA-1 signatures are not made (forgeable with chosen-prefix "
+                        "collisions; rpm-sequoia and dnf5 reject them): use -h sha256")
+    if digest_algo not in hashstate.ALGORITHMS:
+        raise SignError("-h %s: unknown hash algorithm (use sha256, sha384 or sha512)" % digest_algo)
 
 
 def _main(argv):
@@ -1076,6 +1189,10 @@ def _main(argv):
     user = None
     digest_algo = None
     jobs = None
+    config = None
+    delsign = False
+    full_keyid = False
+    verbose = False
     for opt, value in opts:
         if opt == "--help":
             print(HELP)
@@ -1091,21 +1208,46 @@ def _main(argv):
             digest_algo = value.lower()
         elif opt == "-4":
             pass  # v4 is the only signature format produced
+        elif opt == "-v":
+            verbose = True
         elif opt == "--jobs":
             jobs = value
-        elif opt == "-S":
-            raise SignError("-S is not supported")
+        elif opt == "--config":
+            # obs-sign: only root may name another configuration (sign may run for others).
+            if os.getuid() != 0:
+                raise SignError("--config: only root may use --config (others: SIGN_CONF)")
+            config = value
+        elif opt == "--delsign":
+            delsign = True
         else:
-            new_mode = {"-p": "pubkey", "-r": "rpm", "-d": "detached", "-D": "binary", "-c": "clearsign",
-                        "-t": "test", "-k": "keyid", "--unsign": "unsign"}[opt]
+            new_mode = MODE_OPTIONS[opt]
+            full_keyid = full_keyid or opt == "--full-keyid"
             if mode and mode != new_mode:
-                raise SignError("choose one of -p, -k, -t, -r, -d, -D, -c, --unsign")
+                raise SignError("choose one of -p, -k, --fingerprint, -t, -r, -d, -D, -c, --unsign")
             mode = new_mode
-    mode = mode or "clearsign"
-    conf = read_conf()
+    if delsign:
+        # obs-sign: --delsign removes signatures instead of signing, from RPMs only.
+        if mode not in (None, "rpm", "unsign") or any(mode is None and mode_from_name(f) != "rpm" for f in files):
+            raise SignError("--delsign works on RPMs only (name them .rpm or add -r)")
+        mode = "unsign"
+    if mode in ("pubkey", "keyid", "fingerprint", "test") and files:
+        raise SignError("%s takes no files" % {"pubkey": "-p", "keyid": "-k", "fingerprint": "--fingerprint",
+                                               "test": "-t"}[mode])
+    if mode is None:
+        if not files:
+            raise SignError("please name a mode for standard input (-c, -d or -D; see sign --help)")
+        by_mode = {}
+        for path in files:  # every name is judged before anything is read or signed
+            by_mode.setdefault(mode_from_name(path), []).append(path)
+    else:
+        by_mode = {mode: files}
+    conf = read_conf(config)
     if mode == "unsign":
         if not files:
             raise SignError("--unsign needs RPM files")
+        if verbose:
+            for path in files:
+                print("rpm delsign %s" % path)
         unsign_rpms(conf, files)
         return 0
     try:
@@ -1127,23 +1269,33 @@ def _main(argv):
         sys.stdout.write(data.decode("ascii") if isinstance(data, bytes) else str(data))
         sys.stdout.flush()
         return 0
-    if mode == "keyid":
+    if mode in ("keyid", "fingerprint"):
+        # obs-sign prints the issuer of a signature: the signing (sub)key, upper-case hex.
         info = api.call("GET", "/keys/" + _quote(user), key=user)
-        print(info["signing_key_id"].lower())
+        if mode == "fingerprint":
+            print(info["signing_fingerprint"].upper())
+        else:
+            print(info["signing_key_id"].upper()[-16 if full_keyid else -8:])
         return 0
     digest_algo = digest_algo or conf.get("hash", "sha256").lower()
-    from . import hashstate
-
-    if digest_algo not in hashstate.ALGORITHMS:
-        raise SignError("unknown hash %r (use sha256, sha384 or sha512)" % digest_algo)
-    if mode == "rpm":
-        if not files:
+    _check_digest(digest_algo)
+    # Text to clearsign is read and judged first: a binary file refuses the whole call before
+    # any other file is signed.
+    texts = prepare_clearsign(by_mode["clearsign"], explicit=mode == "clearsign") \
+        if by_mode.get("clearsign") else None
+    if verbose:
+        for each_mode, paths in by_mode.items():
+            for path in paths:
+                print("%s %s" % (VERBOSE_NAMES[each_mode], path))
+        sys.stdout.flush()
+    if "rpm" in by_mode:
+        if not by_mode["rpm"]:
             raise SignError("-r needs RPM files")
-        sign_rpms(Signer(api, user, digest_algo), conf, files, jobs)
-    elif mode in ("detached", "binary"):
+        sign_rpms(Signer(api, user, digest_algo), conf, by_mode["rpm"], jobs)
+    if mode in ("detached", "binary"):
         detached(Signer(api, user, digest_algo), files, mode == "detached", jobs)
-    else:
-        clearsign(Signer(api, user, digest_algo, sig_type="text"), files, jobs)
+    if "clearsign" in by_mode:
+        clearsign(Signer(api, user, digest_algo, sig_type="text"), texts, jobs)
     return 0
 
 

@@ -1,0 +1,153 @@
+"""pkgsign-git-sign: a gpg-compatible program for git's ``gpg.program`` (``gpg.openpgp.program``).
+
+git signs a tag or a commit by running
+
+    PROGRAM --status-fd=2 -bsau KEY            the object on standard input
+
+and expects an armored detached signature on standard output and, on the status descriptor,
+a ``[GNUPG:] SIG_CREATED`` line. This program signs through the pkgsign service as `sign -d`
+does (the object is hashed here, the server builds the signature's hashed area, finishes the
+hash and signs), so no key is needed on the host. KEY is what git passes: ``user.signingkey``, else the
+committer's ``Name <email>`` (the e-mail is then used); ``git_key:`` in sign.conf, when set,
+overrides it (one release key whoever commits).
+
+Verification (``--verify``, what ``git verify-tag``, ``verify-commit`` and ``log
+--show-signature`` run) is handed to real gpg (``git_gpg:``, default ``gpg``) unchanged, with
+``--homedir`` of sign.conf's ``git_verify_homedir:`` when set: a GnuPG home holding the
+published public key (``sign -p``), nothing secret.
+
+Configuration: $SIGN_CONF or /etc/sign.conf, as `sign`.
+"""
+
+import os
+import sys
+
+from . import client
+
+HASH_IDS = {"sha256": 8, "sha384": 9, "sha512": 10, "sha224": 11}
+SIGN_FLAGS = frozenset("bsa")
+
+
+def _parse(argv):
+    """(mode, key, status_fd, rest) from gpg's options as git passes them."""
+    mode, key, status_fd, flags = None, None, None, set()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--verify":
+            return "verify", None, None, None
+        if arg.startswith("--status-fd"):
+            value = arg.partition("=")[2] if "=" in arg else (args.pop(0) if args else "")
+            if not value.isdigit():
+                raise client.SignError("--status-fd needs a descriptor number")
+            status_fd = int(value)
+        elif arg in ("--local-user", "-u"):
+            if not args:
+                raise client.SignError("%s needs a key" % arg)
+            key = args.pop(0)
+        elif arg.startswith("--local-user="):
+            key = arg.partition("=")[2]
+        elif arg in ("--detach-sign", "--sign", "--armor", "--armour"):
+            flags.add({"--detach-sign": "b", "--sign": "s"}.get(arg, "a"))
+        elif arg.startswith("--keyid-format") or arg in ("--batch", "--no-tty", "--yes"):
+            if arg == "--keyid-format" and args:
+                args.pop(0)
+        elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:
+            cluster = arg[1:]
+            while cluster:
+                letter, cluster = cluster[0], cluster[1:]
+                if letter == "u":
+                    key = cluster or (args.pop(0) if args else None)
+                    if not key:
+                        raise client.SignError("-u needs a key")
+                    break
+                if letter not in SIGN_FLAGS:
+                    raise client.SignError("option -%s is not supported (this program only makes armored "
+                                           "detached signatures for git, and verifies through gpg)" % letter)
+                flags.add(letter)
+        else:
+            raise client.SignError("%s is not supported (this program only makes armored detached signatures "
+                                   "for git, and verifies through gpg)" % arg)
+    if flags:
+        if not {"b", "s"} <= flags:
+            raise client.SignError("only detached signatures are made (git passes -bsau KEY)")
+        mode = "sign"
+    return mode, key, status_fd, None
+
+
+def key_of(git_key):
+    """git passes ``Name <email>`` when user.signingkey is unset: the service knows the e-mail."""
+    if git_key and git_key.endswith(">") and "<" in git_key:
+        return git_key[git_key.rindex("<") + 1:-1]
+    return git_key
+
+
+def verify(argv, conf):
+    gpg = conf.get("git_gpg") or "gpg"
+    extra = []
+    if conf.get("git_verify_homedir"):
+        extra = ["--homedir", conf["git_verify_homedir"]]
+    try:
+        os.execvp(gpg, [gpg] + extra + list(argv))
+    except OSError as err:
+        raise client.SignError("cannot run %s: %s" % (gpg, err.strerror)) from None
+
+
+def sign(key, status_fd, conf):
+    from binascii import a2b_base64
+
+    from . import hashstate, wire
+
+    digest_algo = (conf.get("hash") or "sha256").lower()
+    if digest_algo not in HASH_IDS or digest_algo not in hashstate.ALGORITHMS:
+        raise client.SignError("hash %s in %s is not usable for git signatures (sha256, sha384, sha512)"
+                               % (digest_algo, conf["_path"]))
+    user = conf.get("git_key") or key_of(key) or conf.get("user")
+    if not user:
+        raise client.SignError("no key: git passed none (-u) and %s has no 'git_key:' or 'user:'" % conf["_path"])
+    api = client.Api(conf["server"], client.read_token(conf), timeout=float(conf.get("timeout") or 120),
+                     **client.tls_settings(conf))
+    data = sys.stdin.buffer.read()
+    state = hashstate.Hasher(digest_algo).update(data).state()
+    answer = api.call("POST", "/sign", {"key": user, "digest_algo": digest_algo, "sig_type": "binary",
+                                        "states": [state.to_json()]}, key=user)
+    try:
+        packet = a2b_base64(answer["signatures"][0]["signature"])
+        fingerprint = answer["signing_fingerprint"].upper()
+        pubkey_algo = int(answer["pubkey_algo"])
+        created = int(answer["creation_time"])
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise client.SignError("the server's answer to POST /sign has no signature") from None
+    sys.stdout.write(wire.armor(packet))
+    sys.stdout.flush()
+    if status_fd is not None:
+        # gpg's status lines; git looks for "\n[GNUPG:] SIG_CREATED " (a line before it).
+        lines = ("[GNUPG:] KEY_CONSIDERED %s 0\n" % fingerprint,
+                 "[GNUPG:] BEGIN_SIGNING H%d\n" % HASH_IDS[digest_algo],
+                 "[GNUPG:] SIG_CREATED D %d %d 00 %d %s\n" % (pubkey_algo, HASH_IDS[digest_algo], created, fingerprint))
+        os.write(status_fd, "".join(lines).encode("ascii"))
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        mode, key, status_fd, _rest = _parse(argv)
+        conf = client.read_conf()
+        if mode == "verify":
+            return verify(argv, conf)
+        if mode != "sign":
+            raise client.SignError("nothing to do: git runs this program with -bsau KEY (sign) or --verify")
+        return sign(key, status_fd, conf)
+    except client.UnknownKey as err:
+        print("pkgsign-git-sign: %s" % err, file=sys.stderr)
+        return 1
+    except client.SignError as err:
+        print("pkgsign-git-sign: %s" % err, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
