@@ -25,7 +25,7 @@ venv:  ## apt packages, .venv with requirements-dev.txt, ansible-test pip stand-
 # ---------------------------------------------------------------------------------------------
 
 .PHONY: test
-test:  ## every suite: units, sanity, lint, molecule, soak (about 7 minutes of it)
+test:  ## every suite: units, sanity, lint, molecule, soak (about 50 minutes on 2 cores; molecule ~30 of them)
 	scripts/run-tests.sh units sanity lint molecule soak
 
 .PHONY: units
