@@ -18,6 +18,7 @@ APT_PACKAGES=(
     gnupg gpg-agent rpm                        # real GnuPG and rpmbuild/rpmsign/rpmkeys in tests
     sqv                                        # Sequoia's verifier (rpm-sequoia's and dnf5's policy)
     dnf createrepo-c                           # dnf installs from repositories signed through the service
+    sq sq-keyring-linter                       # Sequoia's inspector and SHA-1 self-signature linter
     shellcheck                                 # ansible-test sanity checks our shell scripts
     python3-venv python3-flask                 # .venv; Flask as the hosts have it
     podman runc fuse-overlayfs slirp4netns uidmap debootstrap   # molecule on podman

@@ -4,6 +4,13 @@ The document is generated from this script so that its many repeated parts stay 
 tests/test_units.py checks that the shipped file matches.
 """
 import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+# The limits below come from the code that enforces them (one source).
+from pkgsign.config import (DEFAULT_EMAIL_PATTERN, ORACLE_DEFAULT_DISTRIBUTION, ORACLE_MAX_NAME,  # noqa: E402
+                            ORACLE_NAME_PATTERN)
 
 err = {"$ref": "#/components/responses/Error"}
 
@@ -22,6 +29,11 @@ SIGNATURE = {"type": "object", "required": ["digest", "signature"], "properties"
     "digest": {"type": "string", "description": "hex of the finished hash the key signed (as in the audit log)"},
     "signature": {"type": "string", "format": "byte", "description": "base64 of the binary OpenPGP signature packet"},
     "armored": {"type": "string"}}}
+ORACLE_NAME = {"type": "string", "maxLength": ORACLE_MAX_NAME, "pattern": ORACLE_NAME_PATTERN,
+               "description": "picks a row of the [oracle] table of pkgsign.conf (DISTRIBUTION/KEY_TYPE = KEY), case-insensitive"}
+ORACLE_TOKEN = {"type": "string", "minLength": 1,
+                "description": "the API token, when it is not in the Authorization header (never both)"}
+DIGEST_ALGO = {"type": "string", "enum": ["sha256", "sha384", "sha512"], "default": "sha256"}
 key_param = {"name": "key", "in": "path", "required": True, "schema": KEY,
              "description": "name_email, fingerprint, key id or alias from the [aliases] section"}
 spec = {
@@ -46,8 +58,12 @@ spec = {
                         "description": "key owner name (no control characters, <, >, (, ))"},
                     "name_email": {
                         "type": "string", "minLength": 3, "maxLength": 256,
-                        "pattern": "^[A-Za-z0-9._+-]+(#[A-Za-z0-9._+-]+)?@[A-Za-z0-9.-]+$",
-                        "description": "user#project@domain; one key per name_email"},
+                        # What every name_email pattern leaves possible; the instance's pattern decides.
+                        "pattern": "^[^\\s<>()\\x00-\\x1f\\x7f]*@[^\\s<>()\\x00-\\x1f\\x7f]*$",
+                        "description": "must match the instance's [keygen] name_email_pattern; the default, "
+                                       + DEFAULT_EMAIL_PATTERN + " (\\w: Unicode word characters, as Python reads it), "
+                                       "takes copr-keygen's user#project@domain and @group#project@domain, or a plain "
+                                       "address; case is kept, one key per name_email compared without case"},
                     "name_comment": {"type": "string", "nullable": True, "maxLength": 256, "pattern": "^(" + UID + ")?$"},
                     # null and "" mean "the default", as in copr-keygen's form posts.
                     "key_length": {"nullable": True,
@@ -57,8 +73,10 @@ spec = {
                         "nullable": True,
                         "oneOf": [{"type": "integer", "minimum": 0, "maximum": 36500},
                                   {"type": "string",
-                                   "pattern": "^(|0|[1-9][0-9]{0,3}|[12][0-9]{4}|3[0-5][0-9]{3}|36[0-4][0-9]{2}|36500)$"}],
-                        "description": "days, 0 = never"},
+                                   "pattern": "^(|0|never|none|[0-9]{1,5}|[1-9][0-9]{0,5}[dwmyDWMY]|[0-9]{4}-[0-9]{2}-[0-9]{2})$"}],
+                        "description": "gpg's Expire-Date forms, as copr-keygen passes them: days, 0 = never, <n>d|w|m|y "
+                                       "(m = 30 days, y = 365 days; copr-keygen's default is 5y) or YYYY-MM-DD; at most "
+                                       "36500 days and not after 2106-02-07"},
                     "algorithm": {"type": "string", "nullable": True,
                                   "enum": ["rsa2048", "rsa3072", "rsa4096", "ed25519", None]}}},
             "GenKeyResponse": {
@@ -109,6 +127,26 @@ spec = {
                     "sig_type": {"type": "string"},
                     "creation_time": {"type": "integer", "description": "the server's clock when it signed: the signatures' creation time"},
                     "signatures": {"type": "array", "description": "in the order of the states", "items": SIGNATURE}}},
+            "OracleRpmRequest": {
+                "type": "object", "required": ["package_hash", "distribution", "key_type"], "additionalProperties": False,
+                "properties": {
+                    "package_hash": {"$ref": "#/components/schemas/HashState",
+                                     "description": "the hash state of the RPM's main header (what rpm's header signature "
+                                                    "covers); a bare 'sha256:<hex>' is refused (README.md, Blind Oracle API)"},
+                    "distribution": ORACLE_NAME, "key_type": ORACLE_NAME, "token": ORACLE_TOKEN, "digest_algo": DIGEST_ALGO}},
+            "OracleRepodataRequest": {
+                "type": "object", "required": ["repodata_hash", "key_type"], "additionalProperties": False,
+                "properties": {
+                    "repodata_hash": {"$ref": "#/components/schemas/HashState",
+                                      "description": "the hash state of repomd.xml"},
+                    "distribution": dict(ORACLE_NAME, default=ORACLE_DEFAULT_DISTRIBUTION),
+                    "key_type": ORACLE_NAME, "token": ORACLE_TOKEN, "digest_algo": DIGEST_ALGO}},
+            "OracleResponse": {
+                "type": "object", "required": ["signature", "key_id", "timestamp"], "properties": {
+                    "signature": {"type": "string", "description": "ASCII-armored OpenPGP v4 binary signature"},
+                    "key_id": {"type": "string", "pattern": "^[0-9A-F]{16}$", "description": "key id of the signing subkey"},
+                    "timestamp": {"type": "string", "format": "date-time", "description": "the signature's creation time (UTC)"},
+                    "fingerprint": {"type": "string"}, "digest": {"type": "string"}, "digest_algo": {"type": "string"}}},
         },
         "responses": {
             "Error": {"description": "error with a message",
@@ -162,6 +200,21 @@ spec = {
                        "by the signing key) and sign it with gpg-agent; scope sign",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SignRequest"}}}},
             "responses": dict({"200": resp("signature packets", {"$ref": "#/components/schemas/SignResponse"}),
+                               "400": err, "404": err, "409": err, "413": err, "500": err}, **auth_errors)}},
+        "/health": {"get": {"summary": "Blind Oracle health probe (no gpg run)", "security": [],
+                            "responses": {"200": resp("ok", {"type": "object", "properties": {
+                                "status": {"type": "string"}, "version": {"type": "string"}}})}}},
+        "/sign/rpm": {"post": {
+            "summary": "Blind Oracle: sign an RPM header with the key of (distribution, key_type); scope sign, the token "
+                       "must be allowed the key the row names; token in the body or the Authorization header",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OracleRpmRequest"}}}},
+            "responses": dict({"200": resp("signature", {"$ref": "#/components/schemas/OracleResponse"}),
+                               "400": err, "404": err, "409": err, "413": err, "500": err}, **auth_errors)}},
+        "/sign/repodata": {"post": {
+            "summary": "Blind Oracle: detached signature of repomd.xml with the key of (distribution or 'default', "
+                       "key_type); scope sign",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OracleRepodataRequest"}}}},
+            "responses": dict({"200": resp("signature", {"$ref": "#/components/schemas/OracleResponse"}),
                                "400": err, "404": err, "409": err, "413": err, "500": err}, **auth_errors)}},
     }}
 print(json.dumps(spec, indent=1))

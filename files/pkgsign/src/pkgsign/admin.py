@@ -324,6 +324,7 @@ def cmd_maintain(args):
              % ("WARNING: " if late else "", key.fingerprint, ", ".join(key.emails),
                 "expired" if days < 0 else "expires", date,
                 "%d days ago" % -days if days < 0 else "in %d days" % days))
+    failures += _remake_weak_self_signatures(config, store, by_fingerprint)
     refreshed_count = _refresh_metadata(store)
     _say("metadata of %d key(s) refreshed from the keyring (expiry, revocation)" % refreshed_count)
     gnupg.run(["--check-trustdb"], check=False)
@@ -334,6 +335,64 @@ def cmd_maintain(args):
     removed, kept = remove_idle_rate_limit_files(config.state_dir)
     _say("rate-limit state: %d idle key file(s) removed, %d in use" % (removed, kept))
     return 1 if failures else 0
+
+
+def _remake_weak_self_signatures(config, store, by_fingerprint):
+    """Re-make SHA-1 (or weaker) self-signatures of the keys whose primary secret is here; say
+    which keys need their offline primary. Returns the number of failures."""
+    from .keystore import describe_parts, weak_self_signatures_of
+
+    with store.keyring_lock():
+        keys = [key for key in store.gnupg.list_keys(secret=True) if not key.revoked]
+        found = weak_self_signatures_of(store.gnupg, keys)
+    weak = [(key, found[key.fingerprint]) for key in keys if key.fingerprint in found]
+    if not weak:
+        _say("self-signatures: all %d key(s) use %s or better, nothing to re-make" % (len(keys), _gnupg.CERT_DIGEST))
+        return 0
+    here = [(key, parts) for key, parts in weak if key.secret_present]
+    _say("self-signatures: %d key(s) carry self-signatures weaker than %s, %d of them with their primary "
+         "secret key here" % (len(weak), _gnupg.CERT_DIGEST, len(here)))
+    failures = 0
+    for number, (key, parts) in enumerate(here, 1):
+        outcome = _remake_one(config, store, key, by_fingerprint.get(key.fingerprint))
+        if outcome is None:
+            record = by_fingerprint.get(key.fingerprint) or {}
+            _say("[%d/%d] re-made self-signatures of %s %s with %s: %s; clients need the refreshed public "
+                 "key (GET /pubkey/%s, then rpmkeys --import)"
+                 % (number, len(here), key.fingerprint, ", ".join(key.emails), _gnupg.CERT_DIGEST,
+                    describe_parts(parts), record.get("name_email") or key.fingerprint))
+        else:
+            failures += 1
+            _say("[%d/%d] FAILED to re-make self-signatures of %s: %s" % (number, len(here), key.fingerprint, outcome))
+    for key, parts in weak:
+        if key.secret_present:
+            continue
+        _say("WARNING: %s %s needs the offline primary key: its self-signatures use a weak digest (%s) and only "
+             "the primary key can re-make them; run `gpg --cert-digest-algo SHA256 --quick-set-expire` where the "
+             "primary is kept and import the new public key" % (key.fingerprint, ", ".join(key.emails),
+                                                                describe_parts(parts)))
+        _audit_admin(config, "remake_self_signatures", "refused", fingerprint=key.fingerprint,
+                     reason="primary secret key not here (sec#)", parts=[p["name"] for p in parts])
+    return failures
+
+
+def _remake_one(config, store, key, record):
+    """Re-make one key's weak self-signatures (audited); None when done, else the reason it failed."""
+    from .keystore import RemakeError, remake_self_signatures
+
+    passphrase = store.passphrase_for(record) if record else None
+    try:
+        done = remake_self_signatures(store.gnupg, key, passphrase=passphrase,
+                                      lock=store.keyring_lock(exclusive=True))
+    except (RemakeError, _gnupg.GpgError, _gnupg.InvalidInput) as err:
+        reason = getattr(err, "message", None) or str(err)
+        _audit_admin(config, "remake_self_signatures", "failed", fingerprint=key.fingerprint, reason=reason)
+        return reason
+    if done:
+        store.forget_public_key(key.fingerprint)
+        _audit_admin(config, "remake_self_signatures", "ok", fingerprint=key.fingerprint,
+                     digest=_gnupg.CERT_DIGEST, parts=[part["name"] for part in done])
+    return None
 
 
 def _refresh_metadata(store):
@@ -405,14 +464,14 @@ def cmd_add_subkey(args):
 # -- import-copr -------------------------------------------------------------------------
 
 def cmd_import_copr(args):
-    from .keystore import KeyStore, key_record
+    from .keystore import KeyStore, describe_parts, key_record, weak_self_signatures
 
     config = load_config(args.config)
     store = KeyStore(config)
     source = _gnupg.GnuPG(args.gnupghome, create=False)
     keys = source.list_keys(secret=True)
     _say("importing %d key(s) from %s" % (len(keys), args.gnupghome))
-    imported = failures = 0
+    imported = failures = remade = 0
     for number, key in enumerate(keys, 1):
         email = (key.emails[0] if key.emails else "").lower()
         if not email:
@@ -440,10 +499,27 @@ def cmd_import_copr(args):
                 store.save_metadata(key_record(mine, email, origin="copr-keygen", protected=bool(passphrase)))
                 imported += 1
                 _say("[%d/%d] imported %s %s" % (number, len(keys), key.fingerprint, email))
+                # Old copr-keygen keys carry SHA-1 self-signatures, which Sequoia's policy refuses.
+                with store.keyring_lock():
+                    parts = weak_self_signatures(store.gnupg, mine)
+                if parts:
+                    outcome = _remake_one(config, store, mine, store.get_metadata(email))
+                    if outcome is None:
+                        remade += 1
+                        _say("[%d/%d] re-made its self-signatures with %s (%s): clients need the refreshed public "
+                             "key (GET /pubkey/%s), the copr-keygen copy is refused by rpm-sequoia and dnf5"
+                             % (number, len(keys), _gnupg.CERT_DIGEST, describe_parts(parts), email))
+                    else:
+                        failures += 1
+                        _say("[%d/%d] FAILED to re-make the self-signatures of %s: %s"
+                             % (number, len(keys), email, outcome))
         except _gnupg.GpgError as err:
             failures += 1
             _say("[%d/%d] FAILED %s %s: %s" % (number, len(keys), key.fingerprint, email, err.message))
     _say("%d imported, %d failed" % (imported, failures))
+    if remade:
+        _say("%d key(s) got %s self-signatures instead of SHA-1: publish their refreshed public keys "
+             "(clients that imported the copr-keygen copy need the new one)" % (remade, _gnupg.CERT_DIGEST))
     return 1 if failures else 0
 
 

@@ -1,6 +1,5 @@
 """The HTTP API (Flask). The wire format is documented in README.md and openapi.json."""
 
-import ipaddress
 import logging
 import os
 import tempfile
@@ -14,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from . import _gnupg, __version__, hashstate
 from .agent import AgentError, AgentPool
 from .audit import AuditLog
-from .budget import BudgetExceeded, Budgets
+from .budget import BudgetExceeded, Budgets, in_networks as _in_networks
 from .config import load_config
 from .keystore import KeyStore, KeyStoreError, UnknownKey
 from .openpgp import build_hashed_area, signature_packets
@@ -25,7 +24,8 @@ log = logging.getLogger("pkgsign")
 
 MAX_KEY_NAME = 256
 # Operations whose refusals are audited (not /ping, /health/*, /openapi.json or unknown paths).
-AUDITED_ENDPOINTS = frozenset(("sign", "gen_key", "pubkey", "key_info", "delete_key"))
+AUDITED_ENDPOINTS = frozenset(("sign", "gen_key", "pubkey", "key_info", "delete_key",
+                               "oracle_sign_rpm", "oracle_sign_repodata"))  # oracle.py
 
 
 class ApiError(Exception):
@@ -144,15 +144,35 @@ def create_app(config=None):
               key=getattr(g, "key_name", None), **extra)
         return response
 
-    def authenticate(required_scope, anonymous_ok=False):
-        """The token of this request (also in g.token); raises 401/403/429."""
+    def queued(wait):
+        audit(request.endpoint, "queued", reason="over a limit; waits up to %d s in the keygen queue"
+              % config.keygen_queue_wait, wait=wait)
+        g.audited = False  # the request's outcome still gets its own line
+
+    def limit(key, rate, message, queue):
+        """Charge one request of ``rate`` to ``key``; 429 (or, for /gen_key from the keygen queue's
+        networks, a wait in the queue: budget.py) when it is spent."""
+        try:
+            if queue:
+                budgets.admit(client_address(), lambda: service.limiter.check(key, rate), message, queued)
+            else:
+                wait = service.limiter.check(key, rate)
+                if wait:
+                    raise BudgetExceeded(429, message % wait, wait)
+        except BudgetExceeded as err:
+            if err.status >= 500:  # the after-request audit covers 4xx only
+                audit(request.endpoint, "refused", status=err.status, reason=err.message)
+            raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
+
+    def authenticate(required_scope, anonymous_ok=False, queue=False, secret=None):
+        """The token of this request (also in g.token); raises 401/403/429. ``secret``: a token
+        the request carries elsewhere than its Authorization header (the Blind Oracle's body)."""
         g.token = None
-        header = request.headers.get("Authorization", "")
+        header = request.headers.get("Authorization", "") if secret is None else "Bearer " + secret
         if not header:
             if anonymous_ok and _in_networks(client_address(), config.keygen_open_networks):
-                wait = service.limiter.check("addr:" + client_address(), config.rate_limit_anonymous)
-                if wait:
-                    raise ApiError(429, "rate limit exceeded; retry in %d s" % wait, {"Retry-After": str(wait)})
+                limit("addr:" + client_address(), config.rate_limit_anonymous,
+                      "rate limit exceeded; retry in %d s", queue)
                 return None
             raise ApiError(401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="pkgsign"'})
         scheme, _sep, secret = header.partition(" ")
@@ -172,10 +192,7 @@ def create_app(config=None):
         if refusal:
             audit("authenticate", "denied", reason="client certificate")
             raise ApiError(403, refusal)
-        wait = service.limiter.check("token:" + token.id, token.rate)
-        if wait:
-            raise ApiError(429, "rate limit of token %s exceeded; retry in %d s" % (token.id, wait),
-                           {"Retry-After": str(wait)})
+        limit("token:" + token.id, token.rate, "rate limit of token %s exceeded; retry in %%d s" % token.id, queue)
         if required_scope and required_scope not in token.scopes:
             raise ApiError(403, "token %s lacks the %s scope" % (token.id, required_scope))
         return token
@@ -184,11 +201,11 @@ def create_app(config=None):
         if token is not None and not token.allows_key(service.keys.names_of(record, requested)):
             raise ApiError(403, "token %s may not use key %s" % (token.id, requested))
 
-    def json_body():
-        if not request.is_json:
+    def json_body(any_type=False):
+        if not request.is_json and not any_type:
             raise ApiError(400, "send a JSON object (Content-Type: application/json)")
         try:
-            body = request.get_json(silent=True)
+            body = request.get_json(silent=True, force=any_type)
         except RecursionError:  # absurdly nested JSON
             body = None
         if not isinstance(body, dict):
@@ -260,9 +277,10 @@ def create_app(config=None):
 
     @app.route("/gen_key", methods=["POST"])
     def gen_key():
-        token = authenticate("keygen", anonymous_ok=True)
-        if request.is_json:
-            body = json_body()
+        token = authenticate("keygen", anonymous_ok=True, queue=True)
+        if request.is_json or _looks_like_json(request.get_data(cache=True)):
+            # copr-keygen reads the body as JSON whatever its Content-Type says.
+            body = json_body(any_type=True)
         else:
             body = request.form.to_dict()
             if not _encodable(body):
@@ -276,8 +294,8 @@ def create_app(config=None):
                 body.get("key_length"), body.get("expire"), body.get("algorithm"))
         except _gnupg.InvalidInput as err:
             raise ApiError(400, str(err))
-        email = body["name_email"].lower()
-        if token is not None and not token.allows_key({email}):
+        email = body["name_email"]  # as given: case is kept, lookups fold it (README.md, "name_email")
+        if token is not None and not token.allows_key({email.lower()}):
             audit("gen_key", "denied", key=email)
             raise ApiError(403, "token %s may not create key %s" % (token.id, email))
         slot = _admit_keygen(budgets, service.keys, token, client_address(), email, algorithm, audit)
@@ -297,8 +315,9 @@ def create_app(config=None):
         if created:
             log.info("generated %s key %s for %s in %.2f s", algorithm, record["fingerprint"], email,
                      time.monotonic() - started)
-        response = jsonify(name_email=email, fingerprint=record["fingerprint"], algorithm=record["algorithm"],
-                           created=created)
+        # The key's own spelling: a second call in another case answers with the first one's.
+        response = jsonify(name_email=record.get("name_email") or email, fingerprint=record["fingerprint"],
+                           algorithm=record["algorithm"], created=created)
         response.status_code = 201 if created else 200
         return response
 
@@ -339,6 +358,36 @@ def create_app(config=None):
         return jsonify(deleted=record["name_email"], fingerprint=record["fingerprint"])
 
     # -- remote signing ------------------------------------------------------------
+
+    def finish_and_sign(token, record, name, digest_algo, sig_type, states, operation):
+        """Charge the token's budget, build the hashed area here, finish every state with it and
+        sign the digests; (creation time, digests, signature packets). POST /sign and the Blind
+        Oracle endpoints (oracle.py) both sign through this."""
+        _check_usable(record, name)
+        try:
+            budgets.charge_signatures(token.id, len(states))  # [budget] signatures: one per state
+        except BudgetExceeded as err:
+            audit(operation, "refused", key=name, status=err.status, reason=err.message)
+            raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
+        now = int(time.time())
+        area = build_hashed_area(SIG_TYPES[sig_type], record["pubkey_algo"], digest_algo,
+                                 record["signing_fingerprint"], now)
+        suffix = area + trailer(area)
+        digests = [hashstate.finish(state, suffix).hex() for state in states]
+        passphrase = service.keys.passphrase_for(record)
+        try:
+            # All digests of the request on one agent connection, pipelined (agent.py).
+            sexps = service.agent.sign_many(record["signing_keygrip"], digest_algo, digests, passphrase)
+            packets = signature_packets(area, record["signing_key_id"], record["pubkey_algo"], digests, sexps)
+        except (AgentError, ValueError) as err:
+            if _no_secret_key(err):  # deleted (or its secret moved away) since it was looked up
+                log.warning("signing with %s: gpg-agent has no secret for it: %s", record["fingerprint"], err)
+                raise ApiError(409, "key %s has no secret key on this server (deleted?)" % name)
+            log.error("signing with %s failed: %s", record["fingerprint"], err)
+            audit(operation, "error", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
+                  sig_type=sig_type, created=now, digests=digests)
+            raise ApiError(500, "gpg-agent could not sign with %s" % name)
+        return now, digests, packets
 
     SIGN_FIELDS = {"key", "digest_algo", "sig_type", "states", "armor"}
 
@@ -384,30 +433,7 @@ def create_app(config=None):
             states = [hashstate.parse_state(digest_algo, item, index) for index, item in enumerate(items)]
         except hashstate.StateError as err:
             raise ApiError(400, str(err))
-        _check_usable(record, name)
-        try:
-            budgets.charge_signatures(token.id, len(states))  # [budget] signatures: one per state
-        except BudgetExceeded as err:
-            audit("sign", "refused", key=name, status=err.status, reason=err.message)
-            raise ApiError(err.status, err.message, {"Retry-After": str(err.retry_after)})
-        now = int(time.time())
-        area = build_hashed_area(SIG_TYPES[sig_type], record["pubkey_algo"], digest_algo,
-                                 record["signing_fingerprint"], now)
-        suffix = area + trailer(area)
-        digests = [hashstate.finish(state, suffix).hex() for state in states]
-        passphrase = service.keys.passphrase_for(record)
-        try:
-            # All digests of the request on one agent connection, pipelined (agent.py).
-            sexps = service.agent.sign_many(record["signing_keygrip"], digest_algo, digests, passphrase)
-            packets = signature_packets(area, record["signing_key_id"], record["pubkey_algo"], digests, sexps)
-        except (AgentError, ValueError) as err:
-            if _no_secret_key(err):  # deleted (or its secret moved away) since it was looked up
-                log.warning("signing with %s: gpg-agent has no secret for it: %s", record["fingerprint"], err)
-                raise ApiError(409, "key %s has no secret key on this server (deleted?)" % name)
-            log.error("signing with %s failed: %s", record["fingerprint"], err)
-            audit("sign", "error", key=name, fingerprint=record["signing_fingerprint"], digest_algo=digest_algo,
-                  sig_type=sig_type, created=now, digests=digests)
-            raise ApiError(500, "gpg-agent could not sign with %s" % name)
+        now, digests, packets = finish_and_sign(token, record, name, digest_algo, sig_type, states, "sign")
         results = []
         for digest, packet in zip(digests, packets):
             item = {"digest": digest, "signature": b2a_base64(packet, newline=False).decode("ascii")}
@@ -420,6 +446,11 @@ def create_app(config=None):
                        key_id=record["signing_key_id"], pubkey_algo=record["pubkey_algo"], digest_algo=digest_algo,
                        sig_type=sig_type, creation_time=now, signatures=results)
 
+    from . import oracle
+
+    oracle.register(app, service, config, authenticate=authenticate, resolve=resolve, authorize_key=authorize_key,
+                    audit=audit, json_body=json_body, digest_algo_of=digest_algo_of, finish_and_sign=finish_and_sign,
+                    api_error=ApiError)
     return app
 
 
@@ -467,25 +498,20 @@ def _public_record(record):
     return {field: record.get(field) for field in fields}
 
 
-def _in_networks(address, networks):
-    if not networks:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in networks)
+def _looks_like_json(data):
+    """A body whose first non-blank byte opens a JSON object (form bodies never start with "{")."""
+    return data.lstrip(b" \t\r\n")[:1] == b"{"
 
 
 def _admit_keygen(budgets, keys, token, address, email, algorithm, audit):
     """A new key costs a key generation of the token's budget and, for RSA, a generation slot
-    (None when none is needed); 429/503 with Retry-After otherwise. A key that exists costs nothing."""
+    (None when none is needed); 429/503 with Retry-After otherwise (from the keygen queue's
+    networks: after waiting in the queue, budget.py). A key that exists costs nothing."""
     if keys.get_metadata(email) is not None:
         return None
     try:
-        budgets.charge_keygen(token.id if token is not None else "addr:" + address)
+        budgets.charge_keygen(token.id if token is not None else "addr:" + address, address,
+                              lambda wait: audit("gen_key", "queued", key=email, wait=wait))
         return budgets.keygen_slot(algorithm, keys.pool)
     except BudgetExceeded as err:
         audit("gen_key", "refused", key=email, status=err.status, reason=err.message)

@@ -7,9 +7,18 @@
   each in ``<state_dir>/keygen-slots``, shared by every server process. A request waits up to
   ``keygen_wait`` for a slot, then gets 503 with Retry-After; requests never pile up behind the
   cap. Keys already made (200) and keys taken from the pool cost no slot.
+* The keygen queue (``keygen_queue_from``, ``keygen_queue_depth``, ``keygen_queue_wait``): a
+  /gen_key from a listed network that is over a limit (the anonymous request rate, its token's
+  request rate, its key generation budget) waits for the limit to let it through instead of a
+  429, which Copr's client does not retry. At most ``keygen_queue_depth`` requests wait at once
+  per instance (one flock'd position file each in ``<state_dir>/keygen-queue``, shared by every
+  server process; each holds a worker thread, so the depth stays below ``serve_workers``), none
+  longer than ``keygen_queue_wait`` per limit; beyond either bound: 503 with Retry-After, which
+  Copr's client does retry. Clients of other networks get today's 429 at once.
 """
 
 import fcntl
+import ipaddress
 import os
 import time
 
@@ -36,14 +45,66 @@ class Budgets:
         self.slots_dir = os.path.join(config.state_dir, "keygen-slots")
         if config.concurrent_keygen:
             _gnupg.ensure_private_dir(self.slots_dir)
+        self.queue_dir = os.path.join(config.state_dir, "keygen-queue")
+        if config.keygen_queue_networks:
+            _gnupg.ensure_private_dir(self.queue_dir)
 
-    def charge_keygen(self, who):
-        """Spend one key generation of ``who`` (a token id, or "addr:<ip>"); raises BudgetExceeded (429)."""
-        rate = self.config.budget_keygen
-        wait = self.limiter.check("keygen:" + who, rate)
-        if wait:
-            raise BudgetExceeded(429, "key generation budget of %s (%s) spent; retry in %d s" % (who, _per(rate), wait),
+    def queues(self, address):
+        """True when ``address`` is in a network whose key generations wait in the queue."""
+        return in_networks(address, self.config.keygen_queue_networks)
+
+    def admit(self, address, check, refusal, on_queued=None):
+        """Let a key-generation request pass a limit: ``check()`` charges it and returns None, or
+        the seconds until it would pass. Outside the queue's networks a refusal is a 429 at once
+        (``refusal % seconds`` is its message); inside, the request waits in the bounded queue
+        (``on_queued(seconds)`` is told, for the audit) and is charged when the limit lets it
+        through. Returns the seconds waited."""
+        wait = check()
+        if not wait:
+            return 0
+        if not self.queues(address):
+            raise BudgetExceeded(429, refusal % wait, wait)
+        limit = self.config.keygen_queue_wait
+        if wait > limit:
+            raise BudgetExceeded(503, "%s; that is longer than the keygen queue waits (%d s)" % (refusal % wait, limit),
                                  wait)
+        position = self._queue_position()
+        if position is None:
+            raise BudgetExceeded(503, "the keygen queue is full (%d requests wait); retry later"
+                                 % self.config.keygen_queue_depth, max(1, min(wait, limit)))
+        started = time.monotonic()
+        try:
+            if on_queued is not None:
+                on_queued(wait)
+            while wait:
+                left = started + limit - time.monotonic()
+                if left <= 0:
+                    raise BudgetExceeded(503, "%s; waited %d s in the keygen queue, its most" % (refusal % wait, limit),
+                                         wait)
+                time.sleep(min(wait, left))
+                wait = check()
+        finally:
+            os.close(position)
+        return time.monotonic() - started
+
+    def _queue_position(self):
+        """A held position (fd) among ``keygen_queue_depth`` files, or None when all are taken."""
+        for number in range(self.config.keygen_queue_depth):
+            fd = os.open(os.path.join(self.queue_dir, "%d.lock" % number), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                os.close(fd)
+        return None
+
+    def charge_keygen(self, who, address=None, on_queued=None):
+        """Spend one key generation of ``who`` (a token id, or "addr:<ip>"); raises BudgetExceeded
+        (429; from the queue's networks, waits in the queue first, then 503)."""
+        rate = self.config.budget_keygen
+        self.admit(address, lambda: self.limiter.check("keygen:" + who, rate),
+                   "key generation budget of %s (%s) spent; retry in %%d s" % (who, _per(rate) if rate else "-"),
+                   on_queued)
 
     def charge_signatures(self, who, count):
         """Spend ``count`` signatures of ``who``; raises BudgetExceeded (429)."""
@@ -82,3 +143,17 @@ class Budgets:
     def release(slot):
         if slot is not None:
             os.close(slot)
+
+
+def in_networks(address, networks):
+    """True when the IP ``address`` lies in one of ``networks`` (an IPv4-mapped IPv6 address counts
+    as its IPv4 address)."""
+    if not networks or not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)

@@ -12,7 +12,16 @@ DEFAULT_CONFIG_PATH = "/etc/pkgsign/pkgsign.conf"
 CONFIG_HELP = "instance configuration (default: $PKGSIGN_CONFIG, else %s)" % DEFAULT_CONFIG_PATH
 KEYGEN_ALGORITHMS = ("rsa2048", "rsa3072", "rsa4096", "ed25519")
 KNOWN_DIGESTS = ("sha1", "sha224", "sha256", "sha384", "sha512")
-DEFAULT_EMAIL_PATTERN = r"^[A-Za-z0-9._+-]+(#[A-Za-z0-9._+-]+)?@[A-Za-z0-9.-]+$"
+# copr-keygen's form (README.md, "name_email"): any leading "@" (a Copr group, "@group"), word
+# characters (Unicode, as Python's \w), "." and "-" up to the first "#", then word characters,
+# "." and "-" around exactly one "@"; or a plain address.
+DEFAULT_EMAIL_PATTERN = r"^(@*[\w.-]+#[\w.-]*@[\w.-]*|[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+)$"
+
+# The Blind Oracle's [oracle] table (oracle.py): DISTRIBUTION/KEY_TYPE = KEY; the one source of
+# the endpoints' name limits (tools/openapi.py publishes them).
+ORACLE_MAX_NAME = 64
+ORACLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+ORACLE_DEFAULT_DISTRIBUTION = "default"
 
 
 class ConfigError(ValueError):
@@ -121,6 +130,10 @@ class Config:
     budget_signatures: Optional[Tuple[int, int]] = (60000, 600)
     concurrent_keygen: int = 2
     keygen_wait: int = 30
+    # [budget] keygen_queue_*: clients of these networks wait for their keygen budget instead of 429
+    keygen_queue_networks: List[ipaddress._BaseNetwork] = field(default_factory=list)
+    keygen_queue_depth: int = 8
+    keygen_queue_wait: int = 300
     # [server] serve_*: limits of `pkgsign-admin serve` (serving.py)
     serve_workers: int = 16
     serve_header_timeout: int = 10
@@ -149,6 +162,7 @@ class Config:
     rate_limit_default: Optional[Tuple[int, int]] = (600, 60)
     rate_limit_anonymous: Optional[Tuple[int, int]] = (60, 60)
     aliases: Dict[str, str] = field(default_factory=dict)
+    oracle_keys: Dict[Tuple[str, str], str] = field(default_factory=dict)
     # [maintenance]; the defaults below are the only place they are written.
     maintain_within_days: int = 365
     maintain_extend: str = "1825d"
@@ -220,12 +234,23 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         re.compile(pattern)
     except re.error as err:
         raise ConfigError("[keygen] name_email_pattern is not a valid regular expression: %s" % err) from None
-    networks = []
-    for item in _split_list(get("keygen", "allow_without_token_from")):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigError("[keygen] allow_without_token_from: %r is not a network" % item) from None
+    def networks_of(section, key):
+        found = []
+        for item in _split_list(get(section, key)):
+            try:
+                found.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ConfigError("[%s] %s: %r is not a network" % (section, key, item)) from None
+        return found
+
+    networks = networks_of("keygen", "allow_without_token_from")
+    serve_workers = _bounded(get_int("server", "serve_workers", 16), 1, 1024, "[server] serve_workers")
+    queue_networks = networks_of("budget", "keygen_queue_from")
+    queue_depth = get_int("budget", "keygen_queue_depth", Config.keygen_queue_depth)
+    if queue_networks and (queue_depth < 1 or queue_depth >= serve_workers):
+        # Every waiting request holds a worker thread: leave at least one for everybody else.
+        raise ConfigError("[budget] keygen_queue_depth must be between 1 and serve_workers - 1 (%d)"
+                          % (serve_workers - 1))
 
     pool_algorithms = []
     for item in _split_list(get("keygen", "pool_algorithms", algorithm)):
@@ -266,6 +291,20 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
                 continue
             aliases[name] = parser.get("aliases", name).strip()
 
+    oracle_keys = {}
+    if parser.has_section("oracle"):
+        for option in parser.options("oracle"):
+            if option in parser.defaults():
+                continue
+            distribution, sep, key_type = option.partition("/")
+            if not sep or not re.fullmatch(ORACLE_NAME_PATTERN, distribution) \
+                    or not re.fullmatch(ORACLE_NAME_PATTERN, key_type):
+                raise ConfigError("[oracle] %r: write DISTRIBUTION/KEY_TYPE = KEY (letters, digits, . _ + -)" % option)
+            key = parser.get("oracle", option).strip()
+            if not key:
+                raise ConfigError("[oracle] %s names no key" % option)
+            oracle_keys[(distribution.lower(), key_type.lower())] = key
+
     log_level = get("server", "log_level", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError("[server] log_level must be DEBUG, INFO, WARNING or ERROR")
@@ -304,7 +343,10 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         budget_signatures=parse_rate(get("budget", "signatures", "60000/600")),
         concurrent_keygen=_concurrent_keygen(get("budget", "concurrent_keygen", "auto")),
         keygen_wait=parse_duration(get("budget", "keygen_wait", "30s")),
-        serve_workers=_bounded(get_int("server", "serve_workers", 16), 1, 1024, "[server] serve_workers"),
+        keygen_queue_networks=queue_networks,
+        keygen_queue_depth=queue_depth,
+        keygen_queue_wait=parse_duration(get("budget", "keygen_queue_wait", "%ds" % Config.keygen_queue_wait)),
+        serve_workers=serve_workers,
         serve_header_timeout=max(1, parse_duration(get("server", "serve_header_timeout", "10s"))),
         serve_request_timeout=max(1, parse_duration(get("server", "serve_request_timeout", "60s"))),
         serve_idle_timeout=max(1, parse_duration(get("server", "serve_idle_timeout", "30s"))),
@@ -332,6 +374,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         rate_limit_default=parse_rate(get("rate_limit", "default", "600/60")),
         rate_limit_anonymous=parse_rate(get("rate_limit", "anonymous", "60/60")),
         aliases=aliases,
+        oracle_keys=oracle_keys,
         maintain_within_days=get_int("maintenance", "within_days", Config.maintain_within_days),
         maintain_extend=parse_lifetime(get("maintenance", "extend", Config.maintain_extend)),
         maintain_warn_days=get_int("maintenance", "warn_days", Config.maintain_warn_days),

@@ -79,7 +79,7 @@ def key_record(key, email=None, origin="generated", **extra) -> dict:
         signing = _unusable_signing_part(key)
     expiries = [when for when in (key.expires, signing.expires) if when]
     record = {
-        "name_email": (email or (key.emails[0] if key.emails else "")).lower(),
+        "name_email": email or (key.emails[0] if key.emails else ""),
         "uids": list(key.uids),
         "fingerprint": key.fingerprint,
         "key_id": key.key_id,
@@ -107,7 +107,7 @@ def bound_key_record(fingerprint, signing_fingerprint, signing_keygrip, algorith
     gpg's own listing."""
     pubkey_algo = 22 if algorithm == "ed25519" else 1  # EdDSA, RSA (RFC 4880 9.1, RFC 4880bis)
     record = {
-        "name_email": email.lower(),
+        "name_email": email,
         "uids": [uid],
         "fingerprint": fingerprint,
         "key_id": fingerprint[-16:],
@@ -365,14 +365,7 @@ class KeyStore:
         if expire in (None, ""):
             days = self.config.keygen_expire_days
         else:
-            days = _as_int(expire, "expire")
-            if days < 0 or days > 36500:
-                raise _gnupg.InvalidInput("expire must be a number of days between 0 (never) and 36500")
-            if days and time.time() + (days + 1) * 86400 > LAST_OPENPGP_TIME:
-                # gpg wraps such a date around: batch generation made a key that expired one second
-                # after its creation, and addkey (the RSA subkey) refused it (a 500).
-                raise _gnupg.InvalidInput("expire: %d days from now is after 2106-02-07, the last date an OpenPGP "
-                                          "key can expire (use fewer days, or 0 for never)" % days)
+            days = expire_days(expire)
         return algorithm, days
 
     def generate(self, name_real, name_email, name_comment=None, algorithm="rsa4096", expire_days=0,
@@ -385,7 +378,8 @@ class KeyStore:
         different emails are generated in parallel. ed25519 keys (milliseconds) come from the pool
         or the service's own agent. The email lock makes one key per email.
         """
-        name_email = name_email.lower()
+        # The case stays as given (the user id, the passphrase file, what /keys shows); the file,
+        # the lock and every lookup fold it: one key per address whatever its case (README.md).
         with self.email_lock(name_email) as email_fd:
             record = self.get_metadata(name_email)
             if record is not None:
@@ -584,7 +578,7 @@ class KeyStore:
                 self._alias_cache.clear()
             self.forget_public_key(record["fingerprint"])
             os.unlink(marker)
-            phrase = os.path.join(self.config.phrases_dir, name_email)
+            phrase = os.path.join(self.config.phrases_dir, record.get("name_email") or name_email)
             if os.path.exists(phrase):
                 os.unlink(phrase)
             return record
@@ -731,6 +725,33 @@ def _ensure_gpg_conf(gnupg_home):
             handle.write("".join(line + "\n" for line in missing))
 
 
+def expire_days(expire, now=None):
+    """Days from now until ``expire``, in copr-keygen's forms (its value goes into gpg's Expire-Date):
+    0/never, N (days), <n>d|w|m|y (gpg's units: a month is 30 days, a year 365) or YYYY-MM-DD, read
+    by the one expiry grammar (_gnupg.parse_expires). 0 means never. A date counts as the whole
+    days until it, rounded up."""
+    if isinstance(expire, float):
+        raise _gnupg.InvalidInput("expire must be 0, a number of days, <n>d|w|m|y or YYYY-MM-DD")
+    try:
+        spec = _gnupg.parse_expires(expire)
+    except _gnupg.InvalidInput as err:
+        raise _gnupg.InvalidInput("expire: %s" % err) from None
+    if spec == "0":
+        return 0
+    now = time.time() if now is None else now
+    days = -(-(_gnupg.expires_to_epoch(spec, now) - int(now)) // 86400)
+    if days <= 0:
+        raise _gnupg.InvalidInput("expire %r is not in the future" % (expire,))
+    if days > 36500:
+        raise _gnupg.InvalidInput("expire must be at most 36500 days (100 years) from now, or 0 for never")
+    if now + (days + 1) * 86400 > LAST_OPENPGP_TIME:
+        # gpg wraps such a date around: batch generation made a key that expired one second
+        # after its creation, and addkey (the RSA subkey) refused it (a 500).
+        raise _gnupg.InvalidInput("expire: %d days from now is after 2106-02-07, the last date an OpenPGP "
+                                  "key can expire (use fewer days, or 0 for never)" % days)
+    return days
+
+
 def _as_int(value, field):
     if isinstance(value, bool):
         raise _gnupg.InvalidInput("%s must be an integer" % field)
@@ -739,3 +760,252 @@ def _as_int(value, field):
     if isinstance(value, str) and re.fullmatch(r"\s*\d{1,9}\s*", value):
         return int(value)
     raise _gnupg.InvalidInput("%s must be an integer" % field)
+
+
+# -- self-signature digests (old copr-keygen keys) ------------------------------------------
+
+# OpenPGP hash ids (RFC 4880 9.4, RFC 9580) of SHA-256 or better: SHA256, SHA384, SHA512,
+# SHA3-256, SHA3-512. A self-signature with any other digest (MD5, SHA-1, RIPEMD-160, SHA224)
+# is re-made: Sequoia's standard policy (rpm-sequoia, dnf5, sqv) rejects SHA-1 ones.
+STRONG_CERT_DIGESTS = (8, 9, 10, 12, 14)
+DIGEST_NAMES = {1: "MD5", 2: "SHA1", 3: "RIPEMD160", 8: "SHA256", 9: "SHA384", 10: "SHA512", 11: "SHA224",
+                12: "SHA3-256", 14: "SHA3-512"}
+_PACKET_SIG_RE = re.compile(r"^:signature packet: algo \d+, keyid ([0-9A-F]{16})")
+_PACKET_SIG_INFO_RE = re.compile(r"^\s+version \d+, created (\d+), md5len \d+, sigclass 0x([0-9a-f]{2})")
+_PACKET_DIGEST_RE = re.compile(r"^\s+digest algo (\d+),")
+_PACKET_BACKSIG_RE = re.compile(r"^\s+(?:hashed )?subpkt 32 len \d+ \(signature: v\d+, class 0x19, algo \d+, digest algo (\d+)\)")
+_PACKET_KEYID_RE = re.compile(r"^\s+keyid: ([0-9A-F]{16})")
+
+
+class RemakeError(Exception):
+    """A key's self-signatures cannot be re-made here (one readable reason)."""
+
+
+# How many keys one `gpg --export | gpg --list-packets` reads (a Copr keyring holds thousands).
+SELF_SIGNATURE_BATCH = 200
+
+
+def self_signatures(gnupg, key):
+    """The self-signatures in force on ``key`` (a listed Key): what gpg and Sequoia go by.
+
+    A list of ``{"part": "uid"|"subkey", "name": user id or subkey fingerprint, "digest": hash id,
+    "backsig": hash id of a signing subkey's back-signature or None, "created": epoch,
+    "weak": bool}``, one per user id and per subkey that is neither revoked nor expired; plus
+    the newest self-signature time over all parts (the re-made ones must be newer still).
+    """
+    return self_signatures_of(gnupg, [key])[key.fingerprint]
+
+
+def self_signatures_of(gnupg, keys):
+    """``{fingerprint: self_signatures(...)}`` for many keys, two gpg runs per batch of keys."""
+    found = {}
+    for start in range(0, len(keys), SELF_SIGNATURE_BATCH):
+        batch = {key.fingerprint[-16:].upper(): key for key in keys[start:start + SELF_SIGNATURE_BATCH]}
+        data = gnupg.run(["--export"] + [key.fingerprint for key in batch.values()]).stdout
+        text = gnupg.run(["--list-packets"], input=data).stdout.decode("utf-8", "replace") if data else ""
+        blocks, current = [], None
+        for line in text.splitlines():
+            if line.startswith(":public key packet:"):
+                current = []
+                blocks.append(current)
+            if current is not None:
+                current.append(line)
+        for lines in blocks:
+            primary_id = next((m.group(1) for m in map(_PACKET_KEYID_RE.match, lines) if m), None)
+            if primary_id in batch:
+                found[batch[primary_id].fingerprint] = _parse_self_signatures(lines, batch[primary_id], primary_id)
+    for key in keys:
+        found.setdefault(key.fingerprint, ([], 0))
+    return found
+
+
+def _parse_self_signatures(lines, key, primary_id):
+    subkeys = {sub.fingerprint[-16:].upper(): sub for sub in key.subkeys}
+    parts, order, owner, sig = {}, [], None, None
+    for line in lines:
+        if line.startswith(":"):
+            sig = None
+            if line.startswith(":user ID packet:"):
+                owner = ("uid", line[len(":user ID packet: "):].strip().strip('"'))
+            elif line.startswith(":public sub key packet:"):
+                owner = ("subkey", None)
+            elif line.startswith(":public key packet:"):
+                owner = None
+            else:
+                match = _PACKET_SIG_RE.match(line)
+                if match and owner is not None and match.group(1) == primary_id:
+                    sig = {"created": 0, "class": None, "digest": None, "backsig": None}
+                    parts.setdefault(owner, []).append(sig)
+                    if owner not in order:
+                        order.append(owner)
+            continue
+        if owner == ("subkey", None):
+            match = _PACKET_KEYID_RE.match(line)
+            if match:
+                owner = ("subkey", match.group(1))
+            continue
+        if sig is None:
+            continue
+        for regex, field in ((_PACKET_SIG_INFO_RE, "info"), (_PACKET_DIGEST_RE, "digest"),
+                             (_PACKET_BACKSIG_RE, "backsig")):
+            match = regex.match(line)
+            if match and field == "info":
+                sig["created"], sig["class"] = int(match.group(1)), int(match.group(2), 16)
+            elif match:
+                sig[field] = int(match.group(1))
+    found, newest = [], 0
+    for owner in order:
+        sigs = parts[owner]
+        kind, name = owner
+        binding = (0x18,) if kind == "subkey" else (0x10, 0x11, 0x12, 0x13)
+        revocation = 0x28 if kind == "subkey" else 0x30
+        certs = [s for s in sigs if s["class"] in binding]
+        if not certs:
+            continue
+        current = max(certs, key=lambda s: s["created"])
+        newest = max([newest] + [s["created"] for s in certs])
+        if any(s["class"] == revocation for s in sigs):
+            continue  # a revoked user id or subkey: nothing to re-make
+        if kind == "subkey":
+            sub = subkeys.get(name)
+            if sub is None or sub.revoked or sub.expired:
+                continue
+            name = sub.fingerprint
+            signs = "sign" in sub.usage
+        else:
+            signs = False
+        weak = current["digest"] not in STRONG_CERT_DIGESTS or (
+            signs and current["backsig"] is not None and current["backsig"] not in STRONG_CERT_DIGESTS)
+        found.append({"part": kind, "name": name, "digest": current["digest"],
+                      "backsig": current["backsig"] if signs else None, "created": current["created"], "weak": weak})
+    return found, newest
+
+
+def weak_self_signatures(gnupg, key):
+    """The parts of ``key`` whose self-signature in force uses a digest weaker than SHA-256."""
+    return [part for part in self_signatures(gnupg, key)[0] if part["weak"]]
+
+
+def weak_self_signatures_of(gnupg, keys):
+    """``{fingerprint: weak parts}`` for many keys (only those with weak parts)."""
+    found = {}
+    for fingerprint, (parts, _newest) in self_signatures_of(gnupg, keys).items():
+        weak = [part for part in parts if part["weak"]]
+        if weak:
+            found[fingerprint] = weak
+    return found
+
+
+def describe_parts(parts):
+    """``user id "x" (SHA1), subkey F00 (SHA256, back-signature SHA1)`` for a report line."""
+    words = []
+    for part in parts:
+        digests = DIGEST_NAMES.get(part["digest"], str(part["digest"]))
+        if part.get("backsig") is not None:
+            digests += ", back-signature " + DIGEST_NAMES.get(part["backsig"], str(part["backsig"]))
+        if part["part"] == "uid":
+            words.append("user id %r (%s)" % (part["name"], digests))
+        else:
+            words.append("subkey %s (%s)" % (part["name"], digests))
+    return ", ".join(words)
+
+
+def remake_self_signatures(gnupg, key, passphrase=None, lock=None):
+    """Re-make ``key``'s weak self-signatures with ``_gnupg.CERT_DIGEST``; returns the parts re-made.
+
+    Expiry stays what it is (a key that does not expire stays so) and fingerprints stay the same.
+    The work happens in a scratch GnuPG home holding a copy of the key; only public packets come
+    back (an import that adds signatures), after the copy was checked:
+
+    * user ids: new certifications dated one second after the newest self-signature of the key,
+      so that they are the ones in force for gpg too (a later prolongation copies them, not the
+      SHA-1 ones);
+    * subkeys: gpg keeps a signing subkey's back-signature (made by the subkey) when it re-signs a
+      binding, so the subkey is taken off the copy and bound again from its own key material
+      (same creation time, hence the same fingerprint): a binding and back-signature dated at its
+      creation (Sequoia's sqv judges a signature by the self-signatures of its own moment, so
+      what the subkey signed before stays verifiable), then one dated like the user ids.
+
+    User-id certifications can only be dated after the newest existing self-signature (gpg
+    replaces the one in force); signatures made before that moment keep depending on the old
+    SHA-1 certification under sqv (rpm-sequoia falls back to the key as it is now).
+
+    Needs the primary secret (``sec#`` raises RemakeError) and, for a subkey, its secret.
+    ``lock``: a context manager held while the store's keyring changes.
+    """
+    weak = weak_self_signatures(gnupg, key)
+    if not weak:
+        return []
+    if not key.secret_present:
+        raise RemakeError("the primary secret key is not here (sec#)")
+    subkeys = {sub.fingerprint: sub for sub in key.subkeys}
+    for part in weak:
+        if part["part"] == "subkey" and not subkeys[part["name"]].secret_present:
+            raise RemakeError("the secret of subkey %s is not here" % part["name"])
+    _parts, newest = self_signatures(gnupg, key)
+    moment = max([newest, key.created or 0] + [sub.created or 0 for sub in key.subkeys]) + 1
+    if moment > time.time() + 60:
+        raise RemakeError("its self-signatures are dated in the future (%s); check the clocks"
+                          % _gnupg.isotime(moment - 1))
+    while int(time.time()) <= moment:  # gpg only fakes a time that lies in the past
+        time.sleep(0.2)
+    secret = gnupg.run(["--armor", "--export-secret-keys", key.fingerprint],
+                       passphrase=passphrase if passphrase is not None else "").stdout
+
+    def expiry(part):
+        return _gnupg.isotime(part.expires) if part.expires else "0"
+
+    with _gnupg.TemporaryGnuPG(prefix="pkgsign-remake-") as scratch:
+        # Also the back-signatures gpg makes while binding a subkey: they follow cert-digest-algo.
+        _gnupg.write_private_file(os.path.join(scratch.homedir, "gpg.conf"),
+                                  ("cert-digest-algo %s\n" % _gnupg.CERT_DIGEST).encode())
+        scratch.import_keys(secret)
+        if passphrase:
+            scratch.change_passphrase(key.fingerprint, passphrase, "")
+        rebound = []
+        for part in weak:
+            if part["part"] != "subkey":
+                continue
+            sub = subkeys[part["name"]]
+            scratch.run(["--edit-key", key.fingerprint, "key %s" % sub.fingerprint, "delkey", "save"],
+                        command_input=["y"])
+            made = _gnupg.add_subkey_from_keygrip(scratch, key.fingerprint, sub.keygrip, usage=sub.usage,
+                                                  expires=expiry(sub), created=sub.created)
+            if made.upper() != sub.fingerprint.upper():
+                raise RemakeError("subkey %s came back as %s" % (sub.fingerprint, made))
+            rebound.append(sub)
+        # The bindings dated at each subkey's creation: the next step replaces them in the copy.
+        exports = [scratch.export_public(key.fingerprint, armor=False)] if rebound else []
+        if any(part["part"] == "uid" for part in weak):
+            scratch.set_expire(key.fingerprint, expiry(key), at=moment)
+        for sub in rebound:
+            scratch.set_expire(key.fingerprint, expiry(sub), subkeys=[sub.fingerprint], at=moment)
+        copy = scratch.get_key(key.fingerprint)
+        _check_same_key(key, copy)
+        left = weak_self_signatures(scratch, copy)
+        if left:
+            raise RemakeError("still weak after re-making: %s" % describe_parts(left))
+        exports.append(scratch.export_public(key.fingerprint, armor=False))
+    with lock if lock is not None else _nothing():
+        for public in exports:
+            gnupg.import_keys(public)
+        fresh = gnupg.get_key(key.fingerprint, secret=True)
+    _check_same_key(key, fresh)
+    left = weak_self_signatures(gnupg, fresh)
+    if left:
+        raise RemakeError("still weak in the keyring after the import: %s" % describe_parts(left))
+    return weak
+
+
+def _check_same_key(before, after):
+    """The re-made key must have the same parts with the same expiry."""
+    def shape(key):
+        return [(part.fingerprint.upper(), part.expires, part.revoked) for part in [key] + key.subkeys]
+    if sorted(shape(before)) != sorted(shape(after)):
+        raise RemakeError("the re-made key differs from the original (parts or expiry): %s != %s"
+                          % (sorted(shape(after)), sorted(shape(before))))
+
+
+@contextmanager
+def _nothing():
+    yield

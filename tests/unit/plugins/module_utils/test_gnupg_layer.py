@@ -42,12 +42,13 @@ def test_uid_fields_reject_injection_and_ambiguity(value):
         gnupg.validate_uid_field(value, "name")
 
 
-@pytest.mark.parametrize("email", ["user#project@copr.example.org", "infra-root@openstack.org"])
+@pytest.mark.parametrize("email", ["user#project@copr.example.org", "infra-root@openstack.org",
+                                   "@group#project@copr.example.org"])  # Copr's group keys: two "@" (issue 15)
 def test_copr_style_emails_are_accepted(email):
     assert gnupg.validate_uid_field(email, "email") == email
 
 
-@pytest.mark.parametrize("email", ["no-at-sign", "a b@c.d", "a@b@c", "x@y\n%commit"])
+@pytest.mark.parametrize("email", ["no-at-sign", "a b@c.d", "x@y\n%commit", "a@<b>", "(a)@b"])
 def test_malformed_emails_are_rejected(email):
     with pytest.raises(gnupg.InvalidInput):
         gnupg.validate_uid_field(email, "email")
