@@ -25,12 +25,24 @@ venv:  ## apt packages, .venv with requirements-dev.txt, ansible-test pip stand-
 # ---------------------------------------------------------------------------------------------
 
 .PHONY: test
-test:  ## every suite: units, sanity, lint, molecule, soak (about 7 minutes of it)
-	scripts/run-tests.sh units sanity lint molecule soak
+test:  ## every suite: units, service, e2e, sanity, lint, molecule, soak (about 50 minutes on 2 cores)
+	scripts/run-tests.sh units service e2e sanity lint molecule soak
 
 .PHONY: units
-units:  ## pytest: tests/unit (modules) and files/pkgsign/tests (service)
+units:  ## pytest: the Ansible modules against real gpg (tests/unit; about 1 minute)
 	scripts/run-tests.sh units
+
+.PHONY: service
+service:  ## pytest: the service, pkgsign-admin and the sign client (files/pkgsign/tests)
+	scripts/run-tests.sh service
+
+.PHONY: e2e
+e2e:  ## pytest: the runbook through ansible-playbook and the runbook document's commands (tests/e2e)
+	scripts/run-tests.sh e2e
+
+.PHONY: reliability
+reliability:  ## pytest: fuzzing, concurrency, kill -9, secrets, access, backup (tests/reliability)
+	scripts/run-tests.sh reliability
 
 .PHONY: soak
 soak:  ## the reliability suite's long variants (more kill -9 rounds, keys, fuzzing examples)

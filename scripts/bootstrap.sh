@@ -3,7 +3,8 @@
 #   1. apt packages (only when one is missing: one `apt-get update`, then one install);
 #   2. .venv from /usr/bin/python3 with requirements-dev.txt (re-installed when it changes),
 #      plus the pkgsign service package (editable) once it exists;
-#   3. the pip bootstrap stand-in that ansible-test needs without internet (see TESTING.md).
+#   3. the pip bootstrap stand-in that ansible-test needs without internet (it fetches
+#      get-pip.py from the internet otherwise).
 # Usage: scripts/bootstrap.sh
 set -euo pipefail
 

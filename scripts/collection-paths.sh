@@ -13,7 +13,7 @@ COLLECTIONS_DIR="$WORK_DIR/collections"
 RESULTS_DIR="$COLLECTION_ROOT/results"
 VENV_BIN="$COLLECTION_ROOT/.venv/bin"
 # Where the signer role packs files/pkgsign on the controller: one archive per checkout, as the
-# role's default signer_package_archive_local names it (sha256 of the package directory's real path).
+# pkgsign role's default pkgsign_archive_local names it (sha256 of the package directory's real path).
 PACKAGE_ARCHIVE="${TMPDIR:-/tmp}/pkgsign-package-$(printf '%s' "$(realpath "$COLLECTION_ROOT/files/pkgsign")" |
     sha256sum | cut -c1-10).tar.gz"
 
@@ -29,4 +29,27 @@ venv_on_path() {
 collection_link() {
     mkdir -p "$COLLECTIONS_DIR/ansible_collections/pkgsign"
     ln -sfn "$COLLECTION_ROOT" "$COLLECTIONS_DIR/ansible_collections/pkgsign/signer"
+}
+# A collections directory holding only this collection and the dependencies galaxy.yml declares
+# (linked from the ansible bundle in .venv): with ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false, a
+# module from an undeclared collection is not found, as on a host that installed ours from Galaxy.
+declared_collections_link() {
+    local root="$WORK_DIR/declared-collections/ansible_collections" name
+    DECLARED_COLLECTIONS=()
+    rm -rf "$WORK_DIR/declared-collections"
+    mkdir -p "$root/pkgsign"
+    ln -sfn "$COLLECTION_ROOT" "$root/pkgsign/signer"
+    for name in $("$VENV_BIN/python" -c '
+import sys, yaml
+print("\n".join(yaml.safe_load(open(sys.argv[1])).get("dependencies") or {}))' "$COLLECTION_ROOT/galaxy.yml"); do
+        local bundled
+        bundled="$("$VENV_BIN/python" -c '
+import sys, ansible_collections, os
+print(os.path.join(list(ansible_collections.__path__)[0], *sys.argv[1].split(".")))' "$name")"
+        [ -d "$bundled" ] || { echo "declared collection $name is not in the ansible bundle ($bundled)" >&2; return 1; }
+        mkdir -p "$root/${name%%.*}"
+        ln -sfn "$bundled" "$root/${name%%.*}/${name#*.}"
+        DECLARED_COLLECTIONS+=("$name")
+    done
+    DECLARED_COLLECTIONS_DIR="$WORK_DIR/declared-collections"
 }

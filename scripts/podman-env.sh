@@ -1,8 +1,8 @@
 # shellcheck shell=sh
 # Source this file (". scripts/podman-env.sh") before running podman, molecule or the lab
-# playbooks on these machines. It writes a containers.conf with the two settings the VM
-# needs (see shared TESTING.md) and exports CONTAINERS_CONF so that every podman call made
-# by molecule and Ansible's podman connection sees them:
+# playbooks on these machines. It writes a containers.conf with the settings the VM needs
+# and exports CONTAINERS_CONF so that every podman call made by molecule and Ansible's
+# podman connection sees them:
 #   - ulimits: without them crun/runc fail with "setrlimit RLIMIT_NOFILE: Operation not permitted";
 #   - runc:    crun refuses cgroups in hybrid mode;
 #   - netavark: containers resolve each other by name only with netavark + aardvark-dns

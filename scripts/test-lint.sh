@@ -8,14 +8,22 @@ cd "$COLLECTION_ROOT"
 
 OUT="$RESULTS_DIR/lint"
 mkdir -p "$OUT"
-collection_link
 venv_on_path
-# FQCN names (pkgsign.signer.*) resolve through the link to this checkout.
-export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_DIR"
+# FQCN names resolve to this checkout and to the collections galaxy.yml declares, nothing else:
+# an undeclared dependency fails here instead of on a user's host.
+declared_collections_link
+export ANSIBLE_COLLECTIONS_PATH="$DECLARED_COLLECTIONS_DIR"
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
+echo "lint: collections: pkgsign.signer and the declared ${DECLARED_COLLECTIONS[*]}"
 
 echo "lint: ansible-lint (profile and exclusions from .ansible-lint)"
 status=0
 "$VENV_BIN/ansible-lint" --nocolor "$@" 2>&1 | tee "$OUT/ansible-lint.txt" || status=${PIPESTATUS[0]}
 
+# ansible-lint only warns when a module's collection cannot be loaded: that is a failure here.
+if grep -E "Error loading plugin|couldn't resolve module/action" "$OUT/ansible-lint.txt" >&2; then
+    echo "lint: a module above comes from a collection galaxy.yml does not declare" | tee -a "$OUT/ansible-lint.txt" >&2
+    status=1
+fi
 "$VENV_BIN/python" scripts/summarize.py record lint ansible-lint "$status" "$OUT/ansible-lint.txt"
 exit "$status"

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Make this checkout importable as ``ansible_collections.pkgsign.signer`` for plain pytest.
 
-``scripts/test-units.sh`` (``make units``) already puts a directory holding
+The suite scripts (``scripts/pytest-suite.sh``) already put a directory holding
 ``ansible_collections/pkgsign/signer -> checkout`` on PYTHONPATH, and ``ansible-test units``
 runs in a real ``ansible_collections/pkgsign/signer`` tree. This covers running
 ``.venv/bin/pytest tests/unit`` by hand, with the same link as the scripts use.

@@ -44,10 +44,17 @@ def common_argument_spec(passphrase=True):
     return spec
 
 
-def run_module(module, operation):
-    """Run ``operation`` for an AnsibleModule and exit with its result or a clear failure."""
+def run_module(module, operation, files=False):
+    """Run ``operation`` for an AnsibleModule and exit with its result or a clear failure.
+
+    ``files``: the module takes Ansible's file common arguments (``add_file_common_args``) and
+    ``operation`` receives a :class:`FileOutput` as third argument to write its file with.
+    """
     try:
-        result = operation(module.params, module.check_mode)
+        if files:
+            result = operation(module.params, module.check_mode, FileOutput(module))
+        else:
+            result = operation(module.params, module.check_mode)
     except (ModuleFailure, gnupg.GpgError, gnupg.InvalidInput) as exc:
         module.fail_json(msg=_message(exc))
     except (IOError, OSError) as exc:
@@ -110,23 +117,68 @@ def build_uid(name, email, comment=None):
     return "%s <%s>" % (name, email)
 
 
-def file_mode(value, default):
-    """An octal file mode from a module parameter (``'0600'``, ``'600'`` or an int)."""
-    if value is None:
-        return default
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 8)
-    except ValueError:
-        raise ModuleFailure("mode %r is not an octal mode such as '0600'" % value)
-
-
 def read_file(path):
     if path is None or not os.path.isfile(path):
         return None
     with open(path, "rb") as handle:
         return handle.read()
+
+
+class FileOutput(object):
+    """Writes a module's file the way Ansible's own file modules do.
+
+    The data goes to a temporary file in the destination's directory, which ``atomic_move``
+    puts in place (keeping SELinux contexts right); owner, group, mode and SELinux context come
+    from the file common arguments, ``default_mode`` when the task gives no mode. The new file
+    is never readable by others before its attributes are set: the temporary file is 0600, an
+    existing destination is narrowed to owner-only before the move (``atomic_move`` copies its
+    mode), and a new one is created under umask 077.
+    """
+
+    def __init__(self, module):
+        self._module = module
+
+    def _file_args(self, path, default_mode):
+        args = self._module.load_file_common_arguments(self._module.params, path=path)
+        if args.get("mode") is None:
+            args["mode"] = default_mode
+        return args
+
+    def attributes_differ(self, path, default_mode):
+        """Whether an existing ``path`` needs other attributes (check mode: nothing is changed)."""
+        if not os.path.lexists(path):
+            return False
+        if self._module.check_mode:
+            return self._module.set_fs_attributes_if_different(self._file_args(path, default_mode), False)
+        return False
+
+    def settle(self, path, default_mode, changed):
+        """Apply owner, group, mode and SELinux context to ``path``; ``changed`` or'ed with theirs."""
+        if self._module.check_mode:
+            return changed or self.attributes_differ(path, default_mode)
+        return self._module.set_fs_attributes_if_different(self._file_args(path, default_mode), changed)
+
+    def write(self, path, data):
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise ModuleFailure("directory %s does not exist" % directory)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".pkgsign-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & 0o700)
+            umask = os.umask(0o077)
+            try:
+                self._module.atomic_move(temporary, path, unsafe_writes=self._module.params.get("unsafe_writes", False))
+            finally:
+                os.umask(umask)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
 
 
 def write_file(path, data, mode):
@@ -135,10 +187,6 @@ def write_file(path, data, mode):
     if not os.path.isdir(directory):
         raise ModuleFailure("directory %s does not exist" % directory)
     gnupg.write_private_file(path, data, mode)
-
-
-def mode_differs(path, mode):
-    return path is not None and os.path.exists(path) and stat.S_IMODE(os.stat(path).st_mode) != mode
 
 
 def dearmor(data):
@@ -401,14 +449,14 @@ def _subkey_result(primary, sub, changed, diff):
 
 # -- openpgp_export -----------------------------------------------------------------------
 
-def export_key(params, check_mode):
+def export_key(params, check_mode, output):
     kind = params["kind"]
     path = params["path"]
     armor = params["armor"]
     passphrase = check_passphrase(params.get("passphrase"))
     if kind == "public" and (params.get("strip_passphrase") or params.get("subkeys")):
         raise ModuleFailure("strip_passphrase and subkeys only apply to kind=secret_subkeys")
-    mode = file_mode(params.get("mode"), 0o600 if kind == "secret_subkeys" else 0o644)
+    default_mode = 0o600 if kind == "secret_subkeys" else 0o644
     with keyring(params, check_mode) as gpg:
         key = get_key(gpg, params["key"])
         existing = read_file(path)
@@ -427,19 +475,16 @@ def export_key(params, check_mode):
             up_to_date = current == desired
             wanted = None
         changed = not up_to_date
-        result = {"changed": changed or mode_differs(path, mode), "path": path, "fingerprint": key.fingerprint,
+        result = {"changed": changed, "path": path, "fingerprint": key.fingerprint,
                   "kind": kind, "diff": {"before": current or {}, "after": desired}}
         if kind == "secret_subkeys":
             result["subkeys"] = [sub.fingerprint for sub in _select_secret_subkeys(key, params.get("subkeys"))]
-        if check_mode:
-            return result
-        if changed:
+        if changed and not check_mode:
             if kind == "secret_subkeys":
                 wanted = _export_secret_subkeys(gpg, key, _select_secret_subkeys(key, params.get("subkeys")),
                                                 armor, passphrase, params["strip_passphrase"])
-            write_file(path, wanted, mode)
-        elif mode_differs(path, mode):
-            os.chmod(path, mode)
+            output.write(path, wanted)
+        result["changed"] = output.settle(path, default_mode, changed)
         return result
 
 
@@ -629,7 +674,7 @@ def is_guarded(data):
     return re.search(br"(?m)^:-----BEGIN PGP ", data) is not None
 
 
-def ensure_revocation(params, check_mode):
+def ensure_revocation(params, check_mode, output):
     path = params["path"]
     guard = params.get("import_guard", True)
     passphrase = check_passphrase(params.get("passphrase"))
@@ -650,10 +695,11 @@ def ensure_revocation(params, check_mode):
         changed = current != desired
         # Only the guard differs: the certificate is kept, no passphrase needed.
         reguard = changed and current is not None and dict(current, import_guard=guard) == desired
-        result = {"changed": changed or mode_differs(path, 0o600), "path": path, "fingerprint": key.fingerprint,
+        result = {"changed": changed, "path": path, "fingerprint": key.fingerprint,
                   "reason": params["reason"], "import_guard": guard,
                   "diff": {"before": current or {}, "after": desired}}
         if check_mode:
+            result["changed"] = output.settle(path, 0o600, changed)
             return result
         if reguard:
             data = unguard_revocation(existing)
@@ -661,9 +707,8 @@ def ensure_revocation(params, check_mode):
             data = gpg.generate_revocation(key.fingerprint, reason=params["reason"], description=description,
                                            passphrase=passphrase)
         if changed:
-            write_file(path, guard_revocation(data, key.fingerprint) if guard else revocation_armor(data), 0o600)
-        elif mode_differs(path, 0o600):
-            os.chmod(path, 0o600)
+            output.write(path, guard_revocation(data, key.fingerprint) if guard else revocation_armor(data))
+        result["changed"] = output.settle(path, 0o600, changed)
         return result
 
 

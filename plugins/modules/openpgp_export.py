@@ -71,8 +71,11 @@ options:
     default: true
   mode:
     description:
-      - Octal mode of O(path), for example V('0600').
+      - Mode of O(path) as Ansible's file modules take it (V('0600'), V(u=rw)).
       - Defaults to V('0600') for O(kind=secret_subkeys) and V('0644') for O(kind=public).
+      - O(owner), O(group) and the SELinux options apply as in M(ansible.builtin.copy); the file is
+        written to a temporary file in the same directory and moved into place, never readable by
+        others before its attributes are set.
     type: raw
   passphrase:
     description:
@@ -80,6 +83,8 @@ options:
     type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.files
+  - ansible.builtin.files
   - pkgsign.signer.openpgp
   - pkgsign.signer.openpgp.attributes
 seealso:
@@ -145,10 +150,9 @@ def main():
         subkeys=dict(type="list", elements="str", no_log=False),
         strip_passphrase=dict(type="bool", default=False, no_log=False),
         armor=dict(type="bool", default=True),
-        mode=dict(type="raw"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_module(module, export_key)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, add_file_common_args=True)
+    run_module(module, export_key, files=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ options:
     required: true
   path:
     description:
-      - File to write the armored certificate to (mode C(0600)). Its directory must exist.
+      - File to write the armored certificate to. Its directory must exist.
+      - Mode C(0600) unless O(mode) says otherwise; O(owner), O(group) and the SELinux options apply
+        as in M(ansible.builtin.copy).
     type: path
     required: true
   reason:
@@ -61,6 +63,8 @@ options:
     type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.files
+  - ansible.builtin.files
   - pkgsign.signer.openpgp
   - pkgsign.signer.openpgp.attributes
 seealso:
@@ -116,8 +120,8 @@ def main():
         description=dict(type="str", default=""),
         import_guard=dict(type="bool", default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_module(module, ensure_revocation)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, add_file_common_args=True)
+    run_module(module, ensure_revocation, files=True)
 
 
 if __name__ == "__main__":

@@ -148,8 +148,10 @@ def test_no_secret_in_command_lines_logs_or_output(new_instance, tmp_path):
     sampler.start()
     started = time.monotonic()
     results = {}
-    threads = [threading.Thread(target=lambda: results.__setitem__("suite", _service_suite())),
-               threading.Thread(target=lambda: results.__setitem__("runbook", _runbook(tmp_path, passphrase)))]
+    threads = [threading.Thread(target=lambda: results.__setitem__("runbook", _runbook(tmp_path, passphrase)))]
+    # The whole service suite under the sampler: the soak only (it doubles the suite's time).
+    if soak_enabled():
+        threads.append(threading.Thread(target=lambda: results.__setitem__("suite", _service_suite())))
     for thread in threads:
         thread.start()
     try:
@@ -160,8 +162,9 @@ def test_no_secret_in_command_lines_logs_or_output(new_instance, tmp_path):
         sampler.stop.set()
         sampler.join()
     elapsed = time.monotonic() - started
-    suite = results["suite"]
-    assert suite.returncode == 0, suite.stdout.decode("utf-8", "replace")[-3000:]
+    suite = results.get("suite")
+    if suite is not None:
+        assert suite.returncode == 0, suite.stdout.decode("utf-8", "replace")[-3000:]
     runbook_status, runbook_output = results["runbook"]
     assert runbook_status == 0, runbook_output[-3000:]
 
@@ -180,8 +183,9 @@ def test_no_secret_in_command_lines_logs_or_output(new_instance, tmp_path):
     texts = {"service log": open(os.path.join(inst.root, "service.log"), encoding="utf-8").read(),
              "server stderr": inst.process.stderr.read(),
              "audit log": open(inst.audit_log, encoding="utf-8").read(),
-             "ansible -vvv --diff output": runbook_output,
-             "service suite output": suite.stdout.decode("utf-8", "replace")}
+             "ansible -vvv --diff output": runbook_output}
+    if suite is not None:
+        texts["service suite output"] = suite.stdout.decode("utf-8", "replace")
     assert "legacy#proj@copr.test" in texts["audit log"] and "generated" in texts["service log"]
     for what, text in texts.items():
         for secret in known:

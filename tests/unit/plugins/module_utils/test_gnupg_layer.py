@@ -20,6 +20,10 @@ PASSPHRASE = "correct horse battery staple"
 @pytest.fixture
 def gpg(tmp_path):
     home = gnupg.GnuPG(str(tmp_path / "home"))
+    # Test speed only, as the modules' fixtures do: a fixed low passphrase-hashing count
+    # instead of the agent's calibration (seconds per key on a busy machine).
+    with open(os.path.join(home.homedir, "gpg-agent.conf"), "w") as handle:
+        handle.write("s2k-count 65536\n")
     yield home
     home.kill_agent()
 
