@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 import time
 
 from ansible_collections.pkgsign.signer.plugins.module_utils import _gnupg as gnupg
