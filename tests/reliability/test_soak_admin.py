@@ -57,22 +57,22 @@ def test_signers_keygens_and_token_admin_leave_a_complete_verifying_chain(new_in
     client = Client(inst)
     secret = inst.tokens["client"]
     for number in range(2):
-        status, _payload = client.call("gen_key", "/gen_key", {"name_real": "s", "name_email": "soak%d#p@copr.test"
-                                                                % number}, secret)
+        body = {"name_real": "s", "name_email": "soak%d#p@copr.test" % number}
+        status, _payload = client.call("gen_key", "/gen_key", body, secret)
         assert status == 201
     admin_results = Counter()
     stop = threading.Event()
 
     def signer(index):
         for number in range(SIGNS):
-            status, _payload = client.call("sign", "/sign", {"key": "soak%d#p@copr.test" % (number % 2),
-                                                              "states": [_state(index * 1000 + number)]}, secret)
+            body = {"key": "soak%d#p@copr.test" % (number % 2), "states": [_state(index * 1000 + number)]}
+            status, _payload = client.call("sign", "/sign", body, secret)
             assert status in (200, None), status
 
     def generator(index):
         for number in range(GENS):
-            status, _payload = client.call("gen_key", "/gen_key", {"name_real": "g", "name_email": "gen%d-%d#p@copr.test"
-                                                                    % (index, number)}, secret)
+            body = {"name_real": "g", "name_email": "gen%d-%d#p@copr.test" % (index, number)}
+            status, _payload = client.call("gen_key", "/gen_key", body, secret)
             assert status in (201, None), status
 
     def admin():

@@ -351,7 +351,7 @@ def add_commands(sub, say, error_class):
     parser = sub.add_parser("backup-key", help="print the public key that signs this instance's backups "
                                                "(made on first use; pin it off the signer)")
     parser.add_argument("--config", help=CONFIG_HELP)
-    parser.set_defaults(func=lambda args: _cmd_backup_key(args))
+    parser.set_defaults(func=_cmd_backup_key)
 
     parser = sub.add_parser("backup-decrypt", help="decrypt a backup with the operator's key (on the operator's "
                                                    "machine; needs neither Flask nor an instance)")

@@ -51,6 +51,7 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # The `sign` client sends at most 200 states per request (client.Signer.sign_blobs).
 DEFAULT_MAX_DIGESTS = 200
 
+
 def parse_duration(text: str) -> int:
     """'300', '5m', '2h', '1825d' -> seconds."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text or "")

@@ -44,6 +44,8 @@ def connection_closed(sock):
         return False
     except (OSError, ValueError):
         return True
+
+
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 
 

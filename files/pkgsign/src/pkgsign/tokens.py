@@ -51,6 +51,8 @@ FUTURE_PREFIX = "future:"  # a key pattern that covers keys made later too (neve
 def pattern_is_pinned(pattern: str) -> bool:
     """True for a key pattern that binds to the fingerprints it matches when the token is made."""
     return pattern != "*" and not ascii_lower(pattern).startswith(FUTURE_PREFIX)
+
+
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
