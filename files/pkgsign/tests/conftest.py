@@ -292,3 +292,30 @@ def audit_count(config):
         return 0
     with open(config.audit_log, "rb") as handle:
         return sum(1 for _line in handle)
+
+
+def audit_lines(config):
+    """The instance's current audit log file, one dict per line."""
+    if not os.path.exists(config.audit_log):
+        return []
+    with open(config.audit_log, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def in_process_lab(root, tokens):
+    """An instance made by `pkgsign-admin init` at ``root`` (keep it short: gpg-agent's socket
+    paths under <root>/audit-gnupg must fit 108 bytes), served in-process by Flask's test client.
+    ``tokens``: {name: (token id, scopes, key patterns)}. Yields (client, {name: headers}, config,
+    the service's GnuPG); use it as a fixture body with ``yield from``."""
+    run_admin("init", str(root), "--algorithm", "ed25519")
+    from pkgsign.app import create_app
+    from pkgsign.config import load_config
+
+    config = load_config(str(root / "pkgsign.conf"))
+    secrets = {name: add_token(config.tokens_file, token_id, scopes, patterns)
+               for name, (token_id, scopes, patterns) in tokens.items()}
+    app = create_app(config)
+    app.testing = True
+    gpg = _gnupg.GnuPG(config.gnupg_home, create=False)
+    yield app.test_client(), {k: {"Authorization": "Bearer " + v} for k, v in secrets.items()}, config, gpg
+    gpg.kill_agent()

@@ -3,12 +3,11 @@ or import, and a signing subkey revoked by hand stops signing at once, whatever 
 asked for by. Real gpg and gpg-agent in a private instance; the WSGI application through Flask's
 test client (the code mod_wsgi runs)."""
 
-import json
 import os
 
 import pytest
 
-from conftest import run_admin
+from conftest import audit_lines, in_process_lab, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 
@@ -17,29 +16,10 @@ STATE = Hasher("sha256").update(b"owner data").state().to_json()
 
 @pytest.fixture
 def lab(tmp_path):
-    root = tmp_path / "ko"  # short: agent socket paths under <root>/audit-gnupg must fit 108 bytes
-    run_admin("init", str(root), "--algorithm", "ed25519")
-    from pkgsign.app import create_app
-    from pkgsign.config import load_config
-    from pkgsign.tokens import add_token
-
-    config = load_config(str(root / "pkgsign.conf"))
-    tokens = {
-        "all": add_token(config.tokens_file, "own-all", ["sign"], ["*"]),
-        "admin": add_token(config.tokens_file, "own-admin", ["sign", "keygen", "admin"], ["*"]),
-    }
-    app = create_app(config)
-    app.testing = True
-    gpg = _gnupg.GnuPG(config.gnupg_home, create=False)
-    yield app.test_client(), {k: {"Authorization": "Bearer " + v} for k, v in tokens.items()}, config, gpg
-    gpg.kill_agent()
-
-
-def audit_lines(config):
-    if not os.path.exists(config.audit_log):
-        return []
-    with open(config.audit_log, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    yield from in_process_lab(tmp_path / "ko", {
+        "all": ("own-all", ["sign"], ["*"]),
+        "admin": ("own-admin", ["sign", "keygen", "admin"], ["*"]),
+    })
 
 
 def sign(client, headers, key):

@@ -6,12 +6,9 @@ attempt must be refused with a 4xx (never a 500, never a signature) and leave an
 Real gpg and gpg-agent in a private instance; the WSGI application through Flask's test client
 (the same code mod_wsgi runs)."""
 
-import json
-import os
-
 import pytest
 
-from conftest import run_admin
+from conftest import audit_lines, in_process_lab, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 
@@ -20,30 +17,11 @@ STATE = Hasher("sha256").update(b"attacker data").state().to_json()
 
 @pytest.fixture
 def lab(tmp_path):
-    root = tmp_path / "rk"  # short: gpg-agent's socket paths under <root>/audit-gnupg must fit 108 bytes
-    run_admin("init", str(root), "--algorithm", "ed25519")
-    from pkgsign.app import create_app
-    from pkgsign.config import load_config
-    from pkgsign.tokens import add_token
-
-    config = load_config(str(root / "pkgsign.conf"))
-    tokens = {
-        "all": add_token(config.tokens_file, "red-all", ["sign"], ["*"]),
-        "admin": add_token(config.tokens_file, "red-admin", ["sign", "keygen", "admin"], ["*"]),
-        "alice": add_token(config.tokens_file, "red-alice", ["sign"], ["alice#*@copr.test"]),
-    }
-    app = create_app(config)
-    app.testing = True
-    gpg = _gnupg.GnuPG(config.gnupg_home, create=False)
-    yield app.test_client(), {k: {"Authorization": "Bearer " + v} for k, v in tokens.items()}, config, gpg
-    gpg.kill_agent()
-
-
-def audit_lines(config):
-    if not os.path.exists(config.audit_log):
-        return []
-    with open(config.audit_log, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    yield from in_process_lab(tmp_path / "rk", {
+        "all": ("red-all", ["sign"], ["*"]),
+        "admin": ("red-admin", ["sign", "keygen", "admin"], ["*"]),
+        "alice": ("red-alice", ["sign"], ["alice#*@copr.test"]),
+    })
 
 
 def refused(response):
