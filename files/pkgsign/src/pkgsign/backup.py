@@ -485,12 +485,12 @@ def _cmd_restore(args, say, error_class):
             with open(args.archive, "rb") as handle:
                 data = handle.read()
         data, signatures = open_backup(data, args.backup_key, args.gnupghome, passphrase)
-        say("signature%s of the backup key verified (%s)" % ("s" if "+" in signatures else "", signatures))
         manifest = restore(args.config, data, force=args.force, say=say)
     except (BackupError, OSError, _gnupg.GpgError) as err:
         error = _admin_error(err, error_class)
         _audit_restore(args, "refused", reason=str(error))
         raise error
+    say("the archive was signed by the pinned backup key %s (%s)" % (args.backup_key, signatures))
     # The first line after the restored chain: what was restored, from where, by whom.
     _audit_restore(args, "ok", keys=len(manifest.get("keys", [])), backup_host=manifest.get("host"),
                    backup_created=manifest.get("created"), verified_with=args.backup_key, signatures=signatures)
