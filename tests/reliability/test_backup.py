@@ -130,14 +130,15 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
                 _sign_and_verify(target, key, token, verifier, data)
     verify = run_admin("audit", "verify", "--config", target.config, check=False)
     assert verify.returncode == 0, verify.stdout
-    # The playbook's path: decrypt on the operator's machine, restore the plaintext archive.
-    plain = tmp_path / "plain.tar.gz"
+    # The playbook's path: decrypt on the operator's machine, restore the plaintext archive (still
+    # signed inside by the backup key) on a host that holds the pinned key but no operator key.
+    plain = tmp_path / "plain.tar.gz.sig"
     operator_home.forget_passphrases()
     run_admin("backup-decrypt", "--archive", archive, "--gnupghome", operator_home.homedir, "--output", str(plain),
               "--backup-key", str(pinned), "--passphrase-stdin", input=OPERATOR_PASSPHRASE + "\n")
     assert os.stat(str(plain)).st_mode & 0o777 == 0o600
     third = new_instance("third")
-    run_admin("restore", "--config", third.config, "--archive", str(plain))
+    run_admin("restore", "--config", third.config, "--archive", str(plain), "--backup-key", str(pinned))
     assert assert_consistent(third) == metadata
     # Keys made during the backup are either in it, complete, or absent: never half.
     print("backup under load: %d keys made meanwhile, %d in the archive, %d restored"
@@ -145,16 +146,35 @@ def test_backup_under_load_restores_every_key_and_token(new_instance, operator, 
 
 
 def _plaintext(operator_home, archive, pinned):
-    from pkgsign.backup import verify_archive
+    from pkgsign.backup import verify_archive, verify_plaintext
 
     operator_home.forget_passphrases()
     data = operator_home.decrypt(verify_archive(open(archive, "rb").read(), pinned), passphrase=OPERATOR_PASSPHRASE)
+    data = verify_plaintext(data, pinned)
     return tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
+
+
+@pytest.fixture
+def signed_by_pinned(tmp_path):
+    """sign(data) -> path of ``data`` signed by a key pinned as the backup key, and that pin: what
+    restore checks behind the signature (a backup key that signed something it should not have)."""
+    with _gnupg.TemporaryGnuPG() as signer:
+        fpr = signer.generate_key("pkgsign backups", "backup@pkgsign.invalid", algorithm="ed25519",
+                                  usage=("cert",), subkey_usage=("sign",))
+        pin = tmp_path / "pinned.asc"
+        pin.write_bytes(signer.export_public(fpr))
+
+        def sign(data):
+            path = tmp_path / "signed.bin"
+            path.write_bytes(signer.sign(data, [fpr], mode="inline", armor=False))
+            return str(path), str(pin)
+
+        yield sign
 
 
 @pytest.mark.parametrize("member", ["../escape", "/etc/cron.d/evil", "gnupg/../../escape", "unexpected.txt",
                                     "link"])
-def test_restore_refuses_archives_that_reach_outside(new_instance, tmp_path, member):
+def test_restore_refuses_archives_that_reach_outside(new_instance, tmp_path, member, signed_by_pinned):
     target = new_instance("target")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -169,16 +189,18 @@ def test_restore_refuses_archives_that_reach_outside(new_instance, tmp_path, mem
         else:
             info.size = 4
             archive.addfile(info, io.BytesIO(b"evil"))
-    path = tmp_path / "evil.tar.gz"
-    path.write_bytes(buffer.getvalue())
-    result = run_admin("restore", "--config", target.config, "--archive", str(path), check=False)
-    assert result.returncode == 2 and "refusing" in result.stderr or "unexpected" in result.stderr, result.stderr
+    path, pin = signed_by_pinned(buffer.getvalue())
+    result = run_admin("restore", "--config", target.config, "--archive", path, "--backup-key", pin, check=False)
+    assert result.returncode == 2 and ("refusing" in result.stderr or "unexpected" in result.stderr), result.stderr
     assert not os.path.exists(os.path.join(os.path.dirname(target.root), "escape"))
 
 
-def test_restore_refuses_garbage_with_one_line(new_instance, tmp_path):
+def test_restore_refuses_garbage_with_one_line(new_instance, tmp_path, signed_by_pinned):
     target = new_instance("target")
     path = tmp_path / "garbage"
     path.write_bytes(b"\x1f\x8b not really gzip")
-    result = run_admin("restore", "--config", target.config, "--archive", str(path), check=False)
-    assert result.returncode == 2 and "damaged" in result.stderr and result.stderr.count("\n") == 1
+    signed, pin = signed_by_pinned(b"\x1f\x8b not really gzip")
+    for archive, reason in ((str(path), "bare tar"), (signed, "damaged"), (pin, "not signed")):
+        result = run_admin("restore", "--config", target.config, "--archive", archive, "--backup-key", pin,
+                           check=False)
+        assert result.returncode == 2 and reason in result.stderr and result.stderr.count("\n") == 1, result.stderr

@@ -16,13 +16,25 @@ metadata. A key in the copied keyring either has its metadata in the archive or 
 marker that ``reconcile`` completes after the restore; the audit log and its head are copied
 under the log's own lock.
 
-The encrypted archive is then signed by the instance's backup key (an ed25519 signing subkey
-made for that only, in the audit GnuPG home; ``pkgsign-admin backup-key`` prints its public key
-for the operator to keep off the host): the file is an OpenPGP signed message whose content is
-the encrypted archive. ``restore`` and ``backup-decrypt`` take the pinned public key
-(``--backup-key FILE``) and verify the signature, in a throw-away keyring holding that key only,
-before anything is decrypted: an archive planted by someone who knows the operators' public keys
-(encrypted to them, but unsigned or signed by another key) is refused and nothing is installed.
+The backup key (an ed25519 signing subkey made for that only, in the audit GnuPG home;
+``pkgsign-admin backup-key`` prints its public key for the operator to keep off the host) signs
+twice. Inside: the tar archive is an OpenPGP signed message before it is encrypted, so whoever
+decrypts it still holds a signed message. Outside: the encrypted archive is signed again, so the
+file is an OpenPGP signed message whose content is the encrypted archive. Every door checks the
+signature it can see against the pinned public key (``--backup-key FILE``), in a throw-away
+keyring holding that key only, before it goes on:
+
+- ``restore --gnupghome G --backup-key PUB`` (decrypt and restore in one step): the outer
+  signature before anything is decrypted, then the inner one before anything is extracted;
+- ``backup-decrypt --backup-key PUB`` (on the operator's machine): the outer signature before
+  decrypting, the inner one before writing; its output is the inner signed message;
+- ``restore --archive SIGNED --backup-key PUB`` (on the signer, which holds no operator key): the
+  inner signature before anything is extracted. A bare tar archive is refused.
+
+An archive planted by someone who knows the operators' public keys (encrypted to them, unsigned
+or signed by another key), or a plaintext handed to the signer, is refused and nothing is
+installed. Archives of the previous format (signed outside only) still restore through
+``--gnupghome``, where the outer signature was verified; their plaintext never does.
 
 Restore refuses to overwrite an instance that already holds keys (``--force`` to do it),
 validates every archive member (regular files and directories below the instance only),
@@ -161,28 +173,22 @@ def backup(config_path, recipient_files, output_dir, keep=0, say=lambda message:
         if not os.path.isfile(path):
             raise BackupError("recipient key file %s does not exist" % path)
     _gnupg.ensure_private_dir(output_dir)
-    from .audit import _private_umask, audit_gnupg, ensure_audit_key
+    from .audit import ensure_audit_key
 
     signer, _created = ensure_audit_key(config, "backup")  # before the snapshot: the archive carries it
     work = tempfile.mkdtemp(prefix="pkgsign-backup-", dir=config.state_dir)
     try:
         manifest = snapshot(config, os.path.join(work, "state"), say)
-        plaintext = _tar(os.path.join(work, "state"))
-        say("archive: %d bytes; encrypting to %s" % (len(plaintext), ", ".join(recipient_files)))
+        plaintext = _sign_with_backup_key(config, signer, _tar(os.path.join(work, "state")))
+        say("archive: %d bytes, signed by the backup key; encrypting to %s"
+            % (len(plaintext), ", ".join(recipient_files)))
         # A throw-away home: encryption needs no key of the service, and touches no keyring.
         with _gnupg.TemporaryGnuPG(base=work) as gpg:
             ciphertext = gpg.encrypt(plaintext, recipient_files)
     finally:
         _gnupg.shred_tree(work)
-    gpg = audit_gnupg(config)
-    try:
-        with _private_umask():
-            ciphertext = gpg.sign(ciphertext, [signer["signing_fingerprint"] + "!"], mode="inline", armor=False)
-    except _gnupg.GpgError as err:
-        raise BackupError("signing the backup with the backup key failed: %s" % err.message)
-    finally:
-        gpg.kill_agent()
-    say("signed by backup key %s" % signer["fingerprint"])
+    ciphertext = _sign_with_backup_key(config, signer, ciphertext)
+    say("signed by backup key %s (inside and outside)" % signer["fingerprint"])
     name = "%s%s.tar.gz.gpg" % (ARCHIVE_PREFIX, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
     path = os.path.join(output_dir, name)
     _gnupg.write_private_file(path, ciphertext)
@@ -193,6 +199,20 @@ def backup(config_path, recipient_files, output_dir, keep=0, say=lambda message:
             os.unlink(os.path.join(output_dir, old))
             say("removed old backup %s" % old)
     return path, manifest
+
+
+def _sign_with_backup_key(config, signer, data):
+    """``data`` as an OpenPGP signed message (binary) made by the instance's backup key."""
+    from .audit import _private_umask, audit_gnupg
+
+    gpg = audit_gnupg(config)
+    try:
+        with _private_umask():
+            return gpg.sign(data, [signer["signing_fingerprint"] + "!"], mode="inline", armor=False)
+    except _gnupg.GpgError as err:
+        raise BackupError("signing the backup with the backup key failed: %s" % err.message)
+    finally:
+        gpg.kill_agent()
 
 
 # -- restore ------------------------------------------------------------------------------
@@ -211,16 +231,20 @@ def _safe_members(archive):
     return members
 
 
-def verify_archive(data, backup_key_file):
-    """The encrypted archive inside a signed backup, once its signature verifies with the backup
-    key the operator pinned (``backup_key_file``, armored or binary); BackupError otherwise.
+GZIP_MAGIC = b"\x1f\x8b"
+_KEY_REQUIRED = ("--backup-key FILE is required: the backup key's public key pinned off the signer "
+                 "(pkgsign-admin backup-key prints it)")
+
+
+def _signed_content(data, backup_key_file):
+    """The content of the OpenPGP signed message ``data`` if it verifies with the pinned key, else None.
 
     Runs in a throw-away GnuPG home that holds the pinned key and nothing else, so no other key
     (not the operator's, not one an attacker imported somewhere) can make it verify, and no
-    secret key is there to decrypt anything."""
+    secret key is there to decrypt anything. Every signature gpg saw must be a valid one by the
+    pinned key, and there must be one."""
     if not backup_key_file:
-        raise BackupError("--backup-key FILE is required: the backup key's public key pinned off the signer "
-                          "(pkgsign-admin backup-key prints it)")
+        raise BackupError(_KEY_REQUIRED)
     try:
         with open(backup_key_file, "rb") as handle:
             pinned = handle.read()
@@ -237,27 +261,77 @@ def verify_archive(data, backup_key_file):
     valid = [fields[-1].upper() for fields in result.status_lines("VALIDSIG") if fields]
     if result.returncode != 0 or not valid or not set(valid) <= {f.upper() for f in imported} \
             or result.status_lines("BADSIG") or result.status_lines("ERRSIG"):
-        raise BackupError("the archive is not signed by the pinned backup key %s: refused, nothing decrypted or "
-                          "installed" % backup_key_file)
+        return None
     return result.stdout
 
 
+def verify_archive(data, backup_key_file):
+    """The encrypted archive inside a signed backup, once its (outer) signature verifies with the
+    backup key the operator pinned (``backup_key_file``, armored or binary); BackupError otherwise."""
+    content = _signed_content(data, backup_key_file)
+    if content is None:
+        raise BackupError("the archive is not signed by the pinned backup key %s: refused, nothing decrypted or "
+                          "installed" % backup_key_file)
+    return content
+
+
+def verify_plaintext(signed, backup_key_file):
+    """The tar archive inside a decrypted backup (the inner signed message that ``backup-decrypt``
+    writes), once its signature verifies with the pinned backup key; BackupError otherwise (a bare
+    tar archive included: nobody vouched for it)."""
+    if not backup_key_file:
+        raise BackupError(_KEY_REQUIRED)
+    if signed[:2] == GZIP_MAGIC:
+        raise BackupError("a bare tar archive, not signed by the backup key: refused, nothing installed "
+                          "(restore only what backup-decrypt --backup-key wrote, or the encrypted backup with "
+                          "--gnupghome)")
+    content = _signed_content(signed, backup_key_file)
+    if content is None:
+        raise BackupError("the decrypted archive is not signed by the pinned backup key %s: refused, nothing "
+                          "installed" % backup_key_file)
+    if content[:2] != GZIP_MAGIC:
+        raise BackupError("the signed content is not a tar archive (an encrypted backup? give --gnupghome, or "
+                          "decrypt it with backup-decrypt first): refused, nothing installed")
+    return content
+
+
 def decrypt_archive(data, gnupghome, passphrase=None, backup_key_file=None):
-    """Plaintext archive of a signed, encrypted backup: the signature is checked against the pinned
-    backup key first (``verify_archive``), then the archive decrypted with the operator's key in
-    ``gnupghome``."""
+    """The decrypted content of a signed, encrypted backup: the outer signature is checked against
+    the pinned backup key first (``verify_archive``), then the archive decrypted with the operator's
+    key in ``gnupghome``. That content is the inner signed message (``verify_plaintext`` opens it),
+    or for an archive of the previous format the bare tar archive."""
     ciphertext = verify_archive(data, backup_key_file)
     gpg = _gnupg.GnuPG(gnupghome, create=False)
     return gpg.decrypt(ciphertext, passphrase=passphrase)
 
 
+def open_backup(data, backup_key_file, gnupghome=None, passphrase=None):
+    """(tar archive, which signatures vouched for it) of what ``restore`` was given.
+
+    With ``gnupghome`` ``data`` is the encrypted backup: outer signature, decryption, inner
+    signature ("outer+inner"); an archive of the previous format has none inside, and its outer
+    signature alone vouches for it ("outer"). Without, ``data`` is what ``backup-decrypt`` wrote:
+    the inner signature must verify ("inner"); a bare tar archive is refused."""
+    if not backup_key_file:
+        raise BackupError(_KEY_REQUIRED)
+    if gnupghome:
+        decrypted = decrypt_archive(data, gnupghome, passphrase, backup_key_file)
+        if decrypted[:2] == GZIP_MAGIC:
+            return decrypted, "outer"
+        return verify_plaintext(decrypted, backup_key_file), "outer+inner"
+    return verify_plaintext(data, backup_key_file), "inner"
+
+
 def restore(config_path, archive_bytes, force=False, say=lambda message: None):
-    """Bring the instance of ``config_path`` to the archive's state; returns the manifest."""
+    """Bring the instance of ``config_path`` to the archive's state; returns the manifest.
+
+    ``archive_bytes`` is a tar archive the pinned backup key vouched for (``open_backup``): this
+    checks its members, not where it came from."""
     from .keystore import KeyStore
 
     config = load_config(config_path)
-    if archive_bytes[:2] != b"\x1f\x8b":
-        raise BackupError("not a decrypted pkgsign backup (decrypt it first, or give --gnupghome)")
+    if archive_bytes[:2] != GZIP_MAGIC:
+        raise BackupError("not a tar archive of a pkgsign backup")
     try:
         archive = tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz")
         members = _safe_members(archive)
@@ -338,13 +412,15 @@ def add_commands(sub, say, error_class):
 
     parser = sub.add_parser("restore", help="restore a backup into a fresh instance")
     parser.add_argument("--config", help=CONFIG_HELP)
-    parser.add_argument("--archive", required=True, help="backup file ('-' for standard input)")
+    parser.add_argument("--archive", required=True,
+                        help="the encrypted backup (with --gnupghome), or what backup-decrypt wrote ('-' for "
+                             "standard input)")
     parser.add_argument("--gnupghome", help="GnuPG home with the operator's secret key, to decrypt the archive")
     parser.add_argument("--passphrase-stdin", action="store_true",
                         help="read the operator key's passphrase from the first line of standard input")
     parser.add_argument("--backup-key", metavar="FILE",
-                        help="the backup key's public key, pinned off the signer: the archive's signature must "
-                             "verify with it before anything is decrypted (required with --gnupghome)")
+                        help="the backup key's public key, pinned off the signer (required): the archive's "
+                             "signatures must verify with it before anything is decrypted or installed")
     parser.add_argument("--force", action="store_true", help="overwrite an instance that already holds keys")
     parser.set_defaults(func=lambda args: _cmd_restore(args, say, error_class))
 
@@ -357,7 +433,9 @@ def add_commands(sub, say, error_class):
                                                    "machine; needs neither Flask nor an instance)")
     parser.add_argument("--archive", required=True)
     parser.add_argument("--gnupghome", required=True, help="GnuPG home with the operator's secret key")
-    parser.add_argument("--output", required=True, help="decrypted archive, written 0600")
+    parser.add_argument("--output", required=True,
+                        help="decrypted archive, still signed by the backup key (restore --archive takes it), "
+                             "written 0600")
     parser.add_argument("--backup-key", metavar="FILE", required=True,
                         help="the backup key's public key, pinned off the signer (pkgsign-admin backup-key)")
     parser.add_argument("--passphrase-stdin", action="store_true")
@@ -371,10 +449,17 @@ def _cmd_decrypt(args, say, error_class):
         passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
         with open(args.archive, "rb") as handle:
             data = decrypt_archive(handle.read(), args.gnupghome, passphrase, args.backup_key)
+        previous_format = data[:2] == GZIP_MAGIC
+        if not previous_format:
+            verify_plaintext(data, args.backup_key)  # refused here already, not only on the signer
         _gnupg.write_private_file(args.output, data)
     except (OSError, _gnupg.GpgError, BackupError) as err:
         raise _admin_error(err, error_class)
-    say("decrypted %s into %s (%d bytes)" % (args.archive, args.output, len(data)))
+    say("decrypted %s into %s (%d bytes, %s)" % (
+        args.archive, args.output, len(data),
+        "a bare tar archive of the previous format, signed outside only: restore --archive refuses it, restore "
+        "the encrypted backup with --gnupghome and --backup-key instead" if previous_format
+        else "signed by the backup key inside: restore --archive FILE --backup-key PUB takes it"))
     return 0
 
 
@@ -399,19 +484,16 @@ def _cmd_restore(args, say, error_class):
         else:
             with open(args.archive, "rb") as handle:
                 data = handle.read()
-        if args.gnupghome:
-            data = decrypt_archive(data, args.gnupghome, passphrase, args.backup_key)
-        elif data[:2] != b"\x1f\x8b":
-            raise BackupError("not a decrypted pkgsign backup: give --gnupghome (the operator's key) and "
-                              "--backup-key (the pinned backup key)")
+        data, signatures = open_backup(data, args.backup_key, args.gnupghome, passphrase)
         manifest = restore(args.config, data, force=args.force, say=say)
     except (BackupError, OSError, _gnupg.GpgError) as err:
         error = _admin_error(err, error_class)
         _audit_restore(args, "refused", reason=str(error))
         raise error
+    say("the archive was signed by the pinned backup key %s (%s)" % (args.backup_key, signatures))
     # The first line after the restored chain: what was restored, from where, by whom.
     _audit_restore(args, "ok", keys=len(manifest.get("keys", [])), backup_host=manifest.get("host"),
-                   backup_created=manifest.get("created"), verified_with=args.backup_key if args.gnupghome else None)
+                   backup_created=manifest.get("created"), verified_with=args.backup_key, signatures=signatures)
     return 0
 
 
