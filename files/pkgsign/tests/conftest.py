@@ -23,6 +23,39 @@ from pkgsign import _gnupg  # noqa: E402
 from pkgsign.tokens import add_token  # noqa: E402
 
 PYTHON = sys.executable
+
+
+def _reachable_by_others(path):
+    """True when every directory above ``path`` lets other users through (o+x)."""
+    path = os.path.abspath(path)
+    while os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+        if not os.stat(path).st_mode & 0o001:
+            return False
+    return True
+
+
+if os.geteuid() == 0 and not (_reachable_by_others(PYTHON) and _reachable_by_others(SRC)):
+    # Tests run the client and the service as other uids (nobody, a build user, the client
+    # identity). A checkout under a 0700 home (/root; Debian 12's adduser makes homes 0700) lets
+    # them neither run its .venv nor read its sources: every process the tests start runs from
+    # a world-readable copy of the package with the system's Python instead (Flask from
+    # python3-flask, as on the signer hosts; the client needs the standard library only).
+    import atexit
+    import tempfile
+
+    _COPY = tempfile.mkdtemp(prefix="pkgsign-tests-src-")
+    os.chmod(_COPY, 0o755)
+    shutil.copytree(os.path.join(SRC, "pkgsign"), os.path.join(_COPY, "pkgsign"), symlinks=False,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for _root, _dirs, _files in os.walk(_COPY):
+        for _name in _dirs:
+            os.chmod(os.path.join(_root, _name), 0o755)
+        for _name in _files:
+            os.chmod(os.path.join(_root, _name), 0o644)
+    atexit.register(shutil.rmtree, _COPY, True)
+    SRC, PYTHON = _COPY, "/usr/bin/python3"
+
 ED_KEY = "alice#ed@copr.test"
 RSA_KEY = "bob#rsa@copr.test"
 
