@@ -23,6 +23,7 @@ from pkgsign import _gnupg  # noqa: E402
 from pkgsign.tokens import add_token  # noqa: E402
 
 PYTHON = sys.executable
+CHILD_SRC = SRC  # what the processes the tests start import pkgsign from (see below)
 
 
 def _reachable_by_others(path):
@@ -54,7 +55,7 @@ if os.geteuid() == 0 and not (_reachable_by_others(PYTHON) and _reachable_by_oth
         for _name in _files:
             os.chmod(os.path.join(_root, _name), 0o644)
     atexit.register(shutil.rmtree, _COPY, True)
-    SRC, PYTHON = _COPY, "/usr/bin/python3"
+    CHILD_SRC, PYTHON = _COPY, "/usr/bin/python3"
 
 ED_KEY = "alice#ed@copr.test"
 RSA_KEY = "bob#rsa@copr.test"
@@ -62,7 +63,7 @@ RSA_KEY = "bob#rsa@copr.test"
 
 def child_env(**extra):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (CHILD_SRC, env.get("PYTHONPATH")) if p)
     env["LC_ALL"] = "C"
     env.update(extra)
     return env

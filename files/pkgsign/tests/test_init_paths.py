@@ -9,13 +9,13 @@ import tempfile
 
 import pytest
 
-from conftest import PYTHON, SRC
+from conftest import CHILD_SRC, PYTHON
 
 NOBODY = 65534
 
 
 def _as_nobody(*args, home):
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "PYTHONPATH": SRC, "LC_ALL": "C"}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "PYTHONPATH": CHILD_SRC, "LC_ALL": "C"}
     return subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups",
                            PYTHON, "-m", "pkgsign.admin"] + list(args), env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=300, check=False)
