@@ -21,8 +21,18 @@ def _together(count, call):
         return list(pool.map(worker, range(count)))
 
 
-def test_twenty_callers_one_email_make_exactly_one_key(new_instance):
+def _burst_instance(new_instance, burst):
+    """An instance whose workers take a burst of ``burst`` requests at once: /gen_key may hold
+    serve_workers - reserved_workers of them ([budget], beyond that a 503 at once, which protects
+    signing); these tests are about the key store under full concurrency, not that share."""
     inst = new_instance()
+    inst.set_option("server", "serve_workers", str(burst + 8))
+    inst.set_option("budget", "reserved_workers", "8")
+    return inst
+
+
+def test_twenty_callers_one_email_make_exactly_one_key(new_instance):
+    inst = _burst_instance(new_instance, 20)
     inst.start()
     email = "same#project@copr.test"
     results = _together(20, lambda i: inst.request("POST", "/gen_key", {"name_real": "same", "name_email": email}))
@@ -37,7 +47,7 @@ def test_twenty_callers_one_email_make_exactly_one_key(new_instance):
 
 def test_distinct_emails_at_once_all_get_their_key(new_instance):
     count = 400 if soak_enabled() else 200
-    inst = new_instance()
+    inst = _burst_instance(new_instance, count)
     inst.start()
     started = time.monotonic()
     results = _together(count, lambda i: inst.request(
@@ -60,7 +70,7 @@ def _sign_one(inst, key, digest_byte):
 
 
 def test_signing_while_keys_are_generated(new_instance):
-    inst = new_instance()
+    inst = _burst_instance(new_instance, 180)
     inst.start()
     emails = ["signer%d#p@copr.test" % i for i in range(3)]
     signing_keys = list(emails)
