@@ -22,10 +22,15 @@ import pytest
 
 from conftest import Instance, run_admin, state_json
 from pkgsign import _gnupg
+from pkgsign.config import Config
 
 VICTIM = "victim#p@copr.test"
 # The compat-service branch (its Blind Oracle module) is merged: the findings against it apply.
 COMPAT_SERVICE = importlib.util.find_spec("pkgsign.oracle") is not None
+
+
+# The default [server] max_request_bytes: larger bodies are refused from their headers.
+MAX_REQUEST_BYTES = Config.max_request_bytes
 
 
 def raw_request(inst, method, path, body=b"", headers=None, timeout=120):
@@ -40,8 +45,18 @@ def raw_request(inst, method, path, body=b"", headers=None, timeout=120):
             conn.putheader("Content-Length", str(len(body)))
         conn.endheaders()
         if body:
-            conn.send(body)
-        response = conn.getresponse()
+            try:
+                conn.send(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server answered from the headers alone (413: Content-Length over the limit)
+                # and closed before the whole body was sent: its answer is still to be read.
+                pass
+        try:
+            response = conn.getresponse()
+        except (ConnectionResetError, http.client.RemoteDisconnected):
+            if len(body) <= MAX_REQUEST_BYTES:
+                raise
+            return 413, {"error": "connection closed before the body over the limit was sent (refused from its headers)"}
         data = response.read()
         try:
             payload = json.loads(data)
