@@ -262,6 +262,10 @@ def _signed_content(data, backup_key_file):
     if result.returncode != 0 or not valid or not set(valid) <= {f.upper() for f in imported} \
             or result.status_lines("BADSIG") or result.status_lines("ERRSIG"):
         return None
+    # One signed message and nothing else: a literal packet (or a second message) before or after
+    # the signed one would end up in gpg's output next to the signed data.
+    if len(result.status_lines("PLAINTEXT")) != 1 or len(result.status_lines("NEWSIG")) != len(valid):
+        return None
     return result.stdout
 
 
