@@ -120,14 +120,7 @@ class Budgets:
 
     def _queue_position(self):
         """A held position (fd) among ``keygen_queue_depth`` files, or None when all are taken."""
-        for number in range(self.config.keygen_queue_depth):
-            fd = os.open(os.path.join(self.queue_dir, "%d.lock" % number), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                os.close(fd)
-        return None
+        return _take_lock_file(self.queue_dir, self.config.keygen_queue_depth)
 
     def charge_keygen(self, who, address=None, on_queued=None):
         """Spend one key generation of ``who`` (a token id, or "addr:<ip>"); raises BudgetExceeded
@@ -202,13 +195,9 @@ class Budgets:
             return None
         deadline = time.monotonic() + self.config.keygen_wait
         while True:
-            for number in range(cap):
-                fd = os.open(os.path.join(self.slots_dir, "%d.lock" % number), os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return fd
-                except BlockingIOError:
-                    os.close(fd)
+            fd = _take_lock_file(self.slots_dir, cap)
+            if fd is not None:
+                return fd
             if time.monotonic() >= deadline:
                 raise BudgetExceeded(503, "%d RSA key generations are running, the most this service runs at once; "
                                           "retry later" % cap, max(5, self.config.keygen_wait))
@@ -232,3 +221,16 @@ def in_networks(address, networks):
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return any(ip in network for network in networks)
+
+
+def _take_lock_file(directory, count):
+    """A held lock (fd) on one of ``count`` files ``<n>.lock`` in ``directory``, shared by every
+    server process (the lock goes with the fd), or None when all are held."""
+    for number in range(count):
+        fd = os.open(os.path.join(directory, "%d.lock" % number), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            os.close(fd)
+    return None
