@@ -207,6 +207,9 @@ class Config:
 def load_config(path: Optional[str] = None) -> Config:
     path = path or os.environ.get("PKGSIGN_CONFIG") or DEFAULT_CONFIG_PATH
     parser = configparser.ConfigParser()
+    # Option names (alias names among them) fold as key names do: str.lower() would make an alias
+    # named with KELVIN SIGN one for "k...", and shadow that key.
+    parser.optionxform = ascii_lower
     try:
         with open(path, encoding="utf-8") as handle:
             parser.read_file(handle)
