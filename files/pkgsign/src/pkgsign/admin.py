@@ -545,6 +545,11 @@ def cmd_import_copr(args):
         if not email:
             _say("[%d/%d] skipped %s: no email in its user ids" % (number, len(keys), key.fingerprint))
             continue
+        problem = _phrase_file_name_problem(email)
+        if problem:  # a crafted keyring must not steer a read or a write outside the phrase directories
+            failures += 1
+            _say("[%d/%d] FAILED %s: its email %r %s" % (number, len(keys), key.fingerprint, email, problem))
+            continue
         phrase_file = os.path.join(args.phrases, email) if args.phrases else None
         passphrase = None
         if phrase_file and os.path.isfile(phrase_file):
@@ -589,6 +594,21 @@ def cmd_import_copr(args):
         _say("%d key(s) got %s self-signatures instead of SHA-1: publish their refreshed public keys "
              "(clients that imported the copr-keygen copy need the new one)" % (remade, _gnupg.CERT_DIGEST))
     return 1 if failures else 0
+
+
+def _phrase_file_name_problem(email):
+    """Why ``email`` cannot name a phrase file (copr-keygen's layout: one file per name_email in
+    its phrases directory, and ours), or None. An imported keyring's user ids were never checked
+    against name_email_pattern: "<../../x#p@c>" is a user id gpg makes without complaint."""
+    if "/" in email or "\0" in email or email in (".", ".."):
+        return "is not a single file name"
+    if len(email.encode("utf-8")) > 255:
+        return "is longer than a file name may be (255 bytes)"
+    try:
+        _gnupg.validate_uid_field(email, "email")
+    except _gnupg.InvalidInput as err:
+        return "is refused: %s" % err
+    return None
 
 
 # -- audit of administration -------------------------------------------------------------
