@@ -153,11 +153,14 @@ def test_revoke_of_an_unknown_id(inst):
 
 
 def test_refusals_are_one_line_and_write_nothing(inst):
-    secret = new_secret()
+    secret, revoked = new_secret(), new_secret()
+    inst.ensure("gone", revoked, "sign", "*")
+    inst.revoke("gone")
     inst.ensure("ci", secret, "sign", "*")
     before = inst.snapshot()
     for token_id, secret_given, scopes, extra, why in (
             ("other", secret, "sign", (), "already used by token 'ci'"),  # one secret, one token
+            ("other", revoked, "sign", (), "revoked with token 'gone'"),  # a revoked secret under any id
             ("ci", "a" * 60, "sign", (), "too weak"),
             ("ci", secret, "sign,root", (), "unknown scope"),
             ("ci", secret, "sign", ("--rate", "fast"), "rate"),

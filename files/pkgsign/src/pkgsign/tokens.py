@@ -488,8 +488,8 @@ def _plan_ensure(tokens, token_id, wanted, replace_revoked):
         if other_id == token_id or not isinstance(entry, dict):
             continue
         if _unrevoked_hash(entry.get("sha256", "")) == digest:
-            raise TokenFileError("that secret is %s by token %r" % ("revoked with" if entry.get("revoked") else
-                                                                   "already used", other_id))
+            raise TokenFileError(("that secret was revoked with token %r: a revoked secret stays revoked" if entry.get("revoked")
+                                  else "that secret is already used by token %r") % other_id)
     entry = tokens.get(token_id)
     if isinstance(entry, dict) and entry.get("revoked"):
         if not replace_revoked:
