@@ -422,6 +422,9 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
             raise TokenFileError("token %r exists (revoke it or use --replace to rotate)" % token_id)
         digest = hash_secret(secret)
         for other_id, entry in tokens.items():
+            if entry.get("revoked") and _unrevoked_hash(entry.get("sha256", "")) == digest:
+                # A revoked secret may have leaked: never valid again, under this id or another.
+                raise TokenFileError("that secret was revoked with token %r: a revoked secret stays revoked" % other_id)
             if other_id != token_id and entry.get("sha256") == digest:
                 raise TokenFileError("that secret is already used by token %r" % other_id)
         entry = {"sha256": digest, "scopes": sorted(set(scopes)), "keys": list(key_patterns),
