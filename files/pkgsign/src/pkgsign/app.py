@@ -16,6 +16,7 @@ from .budget import Budgets
 from .config import load_config
 from .keystore import KeyStore
 from .oracle import oracle
+from .schema import RequestSchemas
 from .tokens import RateLimiter, TokenStore
 from .views_keys import keys
 from .views_meta import READY_TTL, Readiness, meta
@@ -53,6 +54,7 @@ class Service:
         self.agent = AgentPool(self.gnupg, config.agent_connections, private=config.private_agents)
         self.budgets = Budgets(config, self.limiter)
         self.readiness = Readiness(self)
+        self.schemas = RequestSchemas(config)  # the request bodies' validators, compiled once
         self.refusals = RefusalCounter()
         if self.keys.pool is not None:
             self.keys.pool.start()

@@ -27,16 +27,14 @@ import re
 from flask import Blueprint, g, jsonify, request
 
 from . import __version__, hashstate
-from .config import ORACLE_DEFAULT_DISTRIBUTION as DEFAULT_DISTRIBUTION, ORACLE_MAX_NAME as MAX_NAME, \
-    ORACLE_NAME_PATTERN as NAME_PATTERN, ascii_lower
+from .config import ORACLE_DEFAULT_DISTRIBUTION as DEFAULT_DISTRIBUTION, ascii_lower
 from .views_sign import finish_and_sign
-from .web import ApiError, audit, authorize_key, digest_algo_of, json_body, operation, requires, resolve, service
+from .web import ApiError, audit, authorize_key, check_body, digest_algo_of, json_body, operation, requires, resolve, \
+    service
 from .wire import armor
 
-# One source for the limits of these endpoints (config.py's ORACLE_*): the views check them, the
-# [oracle] table is read with them and tools/openapi.py publishes them.
-RPM_FIELDS = ("package_hash", "distribution", "key_type", "token", "digest_algo")
-REPODATA_FIELDS = ("repodata_hash", "distribution", "key_type", "token", "digest_algo")
+# The bodies' fields and limits are their schemas in openapi.json (tools/openapi.py, from config.py's
+# ORACLE_*: the [oracle] table is read with the same limits), checked by web.check_body.
 BARE_DIGEST = re.compile(r"^\s*(sha1|sha224|sha256|sha384|sha512)\s*:", re.IGNORECASE)
 
 oracle = Blueprint("oracle", __name__)
@@ -60,14 +58,14 @@ def token_in_body():
 @requires("sign", secret=token_in_body)
 def sign_rpm():
     """The signature of an RPM header: package_hash is the hash state of the package's main header."""
-    return _sign_one("package's main header", "package_hash", RPM_FIELDS, True)
+    return _sign_one("package's main header", "package_hash", "OracleRpmRequest")
 
 
 @oracle.route("/sign/repodata", methods=["POST"], endpoint="oracle_sign_repodata")
 @requires("sign", secret=token_in_body)
 def sign_repodata():
     """A detached signature of repomd.xml: repodata_hash is the hash state of the file."""
-    return _sign_one("repomd.xml", "repodata_hash", REPODATA_FIELDS, False)
+    return _sign_one("repomd.xml", "repodata_hash", "OracleRepodataRequest")
 
 
 @oracle.route("/health", endpoint="oracle_health")
@@ -76,18 +74,15 @@ def health():
     return jsonify(status="ok", version=__version__)
 
 
-def _choose(body, required_distribution):
-    """(distribution, key_type, key name) of the [oracle] row the body picks."""
+def _choose(body):
+    """(distribution, key_type, key name) of the [oracle] row a checked body picks (a /sign/repodata
+    body without a distribution: the default one)."""
     table = service().config.oracle_keys
     key_types = sorted({key_type for _distribution, key_type in table})
     distribution = body.get("distribution")
-    if distribution is None and not required_distribution:
+    if distribution is None:
         distribution = DEFAULT_DISTRIBUTION
-    key_type = body.get("key_type")
-    for field, value in (("distribution", distribution), ("key_type", key_type)):
-        if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
-            raise ApiError(400, "%s must be a string of letters, digits, '.', '_', '+' or '-' (at most %d)"
-                           % (field, MAX_NAME))
+    key_type = body["key_type"]
     if ascii_lower(key_type) not in key_types:
         raise ApiError(400, "unknown key_type %s (this service has: %s)" % (key_type, ", ".join(key_types) or "none"))
     key = table.get((ascii_lower(distribution), ascii_lower(key_type)))
@@ -96,12 +91,15 @@ def _choose(body, required_distribution):
     return distribution, key_type, key
 
 
-def _sign_one(kind, hash_field, fields, required_distribution):
+def _sign_one(kind, hash_field, schema_name):
     body = g.body
-    unknown = set(body) - set(fields)
-    if unknown:
-        raise ApiError(400, "unknown field(s): %s" % ", ".join(sorted(unknown)))
-    distribution, key_type, name = _choose(body, required_distribution)
+    value = body.get(hash_field)
+    if isinstance(value, str) and BARE_DIGEST.match(value):
+        raise ApiError(400, "%s: a digest of the file cannot be signed (the signature covers a hashed area this "
+                            "server builds after the data); send the hash state of the %s "
+                            "{chaining_value, byte_count, tail} (README.md, Blind Oracle API)" % (hash_field, kind))
+    check_body(schema_name, body)
+    distribution, key_type, name = _choose(body)
     record = resolve(name)
     try:
         authorize_key(record, name)
@@ -110,16 +108,6 @@ def _sign_one(kind, hash_field, fields, required_distribution):
               key_type=key_type)
         raise
     digest_algo = digest_algo_of(body)
-    if digest_algo not in hashstate.ALGORITHMS:
-        raise ApiError(400, "digest_algo %s cannot be signed from a hash state" % digest_algo)
-    value = body.get(hash_field)
-    if isinstance(value, str) and BARE_DIGEST.match(value):
-        raise ApiError(400, "%s: a digest of the file cannot be signed (the signature covers a hashed area this "
-                            "server builds after the data); send the hash state of the %s "
-                            "{chaining_value, byte_count, tail} (README.md, Blind Oracle API)" % (hash_field, kind))
-    if not isinstance(value, dict):
-        raise ApiError(400, "%s must be the hash state of the %s: {chaining_value, byte_count, tail}"
-                       % (hash_field, kind))
     try:
         state = hashstate.parse_state(digest_algo, value)
     except hashstate.StateError as err:

@@ -1,6 +1,5 @@
 """Health and meta views: /ping (copr-keygen), /health/live, /health/ready, /openapi.json, /whoami."""
 
-import os
 import tempfile
 import threading
 import time
@@ -36,7 +35,8 @@ def ready():
 
 @meta.route("/openapi.json")
 def openapi():
-    return Response(_openapi_text(), content_type="application/json")
+    # The published document with this instance's limits: what check_body validates with (schema.py).
+    return Response(service().schemas.text, content_type="application/json")
 
 
 @meta.route("/whoami")
@@ -94,13 +94,3 @@ def _writable(directory):
     except OSError:
         return False
 
-
-_OPENAPI = None
-
-
-def _openapi_text():
-    global _OPENAPI
-    if _OPENAPI is None:
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json"), encoding="utf-8") as handle:
-            _OPENAPI = handle.read()
-    return _OPENAPI

@@ -12,14 +12,15 @@ from .agent import AgentError
 from .budget import BudgetExceeded
 from .keystore import UnknownKey
 from .openpgp import build_hashed_area, signature_packets
-from .web import ApiError, audit, authorize_key, digest_algo_of, json_body, requires, resolve, service
+from .web import ApiError, audit, authorize_key, check_body, digest_algo_of, json_body, requires, resolve, service
 from .wire import SIG_TYPES, armor, trailer
 
 log = logging.getLogger("pkgsign")
 
 signing = Blueprint("signing", __name__)
 
-SIGN_FIELDS = {"key", "digest_algo", "sig_type", "states", "armor"}
+# What clients older than server-finished hashing sent: refused with a message saying so.
+OLD_CLIENT_FIELDS = {"digests", "hashed_area"}
 GPG_ERR_NO_SECKEY = 17
 
 
@@ -32,7 +33,6 @@ def sign():
     the last bytes hashed are always this server's hashed area (a binary or text signature,
     created now, by the signing key) and the v4 trailer, so a signature made here verifies
     only as a data signature of that type and time (README.md, "Why the signer is no oracle")."""
-    config = service().config
     body = json_body()
     name = body.get("key")
     record = resolve(name)
@@ -41,27 +41,14 @@ def sign():
     except ApiError:
         audit("sign", "denied", key=name, fingerprint=record["fingerprint"])
         raise
-    unknown = set(body) - SIGN_FIELDS
-    if unknown:
-        if unknown & {"digests", "hashed_area"}:
-            raise ApiError(400, "digests are no longer signed: send the hash states of the data "
-                                "(\"states\"; this client is older than the server)")
-        raise ApiError(400, "unknown field(s): %s" % ", ".join(sorted(unknown)))
+    if body.keys() & OLD_CLIENT_FIELDS:
+        raise ApiError(400, "digests are no longer signed: send the hash states of the data "
+                            "(\"states\"; this client is older than the server)")
+    check_body("SignRequest", body)  # fields, types, digests, sig_type, max_digests_per_request
     digest_algo = digest_algo_of(body)
-    if digest_algo not in hashstate.ALGORITHMS:
-        raise ApiError(400, "digest_algo %s cannot be signed from a hash state (use %s)"
-                       % (digest_algo, ", ".join(a for a in config.allowed_digests if a in hashstate.ALGORITHMS)))
     sig_type = body.get("sig_type", "binary")
-    if not isinstance(sig_type, str) or sig_type not in SIG_TYPES:
-        raise ApiError(400, "sig_type must be binary or text")
     want_armor = body.get("armor", False)
-    if not isinstance(want_armor, bool):
-        raise ApiError(400, "armor must be true or false")
-    items = body.get("states")
-    if not isinstance(items, list) or not items:
-        raise ApiError(400, "states must be a non-empty list of hash states")
-    if len(items) > config.max_digests_per_request:
-        raise ApiError(400, "at most %d states per request" % config.max_digests_per_request)
+    items = body["states"]
     try:
         states = [hashstate.parse_state(digest_algo, item, index) for index, item in enumerate(items)]
     except hashstate.StateError as err:

@@ -11,9 +11,11 @@ import threading
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import hashstate
 from .budget import BudgetExceeded, in_networks
 from .config import ascii_lower
 from .keystore import UnknownKey
+from .schema import BodyError
 from .tokens import TokenFileError
 
 log = logging.getLogger("pkgsign")
@@ -281,14 +283,26 @@ def resolve(name):
         raise ApiError(404, "unknown key: %s" % name)
 
 
+def check_body(schema_name, body, explain=None):
+    """400 naming the field when ``body`` fails its schema of this instance's document (schema.py).
+    ``explain``: a check with more specific messages, run first for a failure other than unknown
+    fields (those are answered first, as always)."""
+    try:
+        service().schemas.check(schema_name, body)
+    except BodyError as err:
+        if explain is not None and err.keyword != "additionalProperties":
+            explain()
+        raise ApiError(400, str(err))
+
+
 def digest_algo_of(body):
+    """The digest of a checked body (its schema allows only digests signed from a hash state), or
+    the instance's default, which the schema does not see: a default outside them (sha1) is refused."""
     config = service().config
     algo = body.get("digest_algo", config.default_digest)
-    if not isinstance(algo, str):
-        raise ApiError(400, "digest_algo must be a string")
-    algo = algo.lower()
-    if algo not in config.allowed_digests:
-        raise ApiError(400, "digest_algo %s is not allowed here (allowed: %s)" % (algo, ", ".join(config.allowed_digests)))
+    if algo not in hashstate.ALGORITHMS:
+        raise ApiError(400, "digest_algo %s cannot be signed from a hash state (use %s)"
+                       % (algo, ", ".join(a for a in config.allowed_digests if a in hashstate.ALGORITHMS)))
     return algo
 
 
