@@ -56,7 +56,7 @@ class BodyError(ValueError):
 
 def instance_document(config):
     """The published document with this instance's limits: the digests it signs from hash states,
-    its default digest, max_digests_per_request, its name_email_pattern and keygen algorithms."""
+    its default digest, max_digests_per_request, [keygen] max_field_length and name_email_pattern."""
     with open(DOCUMENT, encoding="utf-8") as handle:
         document = json.load(handle)
     schemas = document["components"]["schemas"]
@@ -68,6 +68,8 @@ def instance_document(config):
     states["description"] = "one hash state per file; at most %d (this instance's max_digests_per_request)" \
         % config.max_digests_per_request
     gen_key = schemas["GenKeyRequest"]["properties"]
+    for field in ("name_real", "name_email", "name_comment"):
+        gen_key[field]["maxLength"] = config.max_field_length
     if config.name_email_pattern != DEFAULT_EMAIL_PATTERN:
         # Checked as well by the key store with Python's re (ASCII classes, full match).
         gen_key["name_email"]["allOf"] = [{"pattern": config.name_email_pattern}]
