@@ -34,6 +34,10 @@ MESSAGES = {
     ("sig_type", None): "sig_type must be binary or text",
     ("armor", None): "armor must be true or false",
     ("digest_algo", "enum"): "digest_algo {value} is not allowed here (allowed: {allowed})",
+    **{("%s.%s" % (state, field), "pattern"): "{field} must be a string of hex digit pairs"
+       for state in ("states.*", "package_hash", "repodata_hash") for field in ("chaining_value", "tail")},
+    **{(state + ".byte_count", None): "{field} must be an integer from 0 to %d" % hashstate.MAX_BYTE_COUNT
+       for state in ("states.*", "package_hash", "repodata_hash")},
     ("distribution", None): _ORACLE_NAME_MESSAGE,
     ("key_type", None): _ORACLE_NAME_MESSAGE,
     ("package_hash", "type"): _HASH_STATE_MESSAGE,
@@ -77,7 +81,8 @@ def instance_document(config):
 
 
 def to_json_schema(node, components):
-    """An OpenAPI 3.0 schema as plain JSON Schema: $ref inlined, nullable as anyOf with null."""
+    """An OpenAPI 3.0 schema as plain JSON Schema for Python's re: $ref inlined, nullable as
+    anyOf with null, a final "$" as "\\Z"."""
     if isinstance(node, list):
         return [to_json_schema(item, components) for item in node]
     if not isinstance(node, dict):
@@ -86,6 +91,11 @@ def to_json_schema(node, components):
         return to_json_schema(components[node["$ref"].rpartition("/")[2]], components)
     schema = {key: to_json_schema(value, components) for key, value in node.items()
               if key not in ("nullable", "description", "example")}
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+        # ECMA 262's "$" (the document's dialect) is the end of the string; Python's also matches
+        # before a final newline, which would let "<hex>\n" through.
+        schema["pattern"] = pattern[:-1] + "\\Z"
     if node.get("nullable"):
         return {"anyOf": [{"type": "null"}, schema]}
     return schema
