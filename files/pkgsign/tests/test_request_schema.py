@@ -111,7 +111,7 @@ HOSTILE = [
     b'{"key": "' + ED_KEY.encode() + b'", "digest_algo": "' + b"s" * 1_000_000 + b'"}',
     b'{"key": "' + ED_KEY.encode() + b'", "digest_algo": "' + b"s" * 900_000 + b'", "states": [1]}',
     b'{"key": "' + ED_KEY.encode() + b'", "states": [' + b"{}," * 200_000 + b'{}]}',
-    b'{"key": "' + ED_KEY.encode() + b'", "states": {"a": ' * 400 + b"1" + b"}" * 401,
+    b'{"key": "' + ED_KEY.encode() + b'", "states": ' + b'{"a": ' * 400 + b"1" + b"}" * 401,
     b'{"key": "' + ED_KEY.encode() + b'", "states": [{"chaining_value": null, "byte_count": true, "tail": []}]}',
 ]
 
@@ -144,3 +144,23 @@ def test_validators_are_compiled_once_per_process(app_client, instance):
     before = dict(schemas.validators)
     assert _sign(app_client, instance).status_code == 200
     assert schemas.validators == before and all(schemas.validators[name] is before[name] for name in before)
+
+
+OTHER_BODIES = [
+    ("/gen_key", b'{"name_real": "' + b"x" * 900_000 + b'", "name_email": "x#y@copr.test"}'),
+    ("/gen_key", b'{"name_real": "x", "name_email": "x#y@copr.test", "expire": 1e999}'),
+    ("/gen_key", b'{"name_real": "x", "name_email": "x#y@copr.test", "key_length": ' + b"[" * 3000 + b"]" * 3000 + b"}"),
+    ("/gen_key", b'{"name_real": "\\udfff", "name_email": "x#y@copr.test"}'),
+    ("/sign/rpm", b'{"key_type": "modern", "package_hash": {"chaining_value": "' + b"0" * 900_000 + b'", "byte_count": 0, "tail": ""}}'),
+    ("/sign/rpm", b'{"key_type": "modern", "distribution": 12, "package_hash": ' + b"[" * 3000 + b"]" * 3000 + b"}"),
+    ("/sign/repodata", b'{"key_type": "modern", "repodata_hash": {"chaining_value": "00", "byte_count": -1e308, "tail": ""}}'),
+    ("/sign/repodata", b'{"key_type": "modern", "repodata_hash": null, "extra": "\\ud800"}'),
+]
+
+
+@pytest.mark.parametrize("path, raw", OTHER_BODIES, ids=range(len(OTHER_BODIES)))
+def test_hostile_bodies_elsewhere_get_400_with_a_message(app_client, instance, path, raw):
+    response = app_client.post(path, data=raw, content_type="application/json", headers=bearer(instance, "admin"))
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error and len(error) < 400, error[:200]
