@@ -20,7 +20,7 @@ APT_PACKAGES=(
     dnf createrepo-c                           # dnf installs from repositories signed through the service
     sq sq-keyring-linter                       # Sequoia's inspector and SHA-1 self-signature linter
     shellcheck                                 # ansible-test sanity checks our shell scripts
-    python3-venv python3-flask                 # .venv; Flask as the hosts have it
+    python3-venv python3-flask python3-jsonschema   # .venv; Flask and jsonschema as the hosts have them
     podman runc fuse-overlayfs slirp4netns uidmap debootstrap   # molecule on podman
     # Container name resolution (the lab's client reaches pkgsign-signer by name): podman's
     # netavark backend with aardvark-dns. Both are only *recommended* by Debian's podman, so

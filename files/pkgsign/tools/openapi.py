@@ -9,8 +9,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 # The limits below come from the code that enforces them (one source).
-from pkgsign.config import (DEFAULT_EMAIL_PATTERN, KEYGEN_ALGORITHMS, ORACLE_DEFAULT_DISTRIBUTION,  # noqa: E402
-                            ORACLE_MAX_NAME, ORACLE_NAME_PATTERN)
+# The service fills in its instance's limits (schema.py): these are the defaults.
+from pkgsign.config import (DEFAULT_EMAIL_PATTERN, DEFAULT_MAX_DIGESTS, KEYGEN_ALGORITHMS,  # noqa: E402
+                            ORACLE_DEFAULT_DISTRIBUTION, ORACLE_MAX_NAME, ORACLE_NAME_PATTERN)
 
 err = {"$ref": "#/components/responses/Error"}
 
@@ -116,9 +117,10 @@ spec = {
                                     "description": "the hash of the states and of the signature (one of the server's allowed_digests)"},
                     "sig_type": {"type": "string", "enum": ["binary", "text"], "default": "binary",
                                  "description": "OpenPGP signature type 0x00 or 0x01 (text: the client hashed canonical CRLF text)"},
-                    "states": {"type": "array", "minItems": 1, "maxItems": 1000,
+                    "states": {"type": "array", "minItems": 1, "maxItems": DEFAULT_MAX_DIGESTS,
                                "items": {"$ref": "#/components/schemas/HashState"},
-                               "description": "one hash state per file; at most max_digests_per_request (1000 by default)"},
+                               "description": "one hash state per file; at most max_digests_per_request (%d by default; "
+                                              "an instance's /openapi.json has its own)" % DEFAULT_MAX_DIGESTS},
                     "armor": {"type": "boolean", "default": False, "description": "also return ASCII-armored signatures"}}},
             "SignResponse": {
                 "type": "object",
@@ -143,7 +145,7 @@ spec = {
                 "properties": {
                     "repodata_hash": {"$ref": "#/components/schemas/HashState",
                                       "description": "the hash state of repomd.xml"},
-                    "distribution": dict(ORACLE_NAME, default=ORACLE_DEFAULT_DISTRIBUTION),
+                    "distribution": dict(ORACLE_NAME, default=ORACLE_DEFAULT_DISTRIBUTION, nullable=True),
                     "key_type": ORACLE_NAME, "token": ORACLE_TOKEN, "digest_algo": DIGEST_ALGO}},
             "OracleResponse": {
                 "type": "object", "required": ["signature", "key_id", "timestamp"], "properties": {

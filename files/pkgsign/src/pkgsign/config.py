@@ -137,6 +137,10 @@ def _split_list(text: str) -> List[str]:
 
 @dataclass
 class Config:
+    """The settings of pkgsign.conf. A field's default here is the only place it is written:
+    load_config uses it when the option is absent (options whose default is computed, "auto",
+    say so there)."""
+
     path: str
     state_dir: str
     gnupg_home: str
@@ -190,7 +194,7 @@ class Config:
     rate_limit_anonymous: Optional[Tuple[int, int]] = (60, 60)
     aliases: Dict[str, str] = field(default_factory=dict)
     oracle_keys: Dict[Tuple[str, str], str] = field(default_factory=dict)
-    # [maintenance]; the defaults below are the only place they are written.
+    # [maintenance]
     maintain_within_days: int = 365
     maintain_extend: str = "1825d"
     maintain_warn_days: int = 30
@@ -238,6 +242,10 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         except ValueError:
             raise ConfigError("[%s] %s must be an integer, not %r" % (section, key, value)) from None
 
+    def parsed(section, key, parse, default):
+        """``parse`` of the option's text; absent: ``default``, a Config field's own (parsed) default."""
+        return parse(get(section, key)) if parser.has_option(section, key) else default
+
     def get_bool(section, key, default):
         if not parser.has_option(section, key):
             return default
@@ -256,10 +264,10 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         value = get("server", key)
         return os.path.join(base, value) if value else os.path.join(state_dir, default_name)
 
-    algorithm = get("keygen", "algorithm", "rsa4096").lower()
+    algorithm = get("keygen", "algorithm", Config.keygen_algorithm).lower()
     if algorithm not in KEYGEN_ALGORITHMS:
         raise ConfigError("[keygen] algorithm must be one of %s" % ", ".join(KEYGEN_ALGORITHMS))
-    pattern = get("keygen", "name_email_pattern", DEFAULT_EMAIL_PATTERN)
+    pattern = get("keygen", "name_email_pattern", Config.name_email_pattern)
     try:
         re.compile(pattern, re.ASCII)
     except re.error as err:
@@ -275,7 +283,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         return found
 
     networks = networks_of("keygen", "allow_without_token_from")
-    serve_workers = _bounded(get_int("server", "serve_workers", 16), 1, 1024, "[server] serve_workers")
+    serve_workers = _bounded(get_int("server", "serve_workers", Config.serve_workers), 1, 1024, "[server] serve_workers")
     queue_networks = networks_of("budget", "keygen_queue_from")
     # A /gen_key request holds a worker thread while it waits (queue, slot) and generates: at most
     # serve_workers - reserved_workers of them run at once per process; the rest stay for others.
@@ -299,19 +307,19 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         if item not in KEYGEN_ALGORITHMS:
             raise ConfigError("[keygen] pool_algorithms: unknown algorithm %r" % item)
         pool_algorithms.append(item)
-    pool_size = get_int("keygen", "pool_size", 0)
+    pool_size = get_int("keygen", "pool_size", Config.pool_size)
     if pool_size < 0 or pool_size > 10000:
         raise ConfigError("[keygen] pool_size must be between 0 and 10000")
     race = get("keygen", "generation_race", "auto").lower()
     if race == "auto":
         generation_race = default_generation_race()
     else:
-        generation_race = get_int("keygen", "generation_race", 1)
+        generation_race = get_int("keygen", "generation_race", Config.generation_race)
         if generation_race < 1 or generation_race > 64:
             raise ConfigError("[keygen] generation_race must be auto or between 1 and 64")
 
     allowed = []
-    for item in _split_list(get("signing", "allowed_digests", "sha256, sha384, sha512")):
+    for item in _split_list(get("signing", "allowed_digests", ", ".join(Config.allowed_digests))):
         item = item.lower()
         if item not in KNOWN_DIGESTS:
             raise ConfigError("[signing] allowed_digests: unknown digest %r" % item)
@@ -321,7 +329,7 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         allowed.append("sha1")
     if not allow_sha1 and "sha1" in allowed:
         allowed.remove("sha1")
-    default_digest = get("signing", "default_digest", "sha256").lower()
+    default_digest = get("signing", "default_digest", Config.default_digest).lower()
     if default_digest not in allowed:
         raise ConfigError("[signing] default_digest %r is not among the allowed digests" % default_digest)
 
@@ -346,23 +354,23 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
                 raise ConfigError("[oracle] %s names no key" % option)
             oracle_keys[(ascii_lower(distribution), ascii_lower(key_type))] = key
 
-    log_level = get("server", "log_level", "INFO").upper()
+    log_level = get("server", "log_level", Config.log_level).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError("[server] log_level must be DEBUG, INFO, WARNING or ERROR")
     log_file = get("server", "log_file")
 
-    audit_rotate_size = parse_size(get("audit", "rotate_size", "64M"))
+    audit_rotate_size = parsed("audit", "rotate_size", parse_size, Config.audit_rotate_size)
     if audit_rotate_size and audit_rotate_size < 4096:
         raise ConfigError("[audit] rotate_size must be 0 (never) or at least 4K")
-    audit_keep = get_int("audit", "keep", 0)
+    audit_keep = get_int("audit", "keep", Config.audit_keep)
     if audit_keep < 0:
         raise ConfigError("[audit] keep must be 0 (keep every rotated file) or a positive number")
-    checkpoint_targets = tuple(_split_list(get("audit", "checkpoint_target", "syslog"))) or ("none",)
+    checkpoint_targets = tuple(_split_list(get("audit", "checkpoint_target", ", ".join(Config.checkpoint_targets)))) or ("none",)
     for target in checkpoint_targets:
         if not CHECKPOINT_TARGET_RE.fullmatch(target):
             raise ConfigError("[audit] checkpoint_target: %r is not none, syslog, unix:/PATH, file:/PATH, "
                               "udp:HOST:PORT or tcp:HOST:PORT" % target)
-    facility = get("audit", "checkpoint_facility", "authpriv").lower()
+    facility = get("audit", "checkpoint_facility", Config.checkpoint_facility).lower()
     if facility not in SysLogHandler.facility_names:
         raise ConfigError("[audit] checkpoint_facility %r is not a syslog facility" % facility)
     audit_gnupg_home = get("audit", "gnupg_home")
@@ -376,46 +384,46 @@ def _from_parser(path: str, parser: configparser.ConfigParser) -> Config:
         audit_log=path_option("audit_log", "audit.log"),
         log_level=log_level,
         log_file=os.path.join(base, log_file) if log_file else "",
-        gpg_binary=get("server", "gpg_binary", "gpg"),
-        agent_connections=max(1, get_int("server", "agent_connections", 4)),
-        private_agents=get_bool("server", "private_agents", True),
-        max_request_bytes=max(1024, get_int("server", "max_request_bytes", 1048576)),
-        budget_keygen=parse_rate(get("budget", "keygen", "1000/3600")),
-        budget_signatures=parse_rate(get("budget", "signatures", "60000/600")),
+        gpg_binary=get("server", "gpg_binary", Config.gpg_binary),
+        agent_connections=max(1, get_int("server", "agent_connections", Config.agent_connections)),
+        private_agents=get_bool("server", "private_agents", Config.private_agents),
+        max_request_bytes=max(1024, get_int("server", "max_request_bytes", Config.max_request_bytes)),
+        budget_keygen=parsed("budget", "keygen", parse_rate, Config.budget_keygen),
+        budget_signatures=parsed("budget", "signatures", parse_rate, Config.budget_signatures),
         concurrent_keygen=_concurrent_keygen(get("budget", "concurrent_keygen", "auto")),
-        keygen_wait=parse_duration(get("budget", "keygen_wait", "30s")),
-        keys_per_token=_bounded(get_int("budget", "keys_per_token", 0), 0, 10 ** 9, "[budget] keys_per_token"),
+        keygen_wait=parsed("budget", "keygen_wait", parse_duration, Config.keygen_wait),
+        keys_per_token=_bounded(get_int("budget", "keys_per_token", Config.keys_per_token), 0, 10 ** 9, "[budget] keys_per_token"),
         keygen_queue_networks=queue_networks,
         keygen_queue_depth=queue_depth,
         reserved_workers=reserved_workers,
-        keygen_queue_wait=parse_duration(get("budget", "keygen_queue_wait", "%ds" % Config.keygen_queue_wait)),
+        keygen_queue_wait=parsed("budget", "keygen_queue_wait", parse_duration, Config.keygen_queue_wait),
         serve_workers=serve_workers,
-        serve_header_timeout=max(1, parse_duration(get("server", "serve_header_timeout", "10s"))),
-        serve_request_timeout=max(1, parse_duration(get("server", "serve_request_timeout", "60s"))),
-        serve_idle_timeout=max(1, parse_duration(get("server", "serve_idle_timeout", "30s"))),
-        serve_max_connections=_bounded(get_int("server", "serve_max_connections", 512), 1, 100000,
+        serve_header_timeout=max(1, parsed("server", "serve_header_timeout", parse_duration, Config.serve_header_timeout)),
+        serve_request_timeout=max(1, parsed("server", "serve_request_timeout", parse_duration, Config.serve_request_timeout)),
+        serve_idle_timeout=max(1, parsed("server", "serve_idle_timeout", parse_duration, Config.serve_idle_timeout)),
+        serve_max_connections=_bounded(get_int("server", "serve_max_connections", Config.serve_max_connections), 1, 100000,
                                        "[server] serve_max_connections"),
         audit_rotate_size=audit_rotate_size,
         audit_keep=audit_keep,
-        audit_compress=get_bool("audit", "compress", True),
+        audit_compress=get_bool("audit", "compress", Config.audit_compress),
         audit_gnupg_home=os.path.join(base, audit_gnupg_home) if audit_gnupg_home
         else os.path.join(state_dir, "audit-gnupg"),
-        checkpoint_interval=parse_duration(get("audit", "checkpoint_interval", "60s")),
+        checkpoint_interval=parsed("audit", "checkpoint_interval", parse_duration, Config.checkpoint_interval),
         checkpoint_targets=checkpoint_targets,
         checkpoint_facility=facility,
         keygen_algorithm=algorithm,
-        keygen_expire_days=get_int("keygen", "expire", 0),
+        keygen_expire_days=get_int("keygen", "expire", Config.keygen_expire_days),
         name_email_pattern=pattern,
-        max_field_length=get_int("keygen", "max_field_length", 256),
+        max_field_length=get_int("keygen", "max_field_length", Config.max_field_length),
         keygen_open_networks=networks,
         pool_size=pool_size,
         pool_algorithms=tuple(pool_algorithms),
         generation_race=generation_race,
         default_digest=default_digest,
         allowed_digests=tuple(allowed),
-        max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", DEFAULT_MAX_DIGESTS)),
-        rate_limit_default=parse_rate(get("rate_limit", "default", "600/60")),
-        rate_limit_anonymous=parse_rate(get("rate_limit", "anonymous", "60/60")),
+        max_digests_per_request=max(1, get_int("signing", "max_digests_per_request", Config.max_digests_per_request)),
+        rate_limit_default=parsed("rate_limit", "default", parse_rate, Config.rate_limit_default),
+        rate_limit_anonymous=parsed("rate_limit", "anonymous", parse_rate, Config.rate_limit_anonymous),
         aliases=aliases,
         oracle_keys=oracle_keys,
         maintain_within_days=get_int("maintenance", "within_days", Config.maintain_within_days),

@@ -1,6 +1,6 @@
 """The Blind Oracle API (README.md, "Blind Oracle API"): ``POST /sign/rpm``, ``POST /sign/repodata``
 and ``GET /health``, with the request and response fields of the Blind Oracle design document, on
-top of the service's own server-finished signing (``app.finish_and_sign``).
+top of the service's own server-finished signing (``views_sign.finish_and_sign``).
 
 What the document's ``package_hash`` / ``repodata_hash`` carry here: the *hash state* of the data
 (``hashstate.py``: chaining value, byte count, unhashed tail), as ``POST /sign`` takes it, never a
@@ -24,104 +24,100 @@ id, aliases); a distribution is not a name a token pattern can match.
 import datetime
 import re
 
-from flask import jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from . import __version__, hashstate
-from .config import ORACLE_DEFAULT_DISTRIBUTION as DEFAULT_DISTRIBUTION, ORACLE_MAX_NAME as MAX_NAME, \
-    ORACLE_NAME_PATTERN as NAME_PATTERN, ascii_lower
+from .config import ORACLE_DEFAULT_DISTRIBUTION as DEFAULT_DISTRIBUTION, ascii_lower
+from .views_sign import finish_and_sign
+from .web import ApiError, audit, authorize_key, check_body, digest_algo_of, json_body, operation, requires, resolve, \
+    service
 from .wire import armor
 
-# One source for the limits of these endpoints (config.py's ORACLE_*): the views check them, the
-# [oracle] table is read with them and tools/openapi.py publishes them.
-RPM_FIELDS = ("package_hash", "distribution", "key_type", "token", "digest_algo")
-REPODATA_FIELDS = ("repodata_hash", "distribution", "key_type", "token", "digest_algo")
+# The bodies' fields and limits are their schemas in openapi.json (tools/openapi.py, from config.py's
+# ORACLE_*: the [oracle] table is read with the same limits), checked by web.check_body.
 BARE_DIGEST = re.compile(r"^\s*(sha1|sha224|sha256|sha384|sha512)\s*:", re.IGNORECASE)
-ENDPOINTS = ("oracle_sign_rpm", "oracle_sign_repodata")
+
+oracle = Blueprint("oracle", __name__)
 
 
-def register(app, service, config, authenticate, resolve, authorize_key, audit, json_body, digest_algo_of,
-             finish_and_sign, api_error):
-    """Add the Blind Oracle views to ``app``; the helpers are create_app's own."""
-    table = config.oracle_keys
+def token_in_body():
+    """Reads the body (into g.body) and takes the token out of it: the token comes from the body or
+    the Authorization header, not both (which one would count?). None: use the header."""
+    body = g.body = json_body(any_type=True)
+    in_body = body.pop("token", None)
+    if in_body is None:
+        return None
+    if not isinstance(in_body, str) or not in_body.strip():
+        raise ApiError(400, "token must be a non-empty string")
+    if request.headers.get("Authorization"):
+        raise ApiError(400, "send the token in the body or in the Authorization header, not both")
+    return in_body.strip()
+
+
+@oracle.route("/sign/rpm", methods=["POST"], endpoint="oracle_sign_rpm")
+@requires("sign", secret=token_in_body)
+def sign_rpm():
+    """The signature of an RPM header: package_hash is the hash state of the package's main header."""
+    return _sign_one("package's main header", "package_hash", "OracleRpmRequest")
+
+
+@oracle.route("/sign/repodata", methods=["POST"], endpoint="oracle_sign_repodata")
+@requires("sign", secret=token_in_body)
+def sign_repodata():
+    """A detached signature of repomd.xml: repodata_hash is the hash state of the file."""
+    return _sign_one("repomd.xml", "repodata_hash", "OracleRepodataRequest")
+
+
+@oracle.route("/health", endpoint="oracle_health")
+def health():
+    """The Blind Oracle's health probe: public, and as cheap as /health/live (no gpg run)."""
+    return jsonify(status="ok", version=__version__)
+
+
+def _choose(body):
+    """(distribution, key_type, key name) of the [oracle] row a checked body picks (a /sign/repodata
+    body without a distribution: the default one)."""
+    table = service().config.oracle_keys
     key_types = sorted({key_type for _distribution, key_type in table})
+    distribution = body.get("distribution")
+    if distribution is None:
+        distribution = DEFAULT_DISTRIBUTION
+    key_type = body["key_type"]
+    if ascii_lower(key_type) not in key_types:
+        raise ApiError(400, "unknown key_type %s (this service has: %s)" % (key_type, ", ".join(key_types) or "none"))
+    key = table.get((ascii_lower(distribution), ascii_lower(key_type)))
+    if key is None:
+        raise ApiError(400, "no %s key for distribution %s" % (key_type, distribution))
+    return distribution, key_type, key
 
-    def token_of(body):
-        """The token from the body or the Authorization header, not both (which one would count?)."""
-        in_body = body.pop("token", None)
-        if in_body is None:
-            return None
-        if not isinstance(in_body, str) or not in_body.strip():
-            raise api_error(400, "token must be a non-empty string")
-        if request.headers.get("Authorization"):
-            raise api_error(400, "send the token in the body or in the Authorization header, not both")
-        return in_body.strip()
 
-    def choose(body, required_distribution):
-        distribution = body.get("distribution")
-        if distribution is None and not required_distribution:
-            distribution = DEFAULT_DISTRIBUTION
-        key_type = body.get("key_type")
-        for field, value in (("distribution", distribution), ("key_type", key_type)):
-            if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
-                raise api_error(400, "%s must be a string of letters, digits, '.', '_', '+' or '-' (at most %d)"
-                                % (field, MAX_NAME))
-        if ascii_lower(key_type) not in key_types:
-            raise api_error(400, "unknown key_type %s (this service has: %s)" % (key_type, ", ".join(key_types) or "none"))
-        key = table.get((ascii_lower(distribution), ascii_lower(key_type)))
-        if key is None:
-            raise api_error(400, "no %s key for distribution %s" % (key_type, distribution))
-        return distribution, key_type, key
-
-    def sign_one(kind, hash_field, fields, required_distribution):
-        body = json_body(any_type=True)
-        token = authenticate("sign", secret=token_of(body))
-        unknown = set(body) - set(fields)
-        if unknown:
-            raise api_error(400, "unknown field(s): %s" % ", ".join(sorted(unknown)))
-        distribution, key_type, name = choose(body, required_distribution)
-        record = resolve(name)
-        try:
-            authorize_key(token, record, name)
-        except api_error:
-            audit(request.endpoint, "denied", key=name, fingerprint=record["fingerprint"], distribution=distribution,
-                  key_type=key_type)
-            raise
-        digest_algo = digest_algo_of(body)
-        if digest_algo not in hashstate.ALGORITHMS:
-            raise api_error(400, "digest_algo %s cannot be signed from a hash state" % digest_algo)
-        value = body.get(hash_field)
-        if isinstance(value, str) and BARE_DIGEST.match(value):
-            raise api_error(400, "%s: a digest of the file cannot be signed (the signature covers a hashed area this "
-                                 "server builds after the data); send the hash state of the %s "
-                                 "{chaining_value, byte_count, tail} (README.md, Blind Oracle API)" % (hash_field, kind))
-        if not isinstance(value, dict):
-            raise api_error(400, "%s must be the hash state of the %s: {chaining_value, byte_count, tail}"
-                            % (hash_field, kind))
-        try:
-            state = hashstate.parse_state(digest_algo, value)
-        except hashstate.StateError as err:
-            raise api_error(400, "%s: %s" % (hash_field, err))
-        now, digests, packets = finish_and_sign(token, record, name, digest_algo, "binary", [state], request.endpoint)
-        key_id = record["signing_key_id"].upper()
-        audit(request.endpoint, "ok", key=name, fingerprint=record["signing_fingerprint"], distribution=distribution,
-              key_type=key_type, digest_algo=digest_algo, sig_type="binary", created=now, digests=digests)
-        return jsonify(signature=armor(packets[0]), key_id=key_id, timestamp=_timestamp(now),
-                       fingerprint=record["signing_fingerprint"], digest=digests[0], digest_algo=digest_algo)
-
-    @app.route("/sign/rpm", methods=["POST"], endpoint="oracle_sign_rpm")
-    def sign_rpm():
-        """The signature of an RPM header: package_hash is the hash state of the package's main header."""
-        return sign_one("package's main header", "package_hash", RPM_FIELDS, True)
-
-    @app.route("/sign/repodata", methods=["POST"], endpoint="oracle_sign_repodata")
-    def sign_repodata():
-        """A detached signature of repomd.xml: repodata_hash is the hash state of the file."""
-        return sign_one("repomd.xml", "repodata_hash", REPODATA_FIELDS, False)
-
-    @app.route("/health", endpoint="oracle_health")
-    def health():
-        """The Blind Oracle's health probe: public, and as cheap as /health/live (no gpg run)."""
-        return jsonify(status="ok", version=__version__)
+def _sign_one(kind, hash_field, schema_name):
+    body = g.body
+    value = body.get(hash_field)
+    if isinstance(value, str) and BARE_DIGEST.match(value):
+        raise ApiError(400, "%s: a digest of the file cannot be signed (the signature covers a hashed area this "
+                            "server builds after the data); send the hash state of the %s "
+                            "{chaining_value, byte_count, tail} (README.md, Blind Oracle API)" % (hash_field, kind))
+    check_body(schema_name, body)
+    distribution, key_type, name = _choose(body)
+    record = resolve(name)
+    try:
+        authorize_key(record, name)
+    except ApiError:
+        audit(operation(), "denied", key=name, fingerprint=record["fingerprint"], distribution=distribution,
+              key_type=key_type)
+        raise
+    digest_algo = digest_algo_of(body)
+    try:
+        state = hashstate.parse_state(digest_algo, value)
+    except hashstate.StateError as err:
+        raise ApiError(400, "%s: %s" % (hash_field, err))
+    now, digests, packets = finish_and_sign(record, name, digest_algo, "binary", [state], operation())
+    key_id = record["signing_key_id"].upper()
+    audit(operation(), "ok", key=name, fingerprint=record["signing_fingerprint"], distribution=distribution,
+          key_type=key_type, digest_algo=digest_algo, sig_type="binary", created=now, digests=digests)
+    return jsonify(signature=armor(packets[0]), key_id=key_id, timestamp=_timestamp(now),
+                   fingerprint=record["signing_fingerprint"], digest=digests[0], digest_algo=digest_algo)
 
 
 def _timestamp(epoch):
