@@ -567,3 +567,93 @@ def test_a_name_over_256_utf8_bytes_is_refused_whatever_its_length_in_characters
     assert len(name.encode()) > 256
     status, body = post(lab, "/gen_key", {"name_real": "x", "name_email": name}, "admin")
     assert_refused(status, body, 400)
+
+
+# -- more doors: form bodies, paths, headers ------------------------------------------------------
+
+def _multipart(fields):
+    boundary = "rt3boundary"
+    parts = ["--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (boundary, k, v) for k, v in fields]
+    return ("".join(parts) + "--%s--\r\n" % boundary).encode(), "multipart/form-data; boundary=" + boundary
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_a_form_with_two_name_emails_makes_no_key_outside_the_pattern(lab, encoding):
+    """Form fields repeat; the handler reads one value (the first), a validator may read another
+    (the last, or the list): whichever is checked, no key outside ``demo#*@copr`` is made."""
+    for first, second in (("demo#form@copr", "victim#form@copr"), ("victim#form2@copr", "demo#form2@copr")):
+        fields = [("name_real", "x"), ("name_email", first), ("name_email", second)]
+        if encoding == "urlencoded":
+            from urllib.parse import urlencode
+
+            raw, content_type = urlencode(fields).encode(), "application/x-www-form-urlencoded"
+        else:
+            raw, content_type = _multipart(fields)
+        status, body = post(lab, "/gen_key", raw, "keygen-demo", content_type=content_type)
+        assert status < 500, (status, body)
+        if status in (200, 201):
+            assert body["name_email"].startswith("demo#"), body
+        for name in (first, second):
+            if name.startswith("victim#"):
+                assert get(lab, "/keys/" + q(name), "admin")[0] == 404, (name, status, body)
+
+
+@pytest.mark.parametrize("path", ["/sign/", "//sign", "/sign;x", "/SIGN", "/sign/.", "/./sign", "/sign%2F", "/sign?x=1"])
+def test_no_path_variant_of_sign_skips_authentication_or_authorisation(lab, path):
+    before = len(signed_with(lab, lab.fpr[VICTIM]))
+    for token in (None, "weak", "noscope"):
+        status, body = post(lab, path, sign_body(VICTIM), token)
+        assert status != 200 and status < 500, (path, token, status, body)
+    assert len(signed_with(lab, lab.fpr[VICTIM])) == before
+
+
+def test_two_authorization_headers_never_add_up_to_more_than_the_weaker(lab):
+    """A second Authorization header (a proxy adds one, or the client sends two): never the
+    stronger token's rights for the weaker's request, and never a 500."""
+    before = len(signed_with(lab, lab.fpr[VICTIM]))
+    host, port = lab.url.rsplit("/", 1)[1].split(":")
+    import http.client
+
+    for first, second in (("weak", "admin"), ("admin", "weak")):
+        raw = json.dumps(sign_body(VICTIM)).encode()
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            conn.putrequest("POST", "/sign", skip_accept_encoding=True)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Authorization", "Bearer " + lab.tokens[first])
+            conn.putheader("Authorization", "Bearer " + lab.tokens[second])
+            conn.putheader("Content-Length", str(len(raw)))
+            conn.endheaders()
+            conn.send(raw)
+            response = conn.getresponse()
+            status = response.status
+            response.read()
+        finally:
+            conn.close()
+        assert status in (400, 401, 403), (first, second, status)
+    assert len(signed_with(lab, lab.fpr[VICTIM])) == before
+
+
+def test_refusals_keep_their_operation_names_in_the_audit_log(lab):
+    """Blueprint endpoints are named "bp.view": the audit lines must keep "sign", "gen_key",
+    "pubkey", "key_info", "delete_key", "oracle_sign_rpm" (tools and tests read them)."""
+    state = state_json(b"ops")
+    requests = [("POST", "/sign", sign_body(VICTIM), "weak", "sign"),
+                ("POST", "/gen_key", {"name_real": "x", "name_email": "victim#ops@copr"}, "keygen-demo", "gen_key"),
+                ("GET", "/pubkey/" + q(VICTIM), None, "weak", "pubkey"),
+                ("GET", "/keys/" + q(VICTIM), None, "weak", "key_info"),
+                ("DELETE", "/keys/" + q(VICTIM), None, "weak", "delete_key"),
+                ("POST", "/sign/rpm", {"distribution": "el10", "key_type": "victim", "package_hash": state}, "weak",
+                 "oracle_sign_rpm"),
+                ("POST", "/sign/repodata", {"distribution": "el10", "key_type": "victim", "repodata_hash": state}, "weak",
+                 "oracle_sign_repodata")]
+    for method, path, body, token, operation in requests:
+        lines = len(audit_records(lab))
+        headers = {"Authorization": "Bearer " + lab.tokens[token]}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        status, answer = raw_request(lab, method, path, json.dumps(body).encode() if body is not None else b"", headers)
+        assert status == 403, (path, status, answer)
+        records = audit_records(lab)
+        assert len(records) > lines and records[-1]["operation"] == operation, (path, records[-1:])
+    assert get(lab, "/keys/" + q(VICTIM), "admin")[0] == 200
