@@ -657,3 +657,32 @@ def test_refusals_keep_their_operation_names_in_the_audit_log(lab):
         records = audit_records(lab)
         assert len(records) > lines and records[-1]["operation"] == operation, (path, records[-1:])
     assert get(lab, "/keys/" + q(VICTIM), "admin")[0] == 200
+
+
+def test_refusal_time_does_not_tell_an_existing_key_from_a_missing_one(lab):
+    """A key outside the token's patterns is refused as fast whether it exists or not (no gpg run
+    for either), whatever the body: the fastest of 50 tries each, so load spikes do not count."""
+    import time
+
+    def fastest(key, body_of):
+        best = None
+        for _ in range(25):
+            started = time.perf_counter()
+            status, _answer = post(lab, "/sign", body_of(key), "weak")
+            took = time.perf_counter() - started
+            assert status in (400, 403, 404)
+            best = took if best is None else min(best, took)
+        return best
+
+    for body_of in (lambda key: sign_body(key), lambda key: sign_body(key, extra=1),
+                    lambda key: sign_body(key, [dict(state_json(b"t"), byte_count=-1)])):
+        times = {VICTIM: None, MISSING: None, "0123456789ABCDEF": None}
+        for _round in range(2):
+            for key in times:
+                took = fastest(key, body_of)
+                times[key] = took if times[key] is None else min(times[key], took)
+        print("refusal times", {k: round(v * 1000, 2) for k, v in times.items()})
+        # The yardstick: a key id outside the patterns costs a gpg lookup (a few ms); the two
+        # names must differ by much less than that.
+        gpg_lookup = times["0123456789ABCDEF"] - min(times[VICTIM], times[MISSING])
+        assert abs(times[VICTIM] - times[MISSING]) < max(0.002, 0.5 * gpg_lookup), times
