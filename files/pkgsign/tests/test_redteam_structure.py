@@ -19,7 +19,10 @@ import unicodedata
 
 import pytest
 
-from conftest import Instance, SRC, run_admin, state_json
+try:  # the shared helper module once test-helpers (issue 16) is merged; conftest before
+    from pkgsign_testlib import Instance, SRC, run_admin, state_json
+except ImportError:
+    from conftest import Instance, SRC, run_admin, state_json
 from pkgsign import _gnupg
 from test_redteam_compat import q, raw_request
 
