@@ -20,9 +20,9 @@ import unicodedata
 import pytest
 
 try:  # the shared helper module once test-helpers (issue 16) is merged; conftest before
-    from pkgsign_testlib import Instance, SRC, run_admin, state_json
+    from pkgsign_testlib import Instance, SRC, in_process_lab, run_admin, state_json
 except ImportError:
-    from conftest import Instance, SRC, run_admin, state_json
+    from conftest import Instance, SRC, in_process_lab, run_admin, state_json
 from pkgsign import _gnupg
 from test_redteam_compat import q, raw_request
 
@@ -757,3 +757,34 @@ def test_a_megabyte_states_list_is_refused_as_cheaply_as_a_short_one(lab):
     short = min(took(MAX_STATES + 1) for _ in range(3))
     long = took(500000)
     assert long < short + 2.0, ("a 1 MB states list took %.2f s to refuse (a short one %.3f s)" % (long, short))
+
+
+def _default_takes_copr_names():
+    from pkgsign.config import DEFAULT_EMAIL_PATTERN
+
+    return re.fullmatch(DEFAULT_EMAIL_PATTERN, "j\u00fcrgen#p@copr.test", re.ASCII) is not None
+
+
+COPR_NAMES = ["j\u00fcrgen#p@copr.test", KELVIN, "@@grp#p@copr.test", "a#@", "a#b@", "..#p@c", "caf\u00e9#p@copr.t\u0435st"]
+
+
+@pytest.mark.skipif(not _default_takes_copr_names(), reason="the default name_email_pattern is ASCII (copr-names not merged)")
+def test_the_default_rule_s_copr_names_pass_the_schema_and_stay_their_own(tmp_path):
+    """With the default [keygen] name_email_pattern (no allOf of the operator's): what copr-keygen
+    takes passes the served schema too (copr-names and svc-structure merged), each name is its
+    own key, found by its URL-quoted name, and a `sign` token for kate#* reaches none of them."""
+    from urllib.parse import quote
+
+    tokens = {"admin": ("admin", ["sign", "keygen", "admin"], ["*"]), "kate": ("kate", ["sign"], ["future:kate#*"])}
+    for client, headers, _config, _gpg in in_process_lab(tmp_path / "d", tokens):
+        made = {}
+        for name in COPR_NAMES + [KATE]:
+            answer = client.post("/gen_key", json={"name_real": "x", "name_email": name}, headers=headers["admin"])
+            assert answer.status_code == 201, (name, answer.get_json())
+            made[name] = answer.get_json()["fingerprint"]
+        assert len(set(made.values())) == len(made)
+        for name, fingerprint in made.items():
+            info = client.get("/keys/" + quote(name, safe="@"), headers=headers["admin"])
+            assert info.status_code == 200 and info.get_json()["fingerprint"] == fingerprint, (name, info.get_json())
+            answer = client.post("/sign", json=sign_body(name), headers=headers["kate"])
+            assert answer.status_code == (200 if name == KATE else 403), (name, answer.get_json())
