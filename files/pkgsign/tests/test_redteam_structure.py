@@ -788,3 +788,31 @@ def test_the_default_rule_s_copr_names_pass_the_schema_and_stay_their_own(tmp_pa
             assert info.status_code == 200 and info.get_json()["fingerprint"] == fingerprint, (name, info.get_json())
             answer = client.post("/sign", json=sign_body(name), headers=headers["kate"])
             assert answer.status_code == (200 if name == KATE else 403), (name, answer.get_json())
+
+
+PUBLIC_PATHS = {"/ping", "/health/live", "/health/ready", "/openapi.json", "/health"}
+
+
+def test_every_route_but_the_public_probes_wants_a_token(lab):
+    """A view whose decorator was forgotten in the move to blueprints: every route the service
+    has (read from its own URL map), for every method it takes, answers 401 without a token and
+    with an unknown one, and never 2xx; only the public probes answer without."""
+    from urllib.parse import quote
+
+    from pkgsign.app import create_app
+    from pkgsign.config import load_config
+
+    app = create_app(load_config(lab.config))
+    rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"]
+    assert len(rules) >= 10, [rule.rule for rule in rules]
+    for rule in rules:
+        path = re.sub(r"<(?:[^:<>]+:)?[^<>]+>", quote(VICTIM, safe="@"), rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for headers in ({}, {"Authorization": "Bearer " + "B" * 43}):
+                body = json.dumps(sign_body(VICTIM)).encode() if method == "POST" else b""
+                status, answer = raw_request(lab, method, path, body, dict(headers, **{"Content-Type": "application/json"}))
+                if rule.rule in PUBLIC_PATHS:
+                    assert status in (200, 503), (method, path, status)
+                else:
+                    assert status == 401, (method, rule.rule, headers, status, answer)
+    assert get(lab, "/keys/" + q(VICTIM), "admin")[0] == 200
