@@ -736,11 +736,6 @@ def test_future_patterns_follow_ascii_case_only_for_keys_made_later(lab):
             assert_refused(status, body, 403)
 
 
-@pytest.mark.xfail(SCHEMA_VALIDATION, strict=True,
-                   reason="schema.RequestSchemas.check collects every error (list(iter_errors(body))) before ranking: a "
-                          "`sign` token for its own key POSTs /sign {key, states: [1,1,...]} (500 000 items, 1 MB) and "
-                          "the 400 'at most N states' costs ~12 s of CPU (in-process, combination) against ~0.1 s on main, "
-                          "where the length is checked first")
 def test_a_megabyte_states_list_is_refused_as_cheaply_as_a_short_one(lab):
     """The weakest `sign` token, on its own key, sends the longest states list a body holds: it is
     refused for its length without looking at each item (a validator that reports every item's

@@ -91,9 +91,6 @@ def test_a_revoked_secret_never_works_again_whatever_ensure_is_asked(lab):
 
 
 @needs_ensure
-@pytest.mark.xfail(strict=True, reason="a revoked entry keeps only its last hash: ensure S1 (created), revoke, ensure S2 "
-                   "--replace-revoked (created), revoke, `echo $S1 | pkgsign-admin token ensure --id ci --scopes sign "
-                   "--keys ... --stdin --replace-revoked --json` answers created and S1 authenticates again")
 def test_a_secret_revoked_two_generations_ago_stays_revoked(lab):
     """The id revoked twice: neither earlier secret comes back under it or under another id."""
     _client, _headers, config, _gpg = lab
@@ -108,25 +105,6 @@ def test_a_secret_revoked_two_generations_ago_stays_revoked(lab):
             assert not works(config, secret), ("revoked secret works again", token_id, status, output)
 
 
-def _add_revives_a_revoked_secret():
-    """True while `token add` takes the secret of a revoked token again (fixed on main by 154556b)."""
-    from pkgsign.tokens import TokenFileError, add_token, revoke_token
-
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "tokens.json")
-        secret = add_token(path, "probe", ["sign"], ["*"])
-        revoke_token(path, "probe")
-        try:
-            add_token(path, "probe", ["sign"], ["*"], secret=secret)
-        except TokenFileError:
-            return False
-        return True
-
-
-@pytest.mark.xfail(_add_revives_a_revoked_secret(), strict=True,
-                   reason="tokens.add_token checks a new secret against the live hashes of the other ids only: "
-                          "`pkgsign-admin token revoke --id old` then `echo $OLD_SECRET | pkgsign-admin token add --id old "
-                          "--scopes sign --keys ... --stdin` makes the revoked secret authenticate again")
 def test_token_add_does_not_bring_a_revoked_secret_back(lab):
     """The older door: `token add` under a revoked id with the revoked secret (what `token ensure`
     refuses, and what issue 14's "a revoked token stays revoked" asks)."""
@@ -141,9 +119,6 @@ def test_token_add_does_not_bring_a_revoked_secret_back(lab):
         assert not works(config, secret), ("token add %s revived a revoked secret" % " ".join(extra))
 
 
-@pytest.mark.xfail(strict=True, reason="a revoked entry keeps only its last hash: `token add --id old` S1, revoke, "
-                   "`token add --id old` S2 (a revoked id may be added again), revoke, `echo $S1 | pkgsign-admin token "
-                   "add --id old --scopes sign --keys ... --stdin` succeeds and S1 authenticates again (main at 154556b)")
 def test_token_add_does_not_bring_back_a_secret_revoked_two_generations_ago(lab):
     _client, _headers, config, _gpg = lab
     first, second = new_secret(), new_secret()

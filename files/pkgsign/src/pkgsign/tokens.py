@@ -421,10 +421,11 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
         if token_id in tokens and not tokens[token_id].get("revoked") and not replace:
             raise TokenFileError("token %r exists (revoke it or use --replace to rotate)" % token_id)
         digest = hash_secret(secret)
+        revoked_under = _revoked_by(tokens, digest)
+        if revoked_under is not None:
+            # A revoked secret may have leaked: never valid again, under this id or another.
+            raise TokenFileError("that secret was revoked with token %r: a revoked secret stays revoked" % revoked_under)
         for other_id, entry in tokens.items():
-            if entry.get("revoked") and _unrevoked_hash(entry.get("sha256", "")) == digest:
-                # A revoked secret may have leaked: never valid again, under this id or another.
-                raise TokenFileError("that secret was revoked with token %r: a revoked secret stays revoked" % other_id)
             if other_id != token_id and entry.get("sha256") == digest:
                 raise TokenFileError("that secret is already used by token %r" % other_id)
         entry = {"sha256": digest, "scopes": sorted(set(scopes)), "keys": list(key_patterns),
@@ -438,7 +439,7 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
         if pinned is not None:
             entry["pinned"] = {ascii_lower(pattern): sorted(set(fps)) for pattern, fps in pinned.items()}
             entry["granted"] = dict(granted or {})
-        tokens[token_id] = entry
+        tokens[token_id] = _carry_revoked(tokens.get(token_id), entry)
     return secret
 
 
@@ -471,6 +472,34 @@ def _unrevoked_hash(stored):
     return stored
 
 
+def revoked_hashes(entry):
+    """Every secret hash revoked under this entry's id: its own when it is revoked, and those of
+    the revoked tokens it replaced (``revoked_sha256``, carried from entry to entry, so a secret
+    revoked two generations ago is still known)."""
+    if not isinstance(entry, dict):
+        return set()
+    found = {value for value in entry.get("revoked_sha256") or () if isinstance(value, str)}
+    if entry.get("revoked"):
+        found.add(_unrevoked_hash(entry.get("sha256", "")))
+    return found
+
+
+def _revoked_by(tokens, digest):
+    """The id under which the secret hash ``digest`` was ever revoked, or None."""
+    for token_id, entry in tokens.items():
+        if digest in revoked_hashes(entry):
+            return token_id
+    return None
+
+
+def _carry_revoked(old, new):
+    """``new`` replaces ``old`` under one id: it keeps the list of secrets revoked there."""
+    history = revoked_hashes(old)
+    if history:
+        new["revoked_sha256"] = sorted(history)
+    return new
+
+
 def _wanted_fields(digest, scopes, key_patterns, rate, binding, max_keys):
     return {"secret": digest, "scopes": sorted(set(scopes)), "keys": list(key_patterns), "rate": rate or None,
             "client_cert_sha256": binding or None, "max_keys": None if max_keys in (None, "") else int(max_keys)}
@@ -487,6 +516,9 @@ def _plan_ensure(tokens, token_id, wanted, replace_revoked):
     or TokenFileError when that is refused. A revoked token stays revoked: only with
     ``replace_revoked`` and a secret never used before does its id become a new token."""
     digest = wanted["secret"]
+    revoked_under = _revoked_by(tokens, digest)
+    if revoked_under is not None and revoked_under != token_id:
+        raise TokenFileError("that secret was revoked with token %r: a revoked secret stays revoked" % revoked_under)
     for other_id, entry in tokens.items():
         if other_id == token_id or not isinstance(entry, dict):
             continue
@@ -498,10 +530,13 @@ def _plan_ensure(tokens, token_id, wanted, replace_revoked):
         if not replace_revoked:
             raise TokenFileError("token %r is revoked and stays revoked: give a new secret and --replace-revoked to "
                                  "make a new token under that id, or use another id" % token_id)
-        if _unrevoked_hash(entry.get("sha256", "")) == digest:
+        if digest in revoked_hashes(entry):
             raise TokenFileError("token %r was revoked with that secret: a revoked secret stays revoked, give a new "
                                  "one" % token_id)
-        entry = None  # a new token: nothing of the revoked one carries over
+        entry = None  # a new token: nothing of the revoked one carries over (but its revoked secrets)
+    elif digest in revoked_hashes(entry):  # active again under a new secret: an older one stays revoked
+        raise TokenFileError("token %r was revoked with that secret: a revoked secret stays revoked, give a new "
+                             "one" % token_id)
     if not isinstance(entry, dict):
         return "created", sorted(name for name, value in wanted.items() if value is not None), [p for p in wanted["keys"] if pattern_is_pinned(p)]
     registered = _registered_fields(entry)
@@ -571,7 +606,8 @@ def ensure_token(path, token_id, scopes, key_patterns, secret, rate=None, client
             again = _plan_ensure(tokens, token_id, wanted, replace_revoked)
             if again != (action, changes, to_pin):
                 raise TokenFileError("the tokens file changed while token %r was being compared: run again" % token_id)
-            tokens[token_id] = _ensured_entry(tokens.get(token_id) or {}, action, wanted, pins_now)
+            tokens[token_id] = _carry_revoked(tokens.get(token_id), _ensured_entry(tokens.get(token_id) or {}, action,
+                                                                                  wanted, pins_now))
     return {"id": token_id, "changed": action != "unchanged", "action": action, "changes": changes,
             "pinned": {ascii_lower(p): len(pins_now.get(ascii_lower(p), ())) for p in to_pin}}
 
