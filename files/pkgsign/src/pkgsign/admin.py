@@ -286,7 +286,7 @@ def cmd_token_list(args):
     config = load_config(args.config)
     tokens = read_tokens(config.tokens_file)
     if args.json:
-        print(json.dumps({tid: {k: v for k, v in e.items() if k != "sha256"} for tid, e in tokens.items()},
+        print(json.dumps({tid: {k: v for k, v in e.items() if k not in ("sha256", "revoked_sha256")} for tid, e in tokens.items()},
                          indent=1, sort_keys=True))
         return
     print("%-24s %-20s %-30s %-10s %s" % ("ID", "SCOPES", "KEYS", "RATE", "STATE"))
