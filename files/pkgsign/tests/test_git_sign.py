@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ED_KEY, PYTHON, RSA_KEY, SRC
+from pkgsign_testlib import ED_KEY, PYTHON, RSA_KEY, SRC
 
 from pkgsign import _gnupg
 

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import Instance, run_admin, state_json
+from pkgsign_testlib import Instance, run_admin, state_json
 from pkgsign import _gnupg
 from pkgsign.config import Config
 

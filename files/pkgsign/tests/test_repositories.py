@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ED_KEY, RSA_KEY
+from pkgsign_testlib import ED_KEY, RSA_KEY
 
 from pkgsign import _gnupg
 
