@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import threading
 import time
 
@@ -175,6 +176,35 @@ def test_import_copr_keeps_keys_emails_and_passphrases(instance, tmp_path):
                       "--phrases", str(phrases))
     copr.kill_agent()
     assert "already present" in again.stderr
+
+
+def test_import_copr_refuses_emails_that_are_paths(instance, tmp_path):
+    """A copr-keygen keyring is input: a user id "<../../x#p@c>" (gpg makes it) must neither read a
+    phrase file outside --phrases nor write one outside the instance's phrases directory."""
+    copr_home = tmp_path / "copr-gnupg"
+    copr_home.mkdir(mode=0o700)
+    phrases = tmp_path / "copr-phrases" / "inner"
+    phrases.mkdir(parents=True)
+    escaping = "../escape#p@copr.test"
+    (phrases.parent / "escape#p@copr.test").write_text("outside-phrase-123\n")  # what ../ would reach
+    env = dict(os.environ, GNUPGHOME=str(copr_home))
+    made = subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
+                           "--quick-gen-key", "Evil <%s>" % escaping, "ed25519", "default", "never"],
+                          input="", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert made.returncode == 0, made.stderr
+    good = "olduser#fine@copr.test"
+    copr = _gnupg.GnuPG(str(copr_home))
+    copr.generate_key("olduser_fine", good, algorithm="ed25519")
+    copr.kill_agent()
+    proc = run_admin("import-copr", "--config", instance.config, "--gnupghome", str(copr_home),
+                     "--phrases", str(phrases), check=False)
+    copr.kill_agent()
+    assert proc.returncode == 1, proc.stderr
+    assert "1 imported, 1 failed" in proc.stderr and "is not a single file name" in proc.stderr, proc.stderr
+    written = [os.path.join(d, f) for d, _s, files in os.walk(tmp_path) for f in files if f.startswith("escape#")]
+    assert written == [str(phrases.parent / "escape#p@copr.test")], written  # only the planted file
+    listing = _gnupg.GnuPG(os.path.join(instance.root, "gnupg"), create=False).list_keys()
+    assert [key.emails for key in listing if any("escape" in e for e in key.emails)] == []
 
 
 def test_maintain_prolongs_expiring_keys(tmp_path):

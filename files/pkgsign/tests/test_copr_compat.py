@@ -6,6 +6,7 @@ import ast
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -132,21 +133,26 @@ def test_bad_expire_forms_are_400(copr, expire):
 
 
 # Forms copr-keygen's validate_name_email refuses (a "#" is required; before it, after any leading
-# "@": word characters, "." and "-"; after it: word characters, ".", "-" and exactly one "@") -- and
-# what is never safe in a user id whatever copr-keygen does (control characters).
+# "@": word characters, "." and "-"; after it: word characters, ".", "-" and exactly one "@").
 REFUSED = ["", "#p@copr.test", "@#p@copr.test", "a b#p@copr.test", "a+b#p@copr.test", "a/b#p@copr.test",
            "a#p@x@copr.test", "a#p#q@copr.test", "a#p", "a#p q@copr.test", "a#p@copr.test/x", "a$#p@copr.test",
-           "a#p@copr.test\n", "a\n#p@copr.test", "a#<p>@copr.test", "a(b)#p@copr.test", "grp@#p@copr.test",
-           "a#p@copr.test;rm", "a#p@copr!test"]
+           "a#<p>@copr.test", "a(b)#p@copr.test", "grp@#p@copr.test", "a#p@copr.test;rm", "a#p@copr!test",
+           "cafe\u0301#p@copr.test"]  # a combining mark is no word character: copr-keygen refuses NFD
+# What copr-keygen takes and no user id may hold (README.md, name_email_pattern): control characters
+# (its "$" lets one trailing newline through) and look-alikes of "(" and ")" that are word characters.
+UID_REFUSED = ["a#p@copr.test\n", "a\n#p@copr.test", "a\u2474#p@copr.test", "\u1438a\u1433#p@copr.test",
+               "a#\u3220@copr.test"]
 ACCEPTED = ["alice#hello@copr.copr.test", "@copr#ping-pong@copr.copr.test", "a.b-c_d#e.f@g", "a-#-@-", "_#_@_"]
-# copr-keygen takes these, Copr never sends them, and we refuse them (README.md, name_email_pattern):
-# more than one leading "@", an empty project or domain, an owner or project of dots only, an empty
-# domain label, and non-ASCII letters (str.lower() folds some onto ASCII: KELVIN SIGN to "k").
-STRICTER = ["@@x#y@z", "a#@", "a#b@", "a#b@.", "a#b@c..d", "a#b@.c", "..#p@c", "a#.@c", "j\u00fcrgen#p@copr.test",
-            "\u212aate#p@copr.test", "a#p@copr.t\u0435st"]
+# copr-keygen takes these and Copr never sends most of them (several leading "@", an empty project
+# or domain, dots only, an empty domain label); Copr's project names are Unicode (its forms.py:
+# ^[\w.-]+$), so "caf\u00e9" is a project that needs its key. A name is kept as given: KELVIN SIGN
+# is not "K", the Cyrillic "\u0435" not "e" (test_redteam_compat.py: they never reach those keys).
+COPR_ONLY = ["@@x#y@z", "a#@", "a#b@", "a#b@.", "a#b@c..d", "a#b@.c", "..#p@c", "a#.@c", "j\u00fcrgen#p@copr.test",
+             "\u212aate#p@copr.test", "a#p@copr.t\u0435st", "caf\u00e9#caf\u00e9@copr.test", "\u0646\u0627\u0645#p@x",
+             "\u4e00\u4e8c#\u00b2@copr.test", ".tmp-x#p@c", "deleting-x#p@c"]
 
 
-@pytest.mark.parametrize("email", REFUSED + STRICTER)
+@pytest.mark.parametrize("email", REFUSED + UID_REFUSED)
 def test_names_copr_keygen_refuses_are_400(copr, email):
     status, answer = copr_gen_key(copr, email)
     assert status == 400 and answer["error"], answer
@@ -165,39 +171,117 @@ def _copr_validator():
     return namespace["validate_name_email"]
 
 
-def test_default_pattern_agrees_with_copr_keygen():
-    """Every "#" form: our default name_email_pattern accepts exactly what copr-keygen accepts
-    (less what no user id may hold: control characters), but for the degenerate forms of STRICTER,
-    which copr-keygen takes and we refuse."""
-    import re
+# The generated names' alphabet: the form's punctuation, ASCII, letters and digits of other scripts
+# (Latin-1, Arabic, CJK, superscript two, a Roman numeral), combining marks, KELVIN SIGN, Cyrillic,
+# word characters that look like brackets, white space, controls, bidi and format characters.
+ALPHABET = ("@#.-_" * 6 + "abcXYZ019" * 2 + "\u00e9\u00fc\u00df\u0646\u4e00\u00b2\u2167\u0661"
+            + "\u0301\u0308\u212a\u0435\u0430" + "\u2474\u1438\u3220" + " \t\n\x00\x7f\u0085\u202e\u200b\ufeff"
+            + "+/<>()$!")
+# Mostly what copr-keygen takes in a part, with a few of everything else.
+WORDLIKE = "._-" * 3 + "abcXYZ019\u00e9\u00fc\u0646\u4e00\u00b2\u212a\u0435\u2474\u1438" * 3 + "#@ \n<\u202e\u0301"
+# The user-id rule's documented reasons (_gnupg.validate_uid_field): what it refuses and copr-keygen takes.
+UID_REASONS = ("control characters", "invisible, bidi or control", "look like < > ( )")
 
+
+def _generated_names(count, seed=15):
+    rng = random.Random(seed)
+
+    def part(low, high, alphabet=ALPHABET):
+        return "".join(rng.choice(alphabet) for _index in range(rng.randint(low, high)))
+
+    names = []
+    for index in range(count):
+        if index % 2:
+            names.append(part(0, 14))
+        else:  # copr-keygen's shape, its parts mostly of characters it takes: near the boundary of its rule
+            alphabet = WORDLIKE if index % 4 else ALPHABET
+            names.append("@" * rng.choice((0, 0, 1, 2)) + part(0, 5, alphabet) + "#" + part(0, 5, alphabet) + "@"
+                         + part(0, 5, alphabet))
+    return names
+
+
+def _uid_refusal(value):
     from pkgsign import _gnupg
+
+    try:
+        _gnupg.validate_uid_field(value, "email")
+    except _gnupg.InvalidInput as err:
+        return str(err)
+    return None
+
+
+def _without_dollar_newlines(email):
+    """copr-keygen matches owner and project with "^...$", and "$" also matches before a final
+    newline: ``email`` without such a newline at the end of either part."""
+    owner, _sep, rest = email.partition("#")
+    return owner[:-1 if owner.endswith("\n") else None] + "#" + rest[:-1 if rest.endswith("\n") else None]
+
+
+def test_default_pattern_agrees_with_copr_keygen():
+    """Over 40 000 generated names and every list above: the default name_email_pattern takes a
+    "#" form iff copr-keygen's validate_name_email does (but for the newline its "$" lets through
+    at the end of the owner or of the name); with the user-id rule, /gen_key takes exactly what copr-keygen takes less what no user
+    id may hold, for one of the documented reasons. Names without "#" are plain ASCII addresses, as
+    before."""
     from pkgsign.config import DEFAULT_EMAIL_PATTERN
 
     copr_accepts = _copr_validator()
     ours = re.compile(DEFAULT_EMAIL_PATTERN, re.ASCII)
-    for email in STRICTER:
-        assert copr_accepts(email) and not ours.fullmatch(email), email
-    for email in REFUSED + ACCEPTED + ["x#y@copr.test", "Foo#Bar@Copr.Test", "a#b@c.d.e", "_#_@_", "a-#-@-"]:
+    plain = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+")
+    counts = {"copr accepts": 0, "both accept": 0, "user-id rule": 0, "plain": 0}
+    for email in _generated_names(40000) + REFUSED + UID_REFUSED + ACCEPTED + COPR_ONLY:
+        pattern_accepts = bool(ours.fullmatch(email))
         if "#" not in email:
+            assert pattern_accepts == bool(plain.fullmatch(email)), email
+            counts["plain"] += pattern_accepts
             continue
+        theirs = bool(copr_accepts(email))
+        counts["copr accepts"] += theirs
+        if pattern_accepts != theirs:
+            assert theirs and _without_dollar_newlines(email) != email, email
+            assert ours.fullmatch(_without_dollar_newlines(email)), email
+        refusal = _uid_refusal(email)
+        if pattern_accepts and refusal is None:
+            assert theirs, email
+            counts["both accept"] += 1
+        elif theirs:
+            assert refusal and any(reason in refusal for reason in UID_REASONS), (email, refusal)
+            counts["user-id rule"] += 1
+    # the generator reaches every branch, many times
+    assert counts["both accept"] > 2000 and counts["user-id rule"] > 1000 and counts["plain"] > 20, counts
+    for email in COPR_ONLY + ACCEPTED:
+        assert copr_accepts(email) and ours.fullmatch(email) and _uid_refusal(email) is None, email
+    for email in UID_REFUSED:
+        assert copr_accepts(email) and _uid_refusal(email), email
 
-        def accepted(value):
-            if not ours.fullmatch(value):
-                return False
-            try:
-                _gnupg.validate_uid_field(value, "email")
-            except _gnupg.InvalidInput:
-                return False
-            return True
 
-        if any(ord(c) < 0x20 for c in email):
-            assert not accepted(email)
-        else:
-            assert accepted(email) == bool(copr_accepts(email)), email
+@pytest.mark.parametrize("hostile", ["@" * 255 + "!", "a" * 255 + "!", "a#" + "a" * 253 + "!", "a#" + "@" * 254,
+                                     "a" * 127 + "#" * 129, "a." * 127 + "@\n", "\u00e9" * 255 + "#",
+                                     "@" * 128 + "a" * 127 + "$", "a#" + "a." * 126 + "@@"])
+def test_default_pattern_is_linear_on_hostile_input(hostile):
+    """256 characters built to make a backtracking pattern try every split: a thousand matches take
+    milliseconds (a pattern with nested or overlapping repeats takes ages on some of them)."""
+    from pkgsign.config import DEFAULT_EMAIL_PATTERN
+
+    ours = re.compile(DEFAULT_EMAIL_PATTERN, re.ASCII)
+    started = time.perf_counter()
+    for _index in range(1000):
+        ours.fullmatch(hostile)
+    assert time.perf_counter() - started < 2.0, hostile
 
 
-@pytest.mark.parametrize("email", ACCEPTED)
+def test_copr_keygen_on_unicode_spellings():
+    """What copr-keygen does with the spellings the security tests (test_redteam_compat.py) use: it
+    takes a precomposed "\u00e9" and refuses "e" + U+0301 (a combining mark is no word character);
+    it takes KELVIN SIGN and "K" as two names, and both Hangul spellings (precomposed and jamo, all
+    word characters). It folds nothing: neither do we."""
+    copr_accepts = _copr_validator()
+    assert copr_accepts("caf\u00e9#p@copr.test") and not copr_accepts("cafe\u0301#p@copr.test")
+    assert copr_accepts("\u212aate#p@copr.test") and copr_accepts("Kate#p@copr.test")
+    assert copr_accepts("\ud55c#p@copr.test") and copr_accepts("\u1112\u1161\u11ab#p@copr.test")
+
+
+@pytest.mark.parametrize("email", ACCEPTED + COPR_ONLY)
 def test_names_copr_keygen_accepts_are_made(copr, email):
     status, answer = copr_gen_key(copr, email)
     assert status in (200, 201) and answer["name_email"] == email, answer

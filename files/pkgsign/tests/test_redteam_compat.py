@@ -22,7 +22,7 @@ import pytest
 
 from pkgsign_testlib import Instance, state_json
 from pkgsign import _gnupg
-from pkgsign.config import Config
+from pkgsign.config import Config, ascii_lower
 
 VICTIM = "victim#p@copr.test"
 # The compat-service branch (its Blind Oracle module) is merged: the findings against it apply.
@@ -344,20 +344,198 @@ def test_group_and_user_projects_of_the_same_name_are_different_keys(lab):
     assert status == 200 and body["fingerprint"] == group_key, body
 
 
-GROUP_FORMS_REFUSED = ("@@grp#p@copr.test", "@grp#p@@copr.test", "@grp@p@copr.test", "@#p@copr.test", "@grp#p@",
-                       "grp#@copr.test", "grp#p@", "@ grp#p@copr.test", "@grp#p@copr.test>", "<@grp#p@copr.test",
-                       "@grp#p@copr.test\n", "@victim#p@copr.test\x00", "@grp#p@.", "@grp#p@copr..test",
-                       "@grp#..@copr.test", "@..#p@copr.test")
+GROUP_FORMS_REFUSED = ("@grp#p@@copr.test", "@grp@p@copr.test", "@#p@copr.test", "@ grp#p@copr.test",
+                       "@grp#p@copr.test>", "<@grp#p@copr.test", "@grp#p@copr.test\n", "@victim#p@copr.test\x00")
+# copr-keygen takes these (it strips every leading "@"; the project and the domain are any word
+# characters, "." and "-" around one "@"): each is a name, and a key, of its own.
+GROUP_FORMS_COPR_TAKES = ("@@grp#p@copr.test", "@grp#p@", "grp#@copr.test", "grp#p@", "@grp#p@.", "@grp#p@copr..test",
+                          "@grp#..@copr.test", "@..#p@copr.test")
 
 
 @pytest.mark.parametrize("name", GROUP_FORMS_REFUSED)
 def test_forms_copr_keygen_refuses_stay_refused(lab, name):
-    """copr-keygen takes one leading "@" (a group), word characters, "." and "-" in the owner and
-    project, one "#", one "@" before a domain. Everything else stays a 400."""
+    """copr-keygen takes leading "@"s (a group), word characters, "." and "-" in the owner and
+    project, one "#", one "@" in what follows. Everything else stays a 400, and so does what no
+    user id may hold (a newline, which copr-keygen's "$" lets through at the end)."""
     if not _group_names_supported(lab):
         pytest.skip("group project names are not accepted by this server (compat-service not merged)")
     status, body = gen_key(lab, name)
     assert status == 400, (name, status, body)
+
+
+def test_forms_copr_keygen_takes_are_keys_of_their_own(lab):
+    """Each form copr-keygen takes around grp#p gets its own key: never the user's or the group's
+    key of grp#p, and the tokens for those two do not sign with it."""
+    status, body = gen_key(lab, "grp#own@copr.test", token="admin")
+    assert status in (200, 201), body
+    status, body = gen_key(lab, "@grp#own@copr.test", token="admin")
+    assert status in (200, 201), body
+    lab.add_token("grp-own", ["sign"], ["grp#own@copr.test", "@grp#own@copr.test"], rate="100000/1")
+    seen = {fingerprint_of(lab, "grp#own@copr.test"), fingerprint_of(lab, "@grp#own@copr.test")}
+    for name in GROUP_FORMS_COPR_TAKES + ("@@grp#own@copr.test", "@@@grp#own@copr.test"):
+        status, body = gen_key(lab, name)
+        assert status == 201, (name, status, body)
+        assert body["fingerprint"] not in seen and body["name_email"] == name, (name, body)
+        seen.add(body["fingerprint"])
+        assert pubkey_fingerprints(lab, name)[1][0] == [body["fingerprint"]], name
+        assert sign_with(lab, "grp-own", name)[0] == 403, name
+        assert sign_with(lab, "admin", name)[1]["fingerprint"] == body["fingerprint"], name
+
+
+# -- the Unicode names copr-keygen takes (issue 15) ----------------------------------------------
+
+def _audit_records(inst):
+    return [json.loads(line) for line in audit_text(inst).decode("utf-8").splitlines() if line.startswith("{")]
+
+
+def _values(record):
+    for value in record.values():
+        if isinstance(value, dict):
+            yield from _values(value)
+        elif isinstance(value, list):
+            yield from value
+        else:
+            yield value
+
+
+ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def test_kelvin_sign_and_k_are_two_keys_that_no_pattern_confuses(lab):
+    """Case folds A-Z only (config.ascii_lower): "\u212aate" (KELVIN SIGN, which str.lower() and
+    NFC turn into "k"/"K") and "kate" are two names and two keys. A token pattern for either never
+    signs with the other's key, in any ASCII case; a future: pattern reaches the keys made later
+    of its own spelling only; /keys and /pubkey find each under its URL-quoted name; the audit
+    lines carry the name as it was given."""
+    kelvin, kate = "\u212aate#kv@copr.test", "kate#kv@copr.test"
+    lab.add_token("future-kelvin", ["sign"], ["future:\u212aate#*@copr.test"], rate="100000/1")
+    lab.add_token("future-kate", ["sign"], ["future:kate#*@copr.test"], rate="100000/1")
+    status, body = gen_key(lab, kate, token="admin")
+    assert status == 201, body
+    status, made = gen_key(lab, kelvin)
+    assert status == 201 and made["name_email"] == kelvin, made
+    assert made["fingerprint"] != body["fingerprint"]
+    keys = {kate: body["fingerprint"], kelvin: made["fingerprint"]}
+    lab.add_token("kate-only", ["sign"], ["kate#*@copr.test"], rate="100000/1")
+    lab.add_token("kelvin-only", ["sign"], ["\u212aate#*@copr.test"], rate="100000/1")
+    owners = {kate: ("kate-only", "future-kate"), kelvin: ("kelvin-only", "future-kelvin")}
+    for name, fingerprint in keys.items():
+        other = kelvin if name == kate else kate
+        assert fingerprint_of(lab, name) == fingerprint
+        assert pubkey_fingerprints(lab, name)[1][0] == [fingerprint]
+        for spelling in (name, name.translate(ASCII_UPPER), ascii_lower(name)):
+            for token in owners[other]:
+                assert sign_with(lab, token, spelling)[0] in (403, 404), (token, spelling)
+        for token in owners[name]:
+            assert sign_with(lab, token, name)[1]["fingerprint"] == fingerprint, (token, name)
+    names = [value for record in _audit_records(lab) for value in _values(record) if isinstance(value, str)]
+    assert kelvin in names and kate in names
+
+
+def test_nfc_and_nfd_spellings_are_never_one_key(lab):
+    """copr-keygen takes "caf\u00e9" and refuses "cafe" + U+0301 (a combining mark is no word
+    character): so do we. Hangul spelled precomposed or as jamo is all word characters: copr-keygen
+    takes both, as two names; so do we, and neither token reaches the other's key."""
+    status, body = gen_key(lab, "caf\u00e9#nf@copr.test")
+    assert status == 201 and body["name_email"] == "caf\u00e9#nf@copr.test", body
+    status, body = gen_key(lab, "cafe\u0301#nf@copr.test")
+    assert status == 400 and body["error"], body
+    nfc, nfd = "\ud55c#nf@copr.test", "\u1112\u1161\u11ab#nf@copr.test"
+    fingerprints = {}
+    for name in (nfc, nfd):
+        status, body = gen_key(lab, name)
+        assert status == 201 and body["name_email"] == name, (name, body)
+        fingerprints[name] = body["fingerprint"]
+    assert fingerprints[nfc] != fingerprints[nfd]
+    lab.add_token("nfc", ["sign"], ["\ud55c#*@copr.test"], rate="100000/1")
+    lab.add_token("nfd", ["sign"], ["\u1112\u1161\u11ab#*@copr.test"], rate="100000/1")
+    assert sign_with(lab, "nfc", nfd)[0] == 403 and sign_with(lab, "nfd", nfc)[0] == 403
+    assert sign_with(lab, "nfc", nfc)[1]["fingerprint"] == fingerprints[nfc]
+    assert sign_with(lab, "nfd", nfd)[1]["fingerprint"] == fingerprints[nfd]
+    for name in (nfc, nfd):
+        assert pubkey_fingerprints(lab, name)[1][0] == [fingerprints[name]]
+
+
+# Names whose per-key files could surprise: dots (".." is a path component, ".x" a hidden file),
+# the keystore's own prefixes (".tmp-" is swept at start, "deleting-" a deletion marker), several
+# "@", empty parts, a name whose quoted form is longer than a file name may be.
+ODD_NAMES = ("..#p@copr.test", ".#.@.", "@@x#y@copr.test", "a#p@", "a#@", ".tmp-x#p@copr.test",
+             "deleting-x#p@copr.test", "x#p@copr.test", "\u4e00" * 80 + "#p@x")
+
+
+@pytest.fixture
+def files_lab(tmp_path):
+    run_admin("init", str(tmp_path), "--algorithm", "ed25519")
+    inst = Instance(tmp_path)
+    os.makedirs(str(tmp_path / "scratch-gnupg"), mode=0o700)
+    inst.add_token("admin", ["sign", "keygen", "admin"], ["*"], rate="100000/1")
+    inst.start()
+    yield inst
+    inst.stop()
+    _gnupg.GnuPG(os.path.join(str(tmp_path), "gnupg"), create=False).kill_agent()
+
+
+def test_odd_names_keep_their_files_in_place_and_survive_restarts(files_lab):
+    """Every file the keystore derives from these names is a plain, visible file directly in its
+    directory and within NAME_MAX; after a restart (reconcile()) each key is still found under its
+    URL-quoted name, also when an older version had written a hidden metadata file or left a
+    generation marker named "deleting-..."; a key named "deleting-x" is deleted alone."""
+    made = {}
+    for name in ODD_NAMES:
+        status, body = gen_key(files_lab, name, token="admin")
+        assert status == 201 and body["name_email"] == name, (name, body)
+        made[name] = body["fingerprint"]
+    keys_dir = os.path.join(files_lab.root, "keys")
+    listed = sorted(os.listdir(keys_dir))
+    assert len(listed) == len(ODD_NAMES), listed
+    for file_name in listed:
+        path = os.path.join(keys_dir, file_name)
+        assert not file_name.startswith(".") and len(file_name.encode()) <= 255 and "/" not in file_name, file_name
+        assert os.path.isfile(path) and not os.path.islink(path) and os.stat(path).st_mode & 0o077 == 0
+    with open(os.path.join(keys_dir, [n for n in listed if n.startswith("%2E.")][0]), encoding="utf-8") as handle:
+        hidden_record = handle.read()
+    files_lab.stop()
+    # What an older version left: "..#p@..." metadata under its hidden name, a generation marker of
+    # a key named "deleting-y..." (no fingerprint), both valid then.
+    os.rename(os.path.join(keys_dir, [n for n in listed if n.startswith("%2E.")][0]),
+              os.path.join(keys_dir, "..#p@copr.test.json"))
+    with open(os.path.join(files_lab.root, "pending", "deleting-y#p@copr.test.json"), "w") as handle:
+        json.dump({"name_email": "deleting-y#p@copr.test", "started": int(time.time())}, handle)
+    files_lab.start()
+    for name, fingerprint in made.items():
+        assert fingerprint_of(files_lab, name) == fingerprint, name
+        assert pubkey_fingerprints(files_lab, name)[1][0] == [fingerprint], name
+        assert sign_with(files_lab, "admin", name)[1]["fingerprint"] == fingerprint, name
+    with open(os.path.join(keys_dir, "%2E.#p@copr.test.json"), encoding="utf-8") as handle:
+        assert handle.read() == hidden_record
+    assert os.listdir(os.path.join(files_lab.root, "pending")) == []
+    status, body = raw_request(files_lab, "DELETE", "/keys/" + q("deleting-x#p@copr.test"), headers=bearer(files_lab, "admin"))
+    assert status == 200, body
+    assert fingerprint_of(files_lab, "deleting-x#p@copr.test") is None
+    assert fingerprint_of(files_lab, "x#p@copr.test") == made["x#p@copr.test"]
+    assert os.listdir(os.path.join(files_lab.root, "pending")) == []
+
+
+def test_an_alias_named_with_kelvin_sign_is_not_one_for_k(files_lab):
+    """Alias names fold as key names do (A-Z only): an alias "\u212aate#z@..." is not one for the
+    key "kate#z@..." (str.lower() would have made it that, and redirected kate's name), and
+    "\u212aelvin" is found under its own spelling, not under "kelvin"."""
+    made = {}
+    for name in ("kate#z@copr.test", "\u212aate#p@copr.test"):
+        status, body = gen_key(files_lab, name, token="admin")
+        assert status == 201, body
+        made[name] = body["fingerprint"]
+    files_lab.stop()
+    with open(files_lab.config, encoding="utf-8") as handle:
+        text = handle.read()
+    with open(files_lab.config, "w", encoding="utf-8") as handle:  # not set_option: its parser folds with str.lower
+        handle.write(text.replace("[aliases]\n", "[aliases]\n\u212aate#z@copr.test = \u212aate#p@copr.test\n"
+                                                  "\u212aelvin = \u212aate#p@copr.test\n", 1))
+    files_lab.start()
+    assert fingerprint_of(files_lab, "kate#z@copr.test") == made["kate#z@copr.test"]
+    assert fingerprint_of(files_lab, "\u212aate#z@copr.test") == made["\u212aate#p@copr.test"]
+    assert fingerprint_of(files_lab, "\u212aelvin") == made["\u212aate#p@copr.test"]
+    assert fingerprint_of(files_lab, "kelvin") is None
 
 
 def test_gpg_partial_match_selectors_do_not_resolve_to_someone_else(lab):

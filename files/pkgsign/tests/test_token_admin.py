@@ -62,6 +62,26 @@ def test_rotating_a_revoked_token_is_refused_and_audited(inst):
     assert proc.returncode == 2 and "no token" in proc.stderr
 
 
+def test_token_add_never_brings_a_revoked_secret_back(inst):
+    """`token add` (with --replace too) refuses the secret of a revoked token, under its id or
+    another: a revoked secret may have leaked (issue 14, "a revoked token stays revoked")."""
+    old = "pks_" + secrets.token_urlsafe(24)
+    run_admin("token", "add", "--config", inst.config, "--id", "ci", "--scopes", "sign", "--keys", "*",
+              "--stdin", input=old + "\n")
+    run_admin("token", "revoke", "--config", inst.config, "--id", "ci")
+    before = open(inst.tokens_file, "rb").read()
+    for token_id, extra in (("ci", ()), ("ci", ("--replace",)), ("other", ())):
+        proc = run_admin("token", "add", "--config", inst.config, "--id", token_id, "--scopes", "sign", "--keys", "*",
+                         "--stdin", *extra, input=old + "\n", check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "revoked secret stays revoked" in proc.stderr and old not in proc.stderr + proc.stdout
+        assert open(inst.tokens_file, "rb").read() == before
+    fresh = "pks_" + secrets.token_urlsafe(24)  # a new secret under the old id is a new token
+    run_admin("token", "add", "--config", inst.config, "--id", "ci", "--scopes", "sign", "--keys", "*",
+              "--stdin", input=fresh + "\n")
+    assert not json.load(open(inst.tokens_file))["tokens"]["ci"].get("revoked")
+
+
 @pytest.mark.parametrize("weak", ["0123456789abcdef", "pks_rotated-secret-" + "x" * 20, "a" * 200,
                                   secrets.token_hex(8), "correct-horse-battery"])
 def test_weak_operator_secrets_are_refused(inst, weak):

@@ -60,10 +60,14 @@ spec = {
                         "type": "string", "minLength": 3, "maxLength": 256,
                         # What every name_email pattern leaves possible; the instance's pattern decides.
                         "pattern": "^[^\\s<>()\\x00-\\x1f\\x7f]*@[^\\s<>()\\x00-\\x1f\\x7f]*$",
-                        "description": "must match the instance's [keygen] name_email_pattern; the default, "
-                                       + DEFAULT_EMAIL_PATTERN + " (ASCII only), takes copr-keygen's "
-                                       "user#project@domain and @group#project@domain, or a plain address; case is "
-                                       "kept, one key per name_email compared without ASCII case"},
+                        "description": "must match the instance's [keygen] name_email_pattern (Python re); the "
+                                       "default, " + DEFAULT_EMAIL_PATTERN + ", takes every name copr-keygen's "
+                                       "validate_name_email takes: leading @s (a Copr group), an owner of Unicode word "
+                                       "characters, '.' and '-', '#', such characters around exactly one '@' "
+                                       "(user#project@domain, @group#project@domain, caf\u00e9#p@domain), or a plain "
+                                       "ASCII address; less what no user id may hold (control, format and bidi "
+                                       "characters, white space, <>() and their look-alikes). Case is kept, nothing "
+                                       "is normalised; one key per name_email compared without ASCII (A-Z) case"},
                     "name_comment": {"type": "string", "nullable": True, "maxLength": 256, "pattern": "^(" + UID + ")?$"},
                     # null and "" mean "the default", as in copr-keygen's form posts.
                     "key_length": {"nullable": True,

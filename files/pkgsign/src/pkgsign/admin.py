@@ -12,7 +12,7 @@ import time
 
 from . import _gnupg
 from .config import CONFIG_HELP, ConfigError, ascii_lower, load_config
-from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, grant_key, read_tokens,
+from .tokens import (SCOPES, TokenFileError, add_token, certificate_sha256, ensure_token, grant_key, read_tokens,
                      remove_idle_rate_limit_files, revoke_token, validate_token_fields)
 
 DEFAULT_BIND = "127.0.0.1:5003"
@@ -239,10 +239,47 @@ def cmd_token_grant(args):
     _say("token %s granted key %s (%s)" % (args.id, record["fingerprint"], record.get("name_email") or args.key))
 
 
+def _answer(args, answer):
+    """A declarative command's answer: one JSON line with --json, else one readable line; the
+    audit line follows only when something was written."""
+    args.audit_skip = args.check or not answer["changed"]
+    if args.json:
+        print(json.dumps(dict(answer, check=args.check), sort_keys=True))
+    else:
+        print("token %s %s%s" % (answer["id"], answer["action"], " (check: nothing written)" if args.check else ""))
+
+
+def cmd_token_ensure(args):
+    """Make a token exactly as given (configuration management): compared with the registered
+    one, written only when something differs."""
+    if not args.stdin:
+        raise AdminError("token ensure reads the secret from standard input only: give --stdin")
+    config = load_config(args.config)
+    binding = _client_cert_binding(args)
+    secret = _read_secret_from_stdin()
+
+    def resolve_pins(patterns):
+        from .keystore import KeyStore
+
+        return KeyStore(config).pin_patterns(patterns)
+
+    answer = ensure_token(config.tokens_file, args.id, _split(args.scopes), _split(args.keys), secret, rate=args.rate,
+                          client_cert_sha256=binding, max_keys=args.max_keys, resolve_pins=resolve_pins,
+                          replace_revoked=args.replace_revoked, dry_run=args.check)
+    args.action, args.changes, args.pinned = answer["action"], answer["changes"], answer["pinned"]
+    _answer(args, answer)
+
+
 def cmd_token_revoke(args):
     config = load_config(args.config)
-    revoke_token(config.tokens_file, args.id)
-    _say("token %s revoked" % args.id)
+    action = revoke_token(config.tokens_file, args.id, missing_ok=args.missing_ok, dry_run=args.check)
+    args.action = action
+    if args.json or args.check:
+        _answer(args, {"id": args.id, "changed": action == "revoked", "action": action})
+    else:
+        args.audit_skip = action != "revoked"
+        _say("token %s %s" % (args.id, {"revoked": "revoked", "unchanged": "was revoked already",
+                                        "missing": "is not registered"}[action]))
 
 
 def cmd_token_list(args):
@@ -545,6 +582,11 @@ def cmd_import_copr(args):
         if not email:
             _say("[%d/%d] skipped %s: no email in its user ids" % (number, len(keys), key.fingerprint))
             continue
+        problem = _phrase_file_name_problem(email)
+        if problem:  # a crafted keyring must not steer a read or a write outside the phrase directories
+            failures += 1
+            _say("[%d/%d] FAILED %s: its email %r %s" % (number, len(keys), key.fingerprint, email, problem))
+            continue
         phrase_file = os.path.join(args.phrases, email) if args.phrases else None
         passphrase = None
         if phrase_file and os.path.isfile(phrase_file):
@@ -591,9 +633,24 @@ def cmd_import_copr(args):
     return 1 if failures else 0
 
 
+def _phrase_file_name_problem(email):
+    """Why ``email`` cannot name a phrase file (copr-keygen's layout: one file per name_email in
+    its phrases directory, and ours), or None. An imported keyring's user ids were never checked
+    against name_email_pattern: "<../../x#p@c>" is a user id gpg makes without complaint."""
+    if "/" in email or "\0" in email or email in (".", ".."):
+        return "is not a single file name"
+    if len(email.encode("utf-8")) > 255:
+        return "is longer than a file name may be (255 bytes)"
+    try:
+        _gnupg.validate_uid_field(email, "email")
+    except _gnupg.InvalidInput as err:
+        return "is refused: %s" % err
+    return None
+
+
 # -- audit of administration -------------------------------------------------------------
 
-AUDITED_TOKEN_COMMANDS = ("add", "rotate", "revoke", "grant")
+AUDITED_TOKEN_COMMANDS = ("add", "rotate", "revoke", "grant", "ensure")
 
 
 def _audit_admin(config, operation, result, **fields):
@@ -613,7 +670,8 @@ def _audit_admin(config, operation, result, **fields):
 
 
 def _audited_token_command(func):
-    """``func`` (token add/rotate/revoke) with one audit line for its outcome (a refusal with its reason)."""
+    """``func`` (token add/rotate/revoke/grant/ensure) with one audit line for its outcome (a refusal with its
+    reason); an outcome that wrote nothing (unchanged, --check) sets ``args.audit_skip``."""
     def run(args):
         config = load_config(args.config)
         operation = "token_" + args.token_command
@@ -622,8 +680,10 @@ def _audited_token_command(func):
         except (AdminError, TokenFileError) as err:
             _audit_admin(config, operation, "refused", token_id=args.id, reason=str(err))
             raise
+        if getattr(args, "audit_skip", False):
+            return status
         fields = {name: getattr(args, name) for name in ("scopes", "keys", "rate", "replace", "pinned", "key",
-                                                         "fingerprint", "max_keys")
+                                                         "fingerprint", "max_keys", "action", "changes")
                   if getattr(args, name, None) not in (None, "")}
         for name in ("scopes", "keys"):
             if name in fields:
@@ -680,9 +740,31 @@ def build_parser():
     grant.add_argument("--id", required=True)
     grant.add_argument("--key", required=True, help="the key: email, fingerprint, key id or alias (resolved now)")
     grant.set_defaults(func=cmd_token_grant)
+    ensure = token_sub.add_parser("ensure", help="make a token exactly as given, writing only what differs "
+                                                 "(configuration management; answers changed/unchanged)")
+    ensure.add_argument("--config", help=CONFIG_HELP)
+    ensure.add_argument("--id", required=True)
+    ensure.add_argument("--scopes", required=True, help="comma-separated: %s" % ", ".join(SCOPES))
+    ensure.add_argument("--keys", required=True, help="comma-separated key patterns (fnmatch), '*' for all; "
+                                                      "patterns the token has keep their binding")
+    ensure.add_argument("--rate", help="rate limit REQUESTS/SECONDS for this token (none: the default)")
+    ensure.add_argument("--max-keys", help="most keys this token may have made through /gen_key and not deleted "
+                                           "(none: [budget] keys_per_token)")
+    ensure.add_argument("--stdin", action="store_true", help="read the secret from standard input (required)")
+    ensure.add_argument("--client-cert", metavar="FILE", help="bind the token to this TLS client certificate (PEM)")
+    ensure.add_argument("--client-cert-sha256", metavar="HEX",
+                        help="bind the token to the client certificate with this SHA-256 fingerprint (none: unbound)")
+    ensure.add_argument("--replace-revoked", action="store_true",
+                        help="the id is revoked: make a new token under it (a secret never used before)")
+    ensure.add_argument("--check", action="store_true", help="say what would be done, write nothing")
+    ensure.add_argument("--json", action="store_true", help="answer one JSON line")
+    ensure.set_defaults(func=cmd_token_ensure)
     revoke = token_sub.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("--config", help=CONFIG_HELP)
     revoke.add_argument("--id", required=True)
+    revoke.add_argument("--missing-ok", action="store_true", help="an unknown id is no error (nothing to revoke)")
+    revoke.add_argument("--check", action="store_true", help="say what would be done, write nothing")
+    revoke.add_argument("--json", action="store_true", help="answer one JSON line")
     revoke.set_defaults(func=cmd_token_revoke)
     listing = token_sub.add_parser("list", help="list tokens (never their secrets)")
     listing.add_argument("--config", help=CONFIG_HELP)

@@ -14,13 +14,16 @@ DEFAULT_CONFIG_PATH = "/etc/pkgsign/pkgsign.conf"
 CONFIG_HELP = "instance configuration (default: $PKGSIGN_CONFIG, else %s)" % DEFAULT_CONFIG_PATH
 KEYGEN_ALGORITHMS = tuple(ALGORITHMS)  # the one algorithm table (_gnupg.validation)
 KNOWN_DIGESTS = ("sha1", "sha224", "sha256", "sha384", "sha512")
-# copr-keygen's form (README.md, "name_email"), ASCII only and without its degenerate cases: an
-# owner (one leading "@" for a Copr group), "#", a project, "@", a domain. Owner and project are
-# letters, digits, "_", "." and "-", not only dots; the domain is such labels (no ".") joined by
-# single dots. Or a plain address. ASCII, so no name folds (ascii_lower) onto another one.
-_NAME_PART = r"(?=[A-Za-z0-9_.-]*[A-Za-z0-9_-])[A-Za-z0-9_.-]+"  # a lookahead: linear, no backtracking
-DEFAULT_EMAIL_PATTERN = (r"^(@?{part}#{part}@[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+)$"
-                         .format(part=_NAME_PART))
+# copr-keygen's form (README.md, "name_email"): the names its validate_name_email takes, as Copr's
+# own project names are (Unicode letters and digits: Python's \w): any number of leading "@" (one
+# for a Copr group), an owner of word characters, "." and "-", "#", then such characters around
+# exactly one "@". Or a plain ASCII address. What no user id may hold (validate_uid_field) is
+# refused besides; none of it is a word character but for look-alikes of "(" and ")" (U+2474,
+# U+1438 ...). Scoped (?u:): the pattern is compiled with re.ASCII, which an operator's pattern
+# keeps. Each part stops at a character the next cannot start with: linear, no backtracking.
+_COPR_NAME_CHAR = r"(?u:[\w.-])"
+DEFAULT_EMAIL_PATTERN = (r"^(@*{c}+#{c}*@{c}*|[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+)$"
+                         .format(c=_COPR_NAME_CHAR))
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -204,6 +207,9 @@ class Config:
 def load_config(path: Optional[str] = None) -> Config:
     path = path or os.environ.get("PKGSIGN_CONFIG") or DEFAULT_CONFIG_PATH
     parser = configparser.ConfigParser()
+    # Option names (alias names among them) fold as key names do: str.lower() would make an alias
+    # named with KELVIN SIGN one for "k...", and shadow that key.
+    parser.optionxform = ascii_lower
     try:
         with open(path, encoding="utf-8") as handle:
             parser.read_file(handle)

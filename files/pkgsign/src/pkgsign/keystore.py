@@ -67,9 +67,36 @@ class NotOurKey(Exception):
         self.fingerprint = fingerprint
 
 
+# The longest metadata file name stem kept as it is: "<stem>.json" within NAME_MAX (255 bytes).
+# Longer stems (a non-ASCII name quotes to three characters a byte) end in the name's digest.
+_MAX_FILE_STEM = 255 - len(".json")
+
+
 def _file_name(name_email: str) -> str:
-    # Emails are restricted by the config pattern, but stay safe if an operator loosens it.
-    return quote(ascii_lower(name_email), safe="@#+-_.") + ".json"
+    """The metadata file name of a key: its name folded (ascii_lower) and quoted, so never a path
+    component, whatever pattern an operator allows. A leading "." is quoted too: no key's file is
+    hidden, nor taken for a temporary file (".tmp-") that reconcile() sweeps."""
+    stem = quote(ascii_lower(name_email), safe="@#+-_.")
+    if stem.startswith("."):
+        stem = "%2E" + stem[1:]
+    if len(stem) > _MAX_FILE_STEM:
+        digest = _name_digest(name_email)
+        head = stem[:_MAX_FILE_STEM - len(digest) - 1]
+        head = head[:head.rfind("%")] if "%" in head[-2:] else head  # never half an escape
+        stem = head + "=" + digest  # quote() never writes "=": no short name's file
+    return stem + ".json"
+
+
+def _name_digest(name_email: str) -> str:
+    return hashlib.sha256(ascii_lower(name_email).encode("utf-8")).hexdigest()
+
+
+def _marker_name(operation: str, name_email: str) -> str:
+    """A pending marker's file name: ``operation``, then the key's file name (its digest when both
+    would not fit NAME_MAX). Every operation has its prefix, so no name makes one operation's marker
+    another's ("deleting-x#p@c" is a name copr-keygen takes): reconcile() reads it from the prefix."""
+    name = "%s-%s" % (operation, _file_name(name_email))
+    return name if len(name) <= 255 else "%s-%s.json" % (operation, _name_digest(name_email))
 
 
 def _write_json(path: str, data: dict):
@@ -467,7 +494,7 @@ class KeyStore:
                 # In the keyring without metadata (a release key imported by hand, say): never the
                 # service's to hand out or delete. import-copr writes metadata for what it imports.
                 raise NotOurKey(name_email, existing.fingerprint)
-            marker = os.path.join(self.pending_dir, _file_name(name_email))
+            marker = os.path.join(self.pending_dir, _marker_name("generating", name_email))
             started = int(time.time())
 
             def in_flight(keygrips=()):
@@ -652,7 +679,7 @@ class KeyStore:
             record = self.get_metadata(name_email)
             if record is None:
                 raise UnknownKey(name_email)
-            marker = os.path.join(self.pending_dir, "deleting-" + _file_name(name_email))
+            marker = os.path.join(self.pending_dir, _marker_name("deleting", name_email))
             os.replace(self.metadata_path(name_email), marker)
             self._delete_from_keyring(record["fingerprint"])
             with self._alias_cache_lock:
@@ -727,7 +754,9 @@ class KeyStore:
             with self.email_lock(email):
                 if not os.path.exists(path):
                     continue
-                if name.startswith("deleting-"):
+                # A marker of an older version is named after the key: "deleting-x#p@c" may name a
+                # generation, which has no fingerprint.
+                if name.startswith("deleting-") and "fingerprint" in record:
                     self._delete_from_keyring(record["fingerprint"])
                     fixed.append(("deleted", email))
                 elif self.get_metadata(email) is None:
@@ -737,9 +766,25 @@ class KeyStore:
                     fixed.append(("generation", email))
                 os.unlink(path)
         for name in os.listdir(self.config.metadata_dir):
-            if name.startswith(".tmp-"):
+            if name.startswith(".") and name.endswith(".json"):
+                self._rename_hidden_metadata(name)
+            elif name.startswith(".tmp-"):
                 os.unlink(os.path.join(self.config.metadata_dir, name))
         return fixed
+
+    def _rename_hidden_metadata(self, name):
+        """Metadata an older version wrote under a hidden name (a key named ".x#p@c"): to the name
+        _file_name gives it now, before the ".tmp-" sweep could take it for a leftover."""
+        path = os.path.join(self.config.metadata_dir, name)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                email = json.load(handle)["name_email"]
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("unreadable key metadata %s", name)
+            return
+        with self.email_lock(email):
+            if os.path.exists(path) and not os.path.exists(self.metadata_path(email)):
+                os.replace(path, self.metadata_path(email))
 
     def _restore_keybox(self):
         """Undo gpg's keybox update cut short by a kill between its two renames.

@@ -361,9 +361,15 @@ def read_tokens(path) -> dict:
     return tokens
 
 
+def _serialized(tokens) -> bytes:
+    return (json.dumps({"tokens": tokens}, indent=1, sort_keys=True) + "\n").encode()
+
+
 @contextmanager
 def editing(path):
-    """Read-modify-write of the tokens file under an exclusive lock; written atomically 0600."""
+    """Read-modify-write of the tokens file under an exclusive lock; written atomically 0600, and
+    only when the content changed (an unchanged file keeps its bytes and mtime, so the server
+    does not even reload it)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         _gnupg.ensure_private_dir(directory)
@@ -371,8 +377,11 @@ def editing(path):
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         tokens = read_tokens(path)
+        before = _serialized(tokens)
         yield tokens
-        _gnupg.write_private_file(path, (json.dumps({"tokens": tokens}, indent=1, sort_keys=True) + "\n").encode())
+        after = _serialized(tokens)
+        if after != before:
+            _gnupg.write_private_file(path, after)
     finally:
         os.close(lock_fd)
 
@@ -413,6 +422,9 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
             raise TokenFileError("token %r exists (revoke it or use --replace to rotate)" % token_id)
         digest = hash_secret(secret)
         for other_id, entry in tokens.items():
+            if entry.get("revoked") and _unrevoked_hash(entry.get("sha256", "")) == digest:
+                # A revoked secret may have leaked: never valid again, under this id or another.
+                raise TokenFileError("that secret was revoked with token %r: a revoked secret stays revoked" % other_id)
             if other_id != token_id and entry.get("sha256") == digest:
                 raise TokenFileError("that secret is already used by token %r" % other_id)
         entry = {"sha256": digest, "scopes": sorted(set(scopes)), "keys": list(key_patterns),
@@ -430,12 +442,138 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
     return secret
 
 
-def revoke_token(path, token_id):
-    with editing(path) as tokens:
+def revoke_token(path, token_id, missing_ok=False, dry_run=False):
+    """Revoke a token: "revoked", or "unchanged" when it already was (its entry is left as it is),
+    or with ``missing_ok`` "missing" for an id never registered. ``dry_run`` writes nothing."""
+    def decide(tokens):
         if token_id not in tokens:
+            if missing_ok:
+                return "missing"
             raise TokenFileError("no token %r" % token_id)
-        tokens[token_id]["revoked"] = int(time.time())
-        tokens[token_id]["sha256"] = "revoked:" + tokens[token_id]["sha256"]
+        return "unchanged" if tokens[token_id].get("revoked") else "revoked"
+
+    if dry_run:
+        return decide(read_tokens(path))
+    with editing(path) as tokens:
+        action = decide(tokens)
+        if action == "revoked":
+            tokens[token_id]["revoked"] = int(time.time())
+            tokens[token_id]["sha256"] = "revoked:" + tokens[token_id]["sha256"]
+    return action
+
+
+# -- ensure: the token exactly as configuration management describes it ----------------------
+
+def _unrevoked_hash(stored):
+    """The secret hash of an entry, revoked or not (a revoked one is stored as revoked:<hash>)."""
+    while stored.startswith("revoked:"):
+        stored = stored[len("revoked:"):]
+    return stored
+
+
+def _wanted_fields(digest, scopes, key_patterns, rate, binding, max_keys):
+    return {"secret": digest, "scopes": sorted(set(scopes)), "keys": list(key_patterns), "rate": rate or None,
+            "client_cert_sha256": binding or None, "max_keys": None if max_keys in (None, "") else int(max_keys)}
+
+
+def _registered_fields(entry):
+    return {"secret": entry.get("sha256"), "scopes": sorted(set(entry.get("scopes", ()))),
+            "keys": list(entry.get("keys", ())), "rate": entry.get("rate") or None,
+            "client_cert_sha256": entry.get("client_cert_sha256") or None, "max_keys": entry.get("max_keys")}
+
+
+def _plan_ensure(tokens, token_id, wanted, replace_revoked):
+    """(action, changed field names, patterns to pin now) for making ``token_id`` as ``wanted``,
+    or TokenFileError when that is refused. A revoked token stays revoked: only with
+    ``replace_revoked`` and a secret never used before does its id become a new token."""
+    digest = wanted["secret"]
+    for other_id, entry in tokens.items():
+        if other_id == token_id or not isinstance(entry, dict):
+            continue
+        if _unrevoked_hash(entry.get("sha256", "")) == digest:
+            raise TokenFileError(("that secret was revoked with token %r: a revoked secret stays revoked" if entry.get("revoked")
+                                  else "that secret is already used by token %r") % other_id)
+    entry = tokens.get(token_id)
+    if isinstance(entry, dict) and entry.get("revoked"):
+        if not replace_revoked:
+            raise TokenFileError("token %r is revoked and stays revoked: give a new secret and --replace-revoked to "
+                                 "make a new token under that id, or use another id" % token_id)
+        if _unrevoked_hash(entry.get("sha256", "")) == digest:
+            raise TokenFileError("token %r was revoked with that secret: a revoked secret stays revoked, give a new "
+                                 "one" % token_id)
+        entry = None  # a new token: nothing of the revoked one carries over
+    if not isinstance(entry, dict):
+        return "created", sorted(name for name, value in wanted.items() if value is not None), [p for p in wanted["keys"] if pattern_is_pinned(p)]
+    registered = _registered_fields(entry)
+    changes = [name for name in wanted if wanted[name] != registered[name]]
+    if not changes:
+        return "unchanged", [], []
+    if "keys" not in changes:
+        return "updated", changes, []  # the patterns stay bound as they were
+    kept = entry.get("pinned") or {}
+    return "updated", changes, [p for p in wanted["keys"] if pattern_is_pinned(p) and ascii_lower(p) not in kept]
+
+
+def _granted_still_covered(granted, key_patterns):
+    """The granted keys one of whose names a pattern of the new list still matches: a change of
+    patterns never widens the token, and keeps the keys it made or was granted that it still names."""
+    patterns = [ascii_lower(p)[len(FUTURE_PREFIX):] if ascii_lower(p).startswith(FUTURE_PREFIX) else ascii_lower(p)
+                for p in key_patterns]
+    return {fingerprint: names for fingerprint, names in granted.items()
+            if any(fnmatch.fnmatchcase(ascii_lower(name), pattern) for name in list(names) + [fingerprint]
+                   for pattern in patterns)}
+
+
+def _ensured_entry(entry, action, wanted, pins_now):
+    now = int(time.time())
+    new = {"sha256": wanted["secret"], "scopes": wanted["scopes"], "keys": wanted["keys"],
+           "created": entry.get("created", now) if action == "updated" else now}
+    if action == "updated":
+        new["updated"] = now
+    for name in ("rate", "client_cert_sha256", "max_keys"):
+        if wanted[name] is not None:
+            new[name] = wanted[name]
+    if action == "updated" and entry.get("keys") == wanted["keys"]:
+        for name in ("pinned", "granted"):  # the same patterns: bound exactly as before (never re-pinned)
+            if name in entry:
+                new[name] = entry[name]
+        return new
+    kept = entry.get("pinned") or {} if action == "updated" else {}
+    new["pinned"] = {ascii_lower(p): kept[ascii_lower(p)] if ascii_lower(p) in kept
+                     else sorted(set(pins_now.get(ascii_lower(p), ())))
+                     for p in wanted["keys"] if pattern_is_pinned(p)}
+    new["granted"] = _granted_still_covered(entry.get("granted") or {}, wanted["keys"]) if action == "updated" else {}
+    return new
+
+
+def ensure_token(path, token_id, scopes, key_patterns, secret, rate=None, client_cert_sha256=None, max_keys=None,
+                 resolve_pins=None, replace_revoked=False, dry_run=False):
+    """Make the token ``token_id`` exactly this (secret, scopes, patterns as given, rate, client
+    certificate binding, key quota), writing only when something differs. Returns the answer
+    ``{"id", "changed", "action": created|updated|unchanged, "changes": [field names], "pinned":
+    {pattern: keys bound}}`` (never the secret or its hash).
+
+    Patterns the token had already keep their binding (``pinned``, ``granted``); only patterns
+    new to it are bound, by ``resolve_pins(patterns) -> {pattern: fingerprints}``
+    (``KeyStore.pin_patterns``), to the keys they match now. ``dry_run`` decides the same without
+    writing (check mode)."""
+    validate_token_fields(token_id, scopes, key_patterns, rate, max_keys)
+    if client_cert_sha256 not in (None, ""):
+        client_cert_sha256 = normalize_fingerprint(client_cert_sha256)
+    wanted = _wanted_fields(hash_secret(secret), scopes, key_patterns, rate, client_cert_sha256, max_keys)
+    # Pins are resolved before the tokens file is locked (the key store takes locks of its own).
+    action, changes, to_pin = _plan_ensure(read_tokens(path), token_id, wanted, replace_revoked)
+    if "secret" in changes and secret_strength_problem(secret):
+        raise TokenFileError(secret_strength_problem(secret))
+    pins_now = {ascii_lower(p): fps for p, fps in (resolve_pins(to_pin) if to_pin and resolve_pins else {}).items()}
+    if not dry_run and action != "unchanged":
+        with editing(path) as tokens:
+            again = _plan_ensure(tokens, token_id, wanted, replace_revoked)
+            if again != (action, changes, to_pin):
+                raise TokenFileError("the tokens file changed while token %r was being compared: run again" % token_id)
+            tokens[token_id] = _ensured_entry(tokens.get(token_id) or {}, action, wanted, pins_now)
+    return {"id": token_id, "changed": action != "unchanged", "action": action, "changes": changes,
+            "pinned": {ascii_lower(p): len(pins_now.get(ascii_lower(p), ())) for p in to_pin}}
 
 
 def grant_key(path, token_id, fingerprint, names, only_if_pinning=False):
