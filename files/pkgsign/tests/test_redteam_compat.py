@@ -465,14 +465,11 @@ ODD_NAMES = ("..#p@copr.test", ".#.@.", "@@x#y@copr.test", "a#p@", "a#@", ".tmp-
 
 @pytest.fixture
 def files_lab(tmp_path):
-    run_admin("init", str(tmp_path), "--algorithm", "ed25519")
-    inst = Instance(tmp_path)
+    inst = Instance.create(tmp_path)
     os.makedirs(str(tmp_path / "scratch-gnupg"), mode=0o700)
     inst.add_token("admin", ["sign", "keygen", "admin"], ["*"], rate="100000/1")
-    inst.start()
-    yield inst
-    inst.stop()
-    _gnupg.GnuPG(os.path.join(str(tmp_path), "gnupg"), create=False).kill_agent()
+    yield inst.start()
+    inst.close()
 
 
 def test_odd_names_keep_their_files_in_place_and_survive_restarts(files_lab):
