@@ -12,7 +12,6 @@ Raw values go to results/bench/bench.json.
 """
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -25,10 +24,16 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+# The instance helper and HTTP client the test suites use (pkgsign_testlib): the bench is run as
+# a script, not by scripts/pytest-suite.sh, so nothing else puts tests/pytest_plugins on the path.
+sys.path.insert(0, os.path.join(REPO, "tests", "pytest_plugins"))
+import pkgsign_testlib  # noqa: E402  pylint: disable=wrong-import-position
+from pkgsign_testlib import Api  # noqa: E402  pylint: disable=wrong-import-position
+
 CACHE = os.path.join(HERE, ".cache")
 RESULTS = os.path.join(REPO, "results", "bench")
 BIN = os.path.dirname(os.path.abspath(sys.executable))  # .venv/bin: sign, pkgsign-admin
@@ -169,12 +174,14 @@ def _spread(row):
 
 # -- a served instance -----------------------------------------------------------------
 
-class Instance:
-    """`pkgsign-admin init` + `serve` in a temporary directory, with an unlimited client token."""
+class Instance(pkgsign_testlib.Instance):
+    """`pkgsign-admin init` + `serve` in a temporary directory, with an unlimited client token;
+    the installed `pkgsign-admin` (the venv's) serves it."""
+
+    server_output = subprocess.DEVNULL  # nobody reads the server's output during a long run
 
     def __init__(self, root, keygen_extra=""):
-        self.root = root
-        self.config = os.path.join(root, "pkgsign.conf")
+        super().__init__(root)
         run([os.path.join(BIN, "pkgsign-admin"), "init", root, "--algorithm", "ed25519"])
         with open(self.config, encoding="utf-8") as handle:
             text = handle.read()
@@ -186,36 +193,22 @@ class Instance:
             max(sizes) for sizes in BATCH_STATES["rsa4096"] + BATCH_STATES["ed25519"]))
         with open(self.config, "w", encoding="utf-8") as handle:
             handle.write(text)
-        with open(os.path.join(root, "client.token"), encoding="utf-8") as handle:
-            self.token = handle.read().strip()
-        self.gnupg_home = os.path.join(root, "gnupg")
-        self.proc = None
-        self.url = None
-        self.sign_conf = os.path.join(root, "bench-sign.conf")
+        self.token = self.secret("client")
+        self.tokens["client"] = self.token
+        self.api = None
         self.label = STACK_SERVE
 
+    def serve_command(self, bind):
+        return [os.path.join(BIN, "pkgsign-admin"), "serve", "--config", self.config, "--bind", bind], gpg_env()
+
     def start(self):
-        self.proc = subprocess.Popen([os.path.join(BIN, "pkgsign-admin"), "serve", "--config", self.config,
-                                      "--bind", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=gpg_env(), start_new_session=True)
-        line = self.proc.stdout.readline().decode("utf-8", "replace")
-        if "serving on " not in line:
-            raise BenchError("pkgsign-admin serve did not start: %r" % line)
-        self.url = line.split("serving on ", 1)[1].strip()
-        with open(self.sign_conf, "w", encoding="utf-8") as handle:
-            handle.write("server: %s\ntoken_file: %s\nhash: sha256\n" % (self.url, os.path.join(self.root, "client.token")))
+        super().start()
         self.api = Api(self.url, self.token)
         return self
 
     def stop(self):
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        super().stop()
+        self.process = None
         for home in (self.gnupg_home, os.path.join(self.root, "pool", "gnupg")):
             if os.path.isdir(home):
                 run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(home), check=False)
@@ -288,8 +281,8 @@ class HttpdInstance(Instance):
         with open(conf, "w", encoding="utf-8") as handle:
             handle.write(HTTPD_CONF.format(base=self.base, user=HTTPD_USER, modules=HTTPD_MODULES, port=port,
                                            venv=os.path.dirname(BIN), root=self.root))
-        self.proc = subprocess.Popen([HTTPD_BINARY, "-f", conf, "-DFOREGROUND"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True, env=gpg_env())
+        self.process = subprocess.Popen([HTTPD_BINARY, "-f", conf, "-DFOREGROUND"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True, env=gpg_env())
         self.url = "http://127.0.0.1:%d" % port
         deadline = time.time() + 30
         while True:
@@ -297,11 +290,10 @@ class HttpdInstance(Instance):
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
             except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
+                if self.process.poll() is not None or time.time() > deadline:
                     raise BenchError("httpd did not start; see %s/error.log" % self.base)
                 time.sleep(0.1)
-        with open(self.sign_conf, "w", encoding="utf-8") as handle:
-            handle.write("server: %s\ntoken_file: %s\nhash: sha256\n" % (self.url, os.path.join(self.root, "client.token")))
+        self.write_sign_conf()
         self.api = Api(self.url, self.token)
         status, _body = self.api.call("GET", "/health/ready")
         if status != 200:
@@ -309,46 +301,15 @@ class HttpdInstance(Instance):
         return self
 
     def stop(self):
-        if self.proc is not None:
-            self.proc.terminate()
+        if self.process is not None:
+            self.process.terminate()
             try:
-                self.proc.wait(20)
+                self.process.wait(20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            self.proc = None
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            self.process = None
         run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(self.gnupg_home), check=False)
-
-
-class Api:
-    """A keep-alive JSON client for the harness itself (not the code under test)."""
-
-    def __init__(self, url, token):
-        parts = urlsplit(url)
-        self.host, self.port, self.token = parts.hostname, parts.port or 80, token
-        self.conn = None
-
-    def call(self, method, path, body=None):
-        for attempt in (1, 2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
-            headers = {"Authorization": "Bearer " + self.token}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            try:
-                self.conn.request(method, path, body=data, headers=headers)
-                response = self.conn.getresponse()
-                payload = response.read()
-            except (http.client.HTTPException, OSError):
-                self.conn.close()
-                self.conn = None
-                if attempt == 2:
-                    raise
-                continue
-            return response.status, payload
-        raise BenchError("unreachable")
 
 
 def gen_key(api, email, algorithm):

@@ -4,7 +4,8 @@
 # runs pytest over DIRECTORY with the collection importable (ansible_collections.pkgsign.signer
 # through the link of collection-paths.sh), JUnit XML in results/SUITE/, and the no_leftovers
 # plugin (tests/pytest_plugins): a suite that leaves a process running fails. A tree with no
-# tests yet is not a failure. Exits with pytest's status.
+# tests yet is not a failure. Exits with pytest's status. tests/pytest_plugins also holds
+# pkgsign_testlib, the service's test-instance helpers the suites import by name.
 . "$(dirname "${BASH_SOURCE[0]}")/collection-paths.sh"
 
 pytest_suite() {

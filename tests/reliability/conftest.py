@@ -3,11 +3,11 @@
 """Fixtures of the reliability and security suite: real pkgsign instances served on 127.0.0.1.
 
 The instance helper (``Instance``: init, tokens, options, serve, real HTTP requests, the real
-``sign`` client) is the service suite's own, loaded from ``files/pkgsign/tests/conftest.py`` so
+``sign`` client) is the service suite's own, from pkgsign_testlib (tests/pytest_plugins), so
 that both suites drive the service the same way.
 """
 
-import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -17,23 +17,8 @@ import tempfile
 
 import pytest
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SERVICE_TESTS = os.path.join(CHECKOUT, "files", "pkgsign", "tests")
-
-
-def _load_service_helpers():
-    spec = importlib.util.spec_from_file_location("pkgsign_service_testlib", os.path.join(SERVICE_TESTS, "conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-service = _load_service_helpers()
-Instance = service.Instance
-run_admin = service.run_admin
-child_env = service.child_env
-
-from pkgsign import _gnupg  # noqa: E402  (importable once the helpers ran)
+from pkgsign_testlib import Instance
+from pkgsign import _gnupg
 
 
 def soak_enabled():
@@ -62,19 +47,12 @@ class ReliabilityInstance(Instance):
         return self.process.stderr.read() if self.process and self.process.poll() is not None else ""
 
     def gnupg(self):
-        return _gnupg.GnuPG(os.path.join(self.root, "gnupg"), create=False)
+        return _gnupg.GnuPG(self.gnupg_home, create=False)
 
 
 def make_instance(root, algorithm="ed25519", rate="0", options=()):
     """An initialised (not yet started) instance: ed25519 keys, no default rate limit."""
-    run_admin("init", str(root), "--algorithm", algorithm)
-    inst = ReliabilityInstance(root)
-    with open(os.path.join(str(root), "client.token")) as handle:
-        inst.tokens["client"] = handle.read().strip()
-    inst.set_option("rate_limit", "default", rate)
-    for section, key, value in options:
-        inst.set_option(section, key, value)
-    return inst
+    return ReliabilityInstance.create(root, algorithm, [("rate_limit", "default", rate)] + list(options))
 
 
 @pytest.fixture
@@ -94,13 +72,10 @@ def new_instance():
 
     yield factory
     for inst in made:
-        inst.stop()
+        inst.close()
         if inst.process is not None and inst.process.stderr:
             inst.process.stderr.close()
             inst.process.stdout.close()
-        gnupg_home = os.path.join(inst.root, "gnupg")
-        if os.path.isdir(gnupg_home):
-            _gnupg.GnuPG(gnupg_home, create=False).kill_agent()
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -110,10 +85,7 @@ def new_instance_module():
     base = tempfile.mkdtemp(prefix="pkrel-")
     inst = make_instance(os.path.join(base, "inst"))
     yield inst
-    inst.stop()
-    gnupg_home = os.path.join(inst.root, "gnupg")
-    if os.path.isdir(gnupg_home):
-        _gnupg.GnuPG(gnupg_home, create=False).kill_agent()
+    inst.close()
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -124,8 +96,6 @@ def keyring_state(inst):
     public = {key.fingerprint for key in gpg.list_keys()}
     metadata = {}
     keys_dir = os.path.join(inst.root, "keys")
-    import json
-
     for name in os.listdir(keys_dir):
         if name.endswith(".json"):
             with open(os.path.join(keys_dir, name)) as handle:

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from conftest import run_admin
+from pkgsign_testlib import run_admin
 from pkgsign.audit import verify
 
 KEY_A = "a#one@copr.test"    # alias "modern" points at it

@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-from conftest import assert_consistent, run_admin
+from conftest import assert_consistent
+from pkgsign_testlib import run_admin
 from pkgsign import _gnupg
 
 OPERATOR_PASSPHRASE = "operator-offline-passphrase"

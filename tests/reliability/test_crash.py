@@ -13,7 +13,8 @@ import urllib.request
 
 import pytest
 
-from conftest import assert_consistent, run_admin, soak_enabled
+from conftest import assert_consistent, soak_enabled
+from pkgsign_testlib import run_admin
 
 ROUNDS = 6 if soak_enabled() else 2
 

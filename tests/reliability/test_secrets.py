@@ -19,7 +19,8 @@ import sys
 import threading
 import time
 
-from conftest import CHECKOUT, SERVICE_TESTS, child_env, run_admin, soak_enabled
+from conftest import soak_enabled
+from pkgsign_testlib import CHECKOUT, SERVICE_TESTS, child_env, run_admin
 from pkgsign import _gnupg
 
 SECRET_FILE_NAMES = re.compile(r"(\.token$|^tokens\.json$|^audit\.log|\.key$|^pubring|^trustdb|\.rev$|\.json$)")

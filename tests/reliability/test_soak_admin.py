@@ -12,7 +12,8 @@ import urllib.error
 import urllib.request
 from collections import Counter
 
-from conftest import assert_consistent, run_admin, soak_enabled
+from conftest import assert_consistent, soak_enabled
+from pkgsign_testlib import run_admin
 
 ROUNDS = 12 if soak_enabled() else 4          # token life cycles by the admin thread
 SIGNERS, SIGNS = (6, 60) if soak_enabled() else (4, 25)   # threads, requests each

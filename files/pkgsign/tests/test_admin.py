@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Instance, run_admin, state_json
+from pkgsign_testlib import Instance, run_admin, state_json
 from pkgsign import _gnupg
 
 
@@ -387,7 +387,7 @@ def test_admin_started_as_root_runs_as_the_state_owner_and_the_service_keeps_ans
     import subprocess
     import tempfile
 
-    from conftest import PYTHON, child_env
+    from pkgsign_testlib import PYTHON, child_env, free_port
 
     nobody = pwd.getpwnam("nobody")
     base = tempfile.mkdtemp(prefix="pkgsign-owner-test-", dir="/tmp")  # reachable by nobody
@@ -399,7 +399,7 @@ def test_admin_started_as_root_runs_as_the_state_owner_and_the_service_keeps_ans
                 os.chown(name, nobody.pw_uid, nobody.pw_gid)
         inst = Instance(root)
         inst.tokens["client"] = open(os.path.join(root, "client.token")).read().strip()
-        port = __import__("conftest")._free_port()
+        port = free_port()
         server = subprocess.Popen(
             [PYTHON, "-m", "pkgsign.admin", "serve", "--config", inst.config, "--bind", "127.0.0.1:%d" % port],
             env=child_env(HOME=base), user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[],

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ED_KEY, child_env
+from pkgsign_testlib import ED_KEY, child_env
 from pkgsign.agent import AgentConnection, AgentError
 
 

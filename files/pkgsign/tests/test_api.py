@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import ED_KEY, RSA_KEY, bearer, gpg_verify, state_json
+from pkgsign_testlib import ED_KEY, RSA_KEY, bearer, gpg_verify, state_json
 from pkgsign import openpgp, wire
 
 
@@ -281,7 +281,7 @@ def test_delete_key_needs_admin_and_removes_everything(app_client, instance):
 
 
 def test_keygen_without_token_only_from_listed_networks(tmp_path):
-    from conftest import run_admin
+    from pkgsign_testlib import run_admin
     from pkgsign.app import create_app
     from pkgsign.config import load_config
 

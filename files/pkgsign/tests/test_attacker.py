@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import ED_KEY, RSA_KEY, child_env
+from pkgsign_testlib import ED_KEY, RSA_KEY, child_env
 from pkgsign import _gnupg, openpgp
 from pkgsign.agent import AgentConnection
 from pkgsign.hashstate import Hasher

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import Instance, run_admin
+from pkgsign_testlib import Instance, run_admin
 from pkgsign import audit
 from pkgsign.audit import AuditLog, check, rotated_files
 

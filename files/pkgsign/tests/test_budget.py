@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from conftest import Instance, run_admin
+from pkgsign_testlib import Instance, run_admin
 from pkgsign.budget import BudgetExceeded, Budgets
 from pkgsign.config import load_config
 from pkgsign.tokens import RateLimiter

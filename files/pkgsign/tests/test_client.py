@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ED_KEY, RSA_KEY, child_env, gpg_verify, payload_digest, rpm_checksig
+from pkgsign_testlib import ED_KEY, RSA_KEY, child_env, gpg_verify, payload_digest, rpm_checksig
 
 from pkgsign import _gnupg
 
@@ -256,7 +256,7 @@ def instance_cmd():
 
 
 def _env(instance, conf, **extra):
-    from conftest import child_env
+    from pkgsign_testlib import child_env
 
     return child_env(SIGN_CONF=conf, **extra)
 
@@ -269,7 +269,7 @@ def test_client_rate_limited(instance, tmp_path):
 
 
 def test_token_changes_apply_without_restart(instance):
-    from conftest import run_admin
+    from pkgsign_testlib import run_admin
 
     proc = run_admin("token", "add", "--config", instance.config, "--id", "ci-runner", "--scopes", "sign",
                      "--keys", "*")

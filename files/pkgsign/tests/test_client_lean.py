@@ -14,7 +14,7 @@ import pytest
 
 from pkgsign.client import Api, SignError, _json_dumps, _json_loads
 
-from conftest import ED_KEY, RSA_KEY, child_env, gpg_verify, rpm_checksig
+from pkgsign_testlib import ED_KEY, RSA_KEY, child_env, gpg_verify, rpm_checksig
 
 VALUES = [
     {"key": "user#project@copr.test", "digests": ["ab" * 32] * 3, "armor": False, "count": 5, "none": None},

@@ -15,30 +15,23 @@ import time
 
 import pytest
 
-from conftest import Instance, rpm_checksig, run_admin
+from pkgsign_testlib import Instance, rpm_checksig
 
 MIRROR = "/work/.mirror/fedora-copr+copr/repo"
 
 
 @pytest.fixture(scope="module")
 def copr(tmp_path_factory):
-    root = tmp_path_factory.mktemp("copr")
-    run_admin("init", str(root), "--algorithm", "ed25519")
-    inst = Instance(root)
-    inst.tokens["client"] = open(os.path.join(str(root), "client.token")).read().strip()
-    # Copr's keygen calls come without a token from the backend's network (as copr-keygen's do).
-    inst.set_option("keygen", "allow_without_token_from", "127.0.0.0/8")
-    inst.set_option("rate_limit", "anonymous", "1/1")
-    # The backend's address waits in the queue; 127.0.0.2 stands for any other client.
-    inst.set_option("budget", "keygen_queue_from", "127.0.0.1/32")
-    inst.set_option("budget", "keygen_queue_depth", "2")
-    inst.set_option("budget", "keygen_queue_wait", "20s")
-    inst.start()
-    yield inst
-    inst.stop()
-    from pkgsign import _gnupg
-
-    _gnupg.GnuPG(os.path.join(inst.root, "gnupg"), create=False).kill_agent()
+    inst = Instance.create(tmp_path_factory.mktemp("copr"), options=[
+        # Copr's keygen calls come without a token from the backend's network (as copr-keygen's do).
+        ("keygen", "allow_without_token_from", "127.0.0.0/8"),
+        ("rate_limit", "anonymous", "1/1"),
+        # The backend's address waits in the queue; 127.0.0.2 stands for any other client.
+        ("budget", "keygen_queue_from", "127.0.0.1/32"),
+        ("budget", "keygen_queue_depth", "2"),
+        ("budget", "keygen_queue_wait", "20s")])
+    yield inst.start()
+    inst.close()
 
 
 def raw_post(inst, path, data, headers=None, source="127.0.0.1"):

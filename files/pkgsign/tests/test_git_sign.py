@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ED_KEY, PYTHON, RSA_KEY, SRC
+from pkgsign_testlib import ED_KEY, PYTHON, RSA_KEY, SRC
 
 from pkgsign import _gnupg
 
@@ -170,3 +170,17 @@ def test_verify_refuses_any_other_argument_in_one_line(after):
     with pytest.raises(SignError) as refused:
         gitsign._parse(["--status-fd=1", "--verify"] + after)
     assert "\n" not in str(refused.value) and "--verify" in str(refused.value)
+
+
+def test_a_timeout_that_is_no_number_ends_git_sign_and_sign_in_one_line(instance, setup):
+    """sign.conf's timeout: has one parser (clientconf.request_timeout): a value that is no number
+    of seconds ends pkgsign-git-sign as it ends `sign`, with one line and nothing signed (it
+    was a Python traceback in pkgsign-git-sign)."""
+    conf = setup["conf"]
+    conf.write_text(conf.read_text() + "timeout: two minutes\n")
+    proc = subprocess.run([str(setup["program"]), "-bsau", ED_KEY], input=b"object\n", env=setup["env"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    assert proc.returncode == 1 and proc.stdout == b"", proc.stderr
+    assert proc.stderr.decode() == "pkgsign-git-sign: timeout must be a number of seconds\n"
+    proc = instance.sign("-t", conf=str(conf))
+    assert proc.returncode == 1 and proc.stderr.decode() == "sign: timeout must be a number of seconds\n", proc.stderr

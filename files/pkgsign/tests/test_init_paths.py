@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from conftest import CHILD_SRC, PYTHON
+from pkgsign_testlib import CHILD_SRC, PYTHON
 
 NOBODY = 65534
 

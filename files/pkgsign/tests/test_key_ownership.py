@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import audit_lines, in_process_lab, run_admin
+from pkgsign_testlib import audit_lines, in_process_lab, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 

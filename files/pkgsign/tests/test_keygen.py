@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import run_admin
+from pkgsign_testlib import run_admin
 from pkgsign import _gnupg
 from pkgsign.agent import KeyMaterialGeneration
 from pkgsign.keymaterial import add_subkey_from_keygrip, generate_key_from_keygrip

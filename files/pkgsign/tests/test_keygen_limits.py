@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Instance, _agents_under, run_admin
+from pkgsign_testlib import Instance, agents_under, run_admin
 from pkgsign import _gnupg
 
 
@@ -88,7 +88,7 @@ def test_max_keys_is_set_and_checked_by_pkgsign_admin(lab):
 
 
 def _generations(root):
-    return _agents_under(os.path.join(root, "keygen"))
+    return agents_under(os.path.join(root, "keygen"))
 
 
 def test_a_generation_stops_when_its_client_goes_away(tmp_path):

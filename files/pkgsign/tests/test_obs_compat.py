@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ED_KEY, RSA_KEY, PYTHON, child_env, rpm_checksig
+from pkgsign_testlib import ED_KEY, RSA_KEY, PYTHON, child_env, rpm_checksig
 
 from pkgsign import obsopts
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import Instance, rpm_checksig, run_admin, state_json
+from pkgsign_testlib import Instance, rpm_checksig, state_json
 
 MODERN = "modern#oracle@copr.test"
 LEGACY = "legacy#oracle@copr.test"
@@ -16,14 +16,9 @@ SECRET = "other#secret@copr.test"
 
 @pytest.fixture(scope="module")
 def oracle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("oracle")
-    run_admin("init", str(root), "--algorithm", "ed25519")
-    inst = Instance(root)
-    inst.tokens["client"] = open(os.path.join(str(root), "client.token")).read().strip()
-    inst.set_option("oracle", "el10-x86_64/modern", MODERN)
-    inst.set_option("oracle", "el10-x86_64/legacy", LEGACY)
-    inst.set_option("oracle", "default/modern", MODERN)
-    inst.set_option("oracle", "el9-x86_64/modern", SECRET)
+    inst = Instance.create(tmp_path_factory.mktemp("oracle"), options=[
+        ("oracle", "el10-x86_64/modern", MODERN), ("oracle", "el10-x86_64/legacy", LEGACY),
+        ("oracle", "default/modern", MODERN), ("oracle", "el9-x86_64/modern", SECRET)])
     inst.add_token("builder", ["sign"], ["modern#*@copr.test", "legacy#*@copr.test"])
     inst.add_token("keygen", ["keygen"], ["*"])
     inst.start()
@@ -31,10 +26,7 @@ def oracle(tmp_path_factory):
         status, _h, body = inst.request("POST", "/gen_key", {"name_real": "o", "name_email": email})
         assert status == 201, body
     yield inst
-    inst.stop()
-    from pkgsign import _gnupg
-
-    _gnupg.GnuPG(os.path.join(inst.root, "gnupg"), create=False).kill_agent()
+    inst.close()
 
 
 def client_for(inst, token, **options):
@@ -159,7 +151,7 @@ def run_cli(inst, *args, token="builder"):
     import subprocess
     import sys
 
-    from conftest import child_env
+    from pkgsign_testlib import child_env
 
     env = child_env(SIGN_CONF=inst.sign_conf, SIGN_TOKEN_FILE=os.path.join(inst.root, token + ".token"))
     return subprocess.run([sys.executable, "-m", "pkgsign.oracle_client"] + list(args), env=env,

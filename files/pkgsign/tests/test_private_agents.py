@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import child_env
+from pkgsign_testlib import child_env
 from pkgsign import _gnupg
 from pkgsign.agent import AgentError, AgentPool
 

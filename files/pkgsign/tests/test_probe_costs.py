@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import Instance, run_admin
+from pkgsign_testlib import Instance, run_admin
 
 
 @pytest.fixture(scope="module")

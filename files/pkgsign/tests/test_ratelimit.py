@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import ED_KEY, PYTHON, Instance, child_env, run_admin
+from pkgsign_testlib import ED_KEY, PYTHON, Instance, child_env, run_admin
 
 from pkgsign import _gnupg
 from pkgsign.tokens import RateLimiter, rate_limit_dir, remove_idle_rate_limit_files

@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from conftest import ED_KEY, PYTHON, child_env
+from pkgsign_testlib import ED_KEY, PYTHON, child_env
 
 CLIENT_UID = 64123  # the client identity (pkgsign-client)
 BUILD_UID = 64124   # a build user

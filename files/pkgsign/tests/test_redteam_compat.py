@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import Instance, run_admin, state_json
+from pkgsign_testlib import Instance, state_json
 from pkgsign import _gnupg
 from pkgsign.config import Config, ascii_lower
 
@@ -138,12 +138,9 @@ def audit_text(inst):
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("rt-compat")
-    run_admin("init", str(root), "--algorithm", "ed25519")
-    inst = Instance(root)
-    inst.set_option("keygen", "allow_without_token_from", "127.0.0.1/32")
-    inst.set_option("rate_limit", "anonymous", "100000/1")
-    inst.set_option("budget", "keygen", "100000/1")
-    inst.set_option("server", "log_file", str(root / "server.log"))
+    inst = Instance.create(root, options=[
+        ("keygen", "allow_without_token_from", "127.0.0.1/32"), ("rate_limit", "anonymous", "100000/1"),
+        ("budget", "keygen", "100000/1"), ("server", "log_file", str(root / "server.log"))])
     os.makedirs(str(root / "scratch-gnupg"), mode=0o700)
     inst.add_token("admin", ["sign", "keygen", "admin"], ["*"], rate="100000/1")
     inst.add_token("alice", ["sign"], ["alice#*@copr.test"], rate="100000/1")
@@ -154,8 +151,7 @@ def lab(tmp_path_factory):
     status, body = gen_key(inst, VICTIM, token="admin")
     assert status == 201, body
     yield inst
-    inst.stop()
-    _gnupg.GnuPG(os.path.join(str(root), "gnupg"), create=False).kill_agent()
+    inst.close()
 
 
 def fingerprint_of(inst, name):
@@ -469,14 +465,11 @@ ODD_NAMES = ("..#p@copr.test", ".#.@.", "@@x#y@copr.test", "a#p@", "a#@", ".tmp-
 
 @pytest.fixture
 def files_lab(tmp_path):
-    run_admin("init", str(tmp_path), "--algorithm", "ed25519")
-    inst = Instance(tmp_path)
+    inst = Instance.create(tmp_path)
     os.makedirs(str(tmp_path / "scratch-gnupg"), mode=0o700)
     inst.add_token("admin", ["sign", "keygen", "admin"], ["*"], rate="100000/1")
-    inst.start()
-    yield inst
-    inst.stop()
-    _gnupg.GnuPG(os.path.join(str(tmp_path), "gnupg"), create=False).kill_agent()
+    yield inst.start()
+    inst.close()
 
 
 def test_odd_names_keep_their_files_in_place_and_survive_restarts(files_lab):
@@ -560,26 +553,18 @@ def test_gpg_partial_match_selectors_do_not_resolve_to_someone_else(lab):
 
 @pytest.fixture
 def queue_lab(tmp_path):
-    root = tmp_path / "q"
-    run_admin("init", str(root), "--algorithm", "rsa4096")
-    inst = Instance(root)
-    inst.set_option("keygen", "allow_without_token_from", "127.0.0.1/32")
-    inst.set_option("keygen", "algorithm", "rsa4096")
-    inst.set_option("keygen", "generation_race", "1")
-    inst.set_option("server", "serve_workers", "4")
-    inst.set_option("budget", "concurrent_keygen", "1")
-    inst.set_option("rate_limit", "anonymous", "100000/1")
-    inst.set_option("budget", "keygen", "100000/1")
-    inst.set_option("budget", "keygen_queue_from", "127.0.0.1/32")  # compat-service's queue; ignored before
-    inst.set_option("budget", "keygen_queue_depth", "2")
-    inst.set_option("audit", "checkpoint_interval", "0")
+    inst = Instance.create(tmp_path / "q", "rsa4096", options=[
+        ("keygen", "allow_without_token_from", "127.0.0.1/32"), ("keygen", "algorithm", "rsa4096"),
+        ("keygen", "generation_race", "1"), ("server", "serve_workers", "4"), ("budget", "concurrent_keygen", "1"),
+        ("rate_limit", "anonymous", "100000/1"), ("budget", "keygen", "100000/1"),
+        ("budget", "keygen_queue_from", "127.0.0.1/32"),  # compat-service's queue; ignored before
+        ("budget", "keygen_queue_depth", "2"), ("audit", "checkpoint_interval", "0")])
     inst.add_token("signer", ["sign", "keygen"], ["*"], rate="100000/1")
     inst.start()
     status, body = gen_key(inst, "signer#p@copr.test", token="signer", algorithm="ed25519")
     assert status == 201, body
     yield inst
-    inst.stop()
-    _gnupg.GnuPG(os.path.join(str(root), "gnupg"), create=False).kill_agent()
+    inst.close()
 
 
 FLOOD = 10
@@ -653,18 +638,12 @@ def test_no_secret_in_audit_or_server_log_after_compat_requests(lab):
 
 @pytest.fixture
 def refusal_lab(tmp_path):
-    root = tmp_path / "rf"
-    run_admin("init", str(root), "--algorithm", "ed25519")
-    inst = Instance(root)
-    inst.set_option("keygen", "allow_without_token_from", "127.0.0.1/32")
-    inst.set_option("rate_limit", "anonymous", "2/3600")
-    inst.set_option("budget", "keygen_queue_from", "127.0.0.1/32")  # compat-service's queue; ignored before
-    inst.set_option("budget", "keygen_queue_wait", "10s")
-    inst.set_option("audit", "checkpoint_interval", "0")
-    inst.start()
-    yield inst
-    inst.stop()
-    _gnupg.GnuPG(os.path.join(str(root), "gnupg"), create=False).kill_agent()
+    inst = Instance.create(tmp_path / "rf", options=[
+        ("keygen", "allow_without_token_from", "127.0.0.1/32"), ("rate_limit", "anonymous", "2/3600"),
+        ("budget", "keygen_queue_from", "127.0.0.1/32"),  # compat-service's queue; ignored before
+        ("budget", "keygen_queue_wait", "10s"), ("audit", "checkpoint_interval", "0")])
+    yield inst.start()
+    inst.close()
 
 
 FLOOD_REFUSALS = 40

@@ -7,81 +7,33 @@ Real pkgsign-admin, real gpg, real HTTP. Each test skips while the feature it at
 (hardening2 not merged)."""
 
 import io
-import json
 import os
 import tarfile
 import threading
 
 import pytest
 
-from conftest import Instance, run_admin
+from pkgsign_testlib import Instance, planted_backup_plaintext, run_admin
 from pkgsign import _gnupg
-from pkgsign.tokens import hash_secret, new_secret
 from test_redteam_compat import bearer, gen_key, raw_request, sign_with
 
 SIGNED_BACKUPS = run_admin("backup-key", "--help", check=False).returncode == 0
 
 
-@pytest.fixture
-def backups(tmp_path):
-    if not SIGNED_BACKUPS:
-        pytest.skip("backups are not signed by this pkgsign-admin (hardening2 not merged)")
-    from pkgsign.config import load_config
-    from pkgsign.tokens import add_token
-
-    operator = _gnupg.GnuPG(str(tmp_path / "op"))
-    fpr = operator.generate_key("Backup Operator", "backup@example.org", algorithm="ed25519", usage=["cert"])
-    operator.add_subkey(fpr, "ed25519", "encrypt")
-    (tmp_path / "op.asc").write_bytes(operator.export_public(fpr))
-    run_admin("init", str(tmp_path / "src"), "--algorithm", "ed25519")
-    source = str(tmp_path / "src" / "pkgsign.conf")
-    add_token(load_config(source).tokens_file, "genuine", ["sign"], ["*"])
-    archive = run_admin("backup", "--config", source, "--recipient-file", str(tmp_path / "op.asc"),
-                        "--output-dir", str(tmp_path / "backups")).stdout.strip().split()[-1]
-    pinned = tmp_path / "backup-key.asc"
-    pinned.write_text(run_admin("backup-key", "--config", source).stdout)
-    run_admin("init", str(tmp_path / "dst"), "--algorithm", "ed25519")
-    target = load_config(str(tmp_path / "dst" / "pkgsign.conf"))
-    yield {"operator": operator, "archive": archive, "pinned": str(pinned), "target": target, "tmp": tmp_path}
-    operator.kill_agent()
-    for home in (tmp_path / "src" / "audit-gnupg", tmp_path / "src" / "gnupg", tmp_path / "dst" / "gnupg"):
-        if home.is_dir():
-            _gnupg.GnuPG(str(home), create=False).kill_agent()
-
-
-def planted_plaintext(backups):
-    """The genuine layout, decrypted, with the attacker's token in place of the genuine ones."""
-    from pkgsign.backup import GZIP_MAGIC, verify_archive, verify_plaintext
-
-    genuine = backups["operator"].decrypt(verify_archive(open(backups["archive"], "rb").read(), backups["pinned"]))
-    if genuine[:2] != GZIP_MAGIC:  # signed inside too: the attacker got the plaintext somehow
-        genuine = verify_plaintext(genuine, backups["pinned"])
-    source = tarfile.open(fileobj=io.BytesIO(genuine), mode="r:gz")
-    planted = json.dumps({"tokens": {"planted": {"sha256": hash_secret(new_secret()), "scopes": ["sign", "admin"],
-                                                 "keys": ["*"]}}}).encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as out:
-        for member in source.getmembers():
-            if member.name == "tokens.json":
-                member.size = len(planted)
-                out.addfile(member, io.BytesIO(planted))
-            else:
-                out.addfile(member, source.extractfile(member) if member.isfile() else None)
-    return buffer.getvalue()
-
-
-def test_restore_never_installs_an_archive_no_pinned_key_vouched_for(backups):
-    planted = backups["tmp"] / "planted.tar.gz"
-    planted.write_bytes(planted_plaintext(backups))
-    target = backups["target"]
-    for extra in ([], ["--backup-key", backups["pinned"]], ["--force"]):
+@pytest.mark.skipif(not SIGNED_BACKUPS, reason="backups are not signed by this pkgsign-admin (hardening2 not merged)")
+def test_restore_never_installs_an_archive_no_pinned_key_vouched_for(backup):
+    planted = backup["tmp"] / "planted.tar.gz"
+    planted.write_bytes(planted_backup_plaintext(backup, scopes=("sign", "admin")))
+    target = backup["target"]
+    for extra in ([], ["--backup-key", backup["pinned"]], ["--force"]):
         result = run_admin("restore", "--config", target.path, "--archive", str(planted), *extra, check=False)
         tokens = open(target.tokens_file).read() if os.path.exists(target.tokens_file) else ""
         assert "planted" not in tokens, ("installed: restore %s" % " ".join(extra), result.stdout, result.stderr)
         assert result.returncode != 0
 
 
-def test_a_signed_archive_swapped_for_another_instance_s_is_refused(backups, tmp_path):
+@pytest.mark.skipif(not SIGNED_BACKUPS, reason="backups are not signed by this pkgsign-admin (hardening2 not merged)")
+def test_a_signed_archive_swapped_for_another_instance_s_is_refused(backup, tmp_path):
     """An archive signed by another instance's backup key (the attacker runs pkgsign too, and
     encrypts to the operators' public key) does not verify with the pinned key, in either door;
     nor does it when concatenated before or after the genuine archive (gpg reads both messages),
@@ -92,35 +44,35 @@ def test_a_signed_archive_swapped_for_another_instance_s_is_refused(backups, tmp
     run_admin("init", str(tmp_path / "evil"), "--algorithm", "ed25519")
     add_token(load_config(str(tmp_path / "evil" / "pkgsign.conf")).tokens_file, "evil-marker", ["sign", "admin"], ["*"])
     evil = run_admin("backup", "--config", str(tmp_path / "evil" / "pkgsign.conf"), "--recipient-file",
-                     str(backups["tmp"] / "op.asc"), "--output-dir", str(tmp_path / "evil-backups")).stdout.strip().split()[-1]
-    result = run_admin("restore", "--config", backups["target"].path, "--archive", evil, "--gnupghome",
-                       backups["operator"].homedir, "--backup-key", backups["pinned"], check=False)
+                     str(backup["tmp"] / "op.asc"), "--output-dir", str(tmp_path / "evil-backups")).stdout.strip().split()[-1]
+    result = run_admin("restore", "--config", backup["target"].path, "--archive", evil, "--gnupghome",
+                       backup["operator"].homedir, "--backup-key", backup["pinned"], check=False)
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     output = tmp_path / "out.tar.gz"
-    result = run_admin("backup-decrypt", "--archive", evil, "--gnupghome", backups["operator"].homedir, "--output",
-                       str(output), "--backup-key", backups["pinned"], check=False)
+    result = run_admin("backup-decrypt", "--archive", evil, "--gnupghome", backup["operator"].homedir, "--output",
+                       str(output), "--backup-key", backup["pinned"], check=False)
     assert result.returncode != 0 and not output.exists(), result.stderr
-    genuine = open(backups["archive"], "rb").read()
+    genuine = open(backup["archive"], "rb").read()
     evil_bytes = open(evil, "rb").read()
     for name, tampered in (("genuine+evil", genuine + evil_bytes), ("evil+genuine", evil_bytes + genuine),
                            ("bit flipped", genuine[:-1] + bytes([genuine[-1] ^ 1]))):
         path = tmp_path / "t.gpg"
         path.write_bytes(tampered)
-        result = run_admin("restore", "--config", backups["target"].path, "--archive", str(path), "--gnupghome",
-                           backups["operator"].homedir, "--backup-key", backups["pinned"], "--force", check=False)
-        tokens = open(backups["target"].tokens_file).read() if os.path.exists(backups["target"].tokens_file) else ""
+        result = run_admin("restore", "--config", backup["target"].path, "--archive", str(path), "--gnupghome",
+                           backup["operator"].homedir, "--backup-key", backup["pinned"], "--force", check=False)
+        tokens = open(backup["target"].tokens_file).read() if os.path.exists(backup["target"].tokens_file) else ""
         assert "evil-marker" not in tokens, (name, "the other instance's archive was installed", result.stderr)
         if name == "bit flipped":
             assert result.returncode != 0, result.stdout
         output.unlink() if output.exists() else None
-        result = run_admin("backup-decrypt", "--archive", str(path), "--gnupghome", backups["operator"].homedir,
-                           "--output", str(output), "--backup-key", backups["pinned"], check=False)
+        result = run_admin("backup-decrypt", "--archive", str(path), "--gnupghome", backup["operator"].homedir,
+                           "--output", str(output), "--backup-key", backup["pinned"], check=False)
         if output.exists():
             from pkgsign.backup import GZIP_MAGIC, verify_plaintext
 
             plain = output.read_bytes()
             if plain[:2] != GZIP_MAGIC:  # signed inside: the pinned key must vouch for it as well
-                plain = verify_plaintext(plain, backups["pinned"])
+                plain = verify_plaintext(plain, backup["pinned"])
             with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as archive:
                 names = archive.getnames()
                 data = archive.extractfile("tokens.json").read() if "tokens.json" in names else b""

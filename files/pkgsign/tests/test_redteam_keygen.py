@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import audit_count, run_admin
+from pkgsign_testlib import audit_count, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 

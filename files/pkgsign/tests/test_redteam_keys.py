@@ -8,7 +8,7 @@ Real gpg and gpg-agent in a private instance; the WSGI application through Flask
 
 import pytest
 
-from conftest import audit_lines, in_process_lab, run_admin
+from pkgsign_testlib import audit_lines, in_process_lab, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 

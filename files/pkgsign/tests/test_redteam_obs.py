@@ -25,7 +25,7 @@ import threading
 
 import pytest
 
-from conftest import ED_KEY, PYTHON, RSA_KEY, child_env
+from pkgsign_testlib import ED_KEY, PYTHON, RSA_KEY, child_env
 from test_redteam_client import BUILD_UID, CLIENT_UID, _as_build_user, identity, needs_root, run_sign  # noqa: F401  # pylint: disable=unused-import
 
 OBS_OPTIONS = importlib.util.find_spec("pkgsign.obsopts") is not None

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import Instance, run_admin
+from pkgsign_testlib import Instance, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 from test_redteam_compat import audit_text, bearer, gen_key, q, raw_request

@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import ED_KEY, RSA_KEY, child_env
+from pkgsign_testlib import ED_KEY, RSA_KEY, child_env
 from pkgsign.hashstate import Hasher
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ED_KEY
+from pkgsign_testlib import ED_KEY
 from pkgsign import rpmheader
 
 EXAMPLES = int(os.environ.get("PKGSIGN_REDTEAM_EXAMPLES", "150"))

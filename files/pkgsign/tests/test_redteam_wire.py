@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import audit_count, run_admin
+from pkgsign_testlib import audit_count, run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import ALGORITHMS, MAX_BYTE_COUNT, Hasher
 from pkgsign.wire import HASH_IDS
@@ -299,7 +299,7 @@ def test_a_header_does_not_unlock_a_bound_token_over_http(instance):
     import http.client
     from urllib.parse import urlparse
 
-    from conftest import ED_KEY
+    from pkgsign_testlib import ED_KEY
     from pkgsign.tokens import add_token
 
     secret = add_token(instance.tokens_file, "wire-bound-http", ["sign"], ["*"],

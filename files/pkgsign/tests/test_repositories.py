@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ED_KEY, RSA_KEY
+from pkgsign_testlib import ED_KEY, RSA_KEY
 
 from pkgsign import _gnupg
 
@@ -112,18 +112,14 @@ def test_apt_accepts_inrelease_and_release_gpg_and_refuses_tampered(instance, ap
     assert "Package: hello-pkgsign" in show.stdout, show.stdout
 
     # Tampered: one character of the signed text changed in each form.
-    tampered = copy_repo(inrelease_repo, tmp_path / "inrelease-tampered")
-    text = (tampered / "InRelease").read_text()
-    (tampered / "InRelease").write_text(text.replace("Label: pkgsign-test", "Label: pkgsign-tesT"))
-    update, show = apt_update(tmp_path, tampered, apt_keyring, "apt-inrelease-tampered")
-    assert update.returncode != 0 and ("BADSIG" in update.stdout or "invalid" in update.stdout), update.stdout
-    assert "Package: hello-pkgsign" not in show.stdout
-    tampered = copy_repo(detached_repo, tmp_path / "detached-tampered")
-    text = (tampered / "Release").read_text()
-    (tampered / "Release").write_text(text.replace("Suite: stable", "Suite: stablE"))
-    update, show = apt_update(tmp_path, tampered, apt_keyring, "apt-detached-tampered")
-    assert update.returncode != 0 and ("BADSIG" in update.stdout or "invalid" in update.stdout), update.stdout
-    assert "Package: hello-pkgsign" not in show.stdout
+    for signed_repo, signed_file, genuine, changed in ((inrelease_repo, "InRelease", "Label: pkgsign-test", "Label: pkgsign-tesT"),
+                                                       (detached_repo, "Release", "Suite: stable", "Suite: stablE")):
+        tampered = copy_repo(signed_repo, tmp_path / (signed_repo.name + "-tampered"))
+        text = (tampered / signed_file).read_text()
+        (tampered / signed_file).write_text(text.replace(genuine, changed))
+        update, show = apt_update(tmp_path, tampered, apt_keyring, "apt-%s-tampered" % signed_repo.name)
+        assert update.returncode != 0 and ("BADSIG" in update.stdout or "invalid" in update.stdout), (signed_file, update.stdout)
+        assert "Package: hello-pkgsign" not in show.stdout, signed_file
 
 
 @needs_apt

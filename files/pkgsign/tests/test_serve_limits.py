@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import Instance, run_admin
+from pkgsign_testlib import Instance
 
 SLOW_CONNECTIONS = 300
 
@@ -21,15 +21,11 @@ def _threads(pid):
 
 @pytest.fixture
 def served(tmp_path):
-    run_admin("init", str(tmp_path / "i"), "--algorithm", "ed25519")
-    inst = Instance(tmp_path / "i")
-    inst.set_option("server", "serve_workers", "8")
-    inst.set_option("server", "serve_header_timeout", "4s")
-    inst.set_option("server", "serve_request_timeout", "3s")
-    inst.set_option("audit", "checkpoint_interval", "0")
-    inst.start()
-    yield inst
-    inst.stop()
+    inst = Instance.create(tmp_path / "i", options=[
+        ("server", "serve_workers", "8"), ("server", "serve_header_timeout", "4s"),
+        ("server", "serve_request_timeout", "3s"), ("audit", "checkpoint_interval", "0")])
+    yield inst.start()
+    inst.close()
 
 
 def _ping(inst):

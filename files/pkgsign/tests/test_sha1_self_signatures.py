@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import rpm_checksig, run_admin
+from pkgsign_testlib import rpm_checksig, run_admin
 from pkgsign import _gnupg
 
 pytestmark = pytest.mark.skipif(not shutil.which("sqv"), reason="sqv (Sequoia's verifier) not installed")

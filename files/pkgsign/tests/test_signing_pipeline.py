@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ED_KEY, child_env, gpg_verify
+from pkgsign_testlib import ED_KEY, child_env, gpg_verify
 from pkgsign import _gnupg
 from pkgsign.agent import PIPELINE_WINDOW, AgentConnection, AgentError, AgentPool
 from pkgsign.audit import AuditLog, verify

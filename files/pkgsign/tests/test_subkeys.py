@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ED_KEY, RSA_KEY, Instance, rpm_checksig, run_admin, state_json
+from pkgsign_testlib import ED_KEY, RSA_KEY, Instance, rpm_checksig, run_admin, state_json
 from pkgsign import _gnupg
 from pkgsign.agent import KeyMaterialGeneration
 from pkgsign.keystore import NoSigningKey, key_record, signing_part

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import ED_KEY, PYTHON, child_env, gpg_verify, run_admin
+from pkgsign_testlib import ED_KEY, PYTHON, child_env, gpg_verify, run_admin
 
 from pkgsign.tokens import TokenFileError, add_token, certificate_sha256, normalize_fingerprint, read_tokens
 

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from conftest import Instance, run_admin
+from pkgsign_testlib import Instance, run_admin
 from pkgsign.audit import verify
 from pkgsign.tokens import secret_strength_problem
 

@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from conftest import run_admin
+from pkgsign_testlib import run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 from pkgsign.tokens import hash_secret

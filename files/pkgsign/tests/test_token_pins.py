@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import run_admin
+from pkgsign_testlib import run_admin
 from pkgsign import _gnupg
 from pkgsign.hashstate import Hasher
 

@@ -69,7 +69,7 @@ def test_honest_unicode_names_still_make_keys(instance):
 def test_hex_fields_with_a_trailing_newline_are_400(instance):
     """The old /sign matched hex with re's "$", which lets a final newline through (500); the hash
     states of the new /sign are checked character by character."""
-    from conftest import ED_KEY
+    from pkgsign_testlib import ED_KEY
 
     good = {"chaining_value": "00" * 32, "byte_count": 0, "tail": ""}
     for field, value in (("chaining_value", "00" * 32 + "\n"), ("chaining_value", "00" * 31 + "0\n"), ("tail", "\n")):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import SRC, child_env, run_admin
+from pkgsign_testlib import SRC, child_env, run_admin
 from pkgsign import client, openpgp, wire
 from pkgsign.config import ConfigError, load_config, parse_duration, parse_rate
 

@@ -28,7 +28,7 @@ only the configuration and the transport; signing modules are imported when a mo
 import os
 import sys
 
-from .clientconf import read_conf, read_token, tls_settings, token_path
+from .clientconf import read_conf, read_token, request_timeout, tls_settings, token_path
 from .clienterrors import SignError, UnknownKey
 from .obsopts import REFUSED, RPM_SUFFIXES, UNSIGNED_SUFFIXES, takes_value
 from .transport import Api, _quote
@@ -249,11 +249,7 @@ def _main(argv):
         jobs = max(1, int(jobs or conf.get("jobs") or 8))
     except ValueError:
         raise SignError("jobs must be a number") from None
-    try:
-        timeout = float(conf.get("timeout") or 120)
-    except ValueError:
-        raise SignError("timeout must be a number of seconds") from None
-    api = Api(conf["server"], read_token(conf), timeout=timeout, **tls_settings(conf))
+    api = Api(conf["server"], read_token(conf), timeout=request_timeout(conf), **tls_settings(conf))
     if mode == "test":
         return check_credentials(api, conf)
     user = user or conf.get("user")

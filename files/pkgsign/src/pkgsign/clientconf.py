@@ -13,6 +13,7 @@ import os
 from .clienterrors import SignError
 
 DEFAULT_CONF = "/etc/sign.conf"
+DEFAULT_TIMEOUT = 120.0  # seconds one request may take (timeout:)
 
 
 def read_conf(path=None):
@@ -43,6 +44,14 @@ def tls_settings(conf):
     """The TLS keys of sign.conf as Api keyword arguments (relative paths: from sign.conf's directory)."""
     base = os.path.dirname(os.path.abspath(conf["_path"])) if conf.get("_path") else ""
     return {key: os.path.join(base, conf[key]) for key in TLS_KEYS if conf.get(key)}
+
+
+def request_timeout(conf):
+    """sign.conf's timeout: in seconds (DEFAULT_TIMEOUT when absent), for every client that reads it."""
+    try:
+        return float(conf.get("timeout") or DEFAULT_TIMEOUT)
+    except ValueError:
+        raise SignError("timeout must be a number of seconds") from None
 
 
 def token_path(conf):

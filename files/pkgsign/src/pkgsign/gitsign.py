@@ -25,7 +25,7 @@ Configuration: $SIGN_CONF or /etc/sign.conf, as `sign`.
 import os
 import sys
 
-from .clientconf import read_conf, read_token, tls_settings
+from .clientconf import read_conf, read_token, request_timeout, tls_settings
 from .clienterrors import SignError, UnknownKey
 from .transport import Api
 
@@ -127,7 +127,7 @@ def sign(key, status_fd, conf):
     user = conf.get("git_key") or key_of(key) or conf.get("user")
     if not user:
         raise SignError("no key: git passed none (-u) and %s has no 'git_key:' or 'user:'" % conf["_path"])
-    api = Api(conf["server"], read_token(conf), timeout=float(conf.get("timeout") or 120), **tls_settings(conf))
+    api = Api(conf["server"], read_token(conf), timeout=request_timeout(conf), **tls_settings(conf))
     data = sys.stdin.buffer.read()
     state = hashstate.Hasher(digest_algo).update(data).state()
     answer = api.call("POST", "/sign", {"key": user, "digest_algo": digest_algo, "sig_type": "binary",
