@@ -19,10 +19,7 @@ import unicodedata
 
 import pytest
 
-try:  # the shared helper module once test-helpers (issue 16) is merged; conftest before
-    from pkgsign_testlib import Instance, SRC, in_process_lab, run_admin, state_json
-except ImportError:
-    from conftest import Instance, SRC, in_process_lab, run_admin, state_json
+from pkgsign_testlib import Instance, SRC, in_process_lab, run_admin, state_json
 from pkgsign import _gnupg
 from test_redteam_compat import q, raw_request
 

@@ -17,10 +17,7 @@ import tempfile
 
 import pytest
 
-try:  # the shared helper module once test-helpers (issue 16) is merged; conftest before
-    from pkgsign_testlib import PYTHON, child_env, in_process_lab, run_admin, state_json
-except ImportError:
-    from conftest import PYTHON, child_env, in_process_lab, run_admin, state_json
+from pkgsign_testlib import PYTHON, child_env, in_process_lab, run_admin, state_json
 from pkgsign.tokens import TokenStore, hash_secret, new_secret
 
 HAS_ENSURE = run_admin("token", "ensure", "--help", check=False).returncode == 0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import ED_KEY, bearer, state_json
+from pkgsign_testlib import ED_KEY, bearer, state_json
 from pkgsign import schema
 
 
