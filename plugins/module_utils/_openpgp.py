@@ -182,14 +182,6 @@ class FileOutput(object):
             raise
 
 
-def write_file(path, data, mode):
-    """Atomically write ``data`` to ``path`` with ``mode`` (the temporary file is 0600 from the start)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ModuleFailure("directory %s does not exist" % directory)
-    gnupg.write_private_file(path, data, mode)
-
-
 def dearmor(data):
     """The binary OpenPGP packets of ``data`` (armored or not): key material compared, not bytes."""
     if data is None:
@@ -882,8 +874,8 @@ def key_info(params, check_mode):
 
 # -- openpgp_sign -------------------------------------------------------------------------
 
-def sign_file(params, check_mode):
-    src, dest, mode, armor = params["src"], params["dest"], params["mode"], params["armor"]
+def sign_file(params, check_mode, output):
+    src, dest, mode, armor = params["src"], params["dest"], params["signature_mode"], params["armor"]
     passphrase = check_passphrase(params.get("passphrase"))
     selectors = params["key"]
     if not selectors:
@@ -904,7 +896,7 @@ def sign_file(params, check_mode):
                 signers.append(key.fingerprint)
         current = _current_signers(gpg, src, dest, content, mode, armor)
         changed = current != sorted(signers)
-        result = {"changed": changed, "dest": dest, "signers": sorted(signers), "mode": mode,
+        result = {"changed": changed, "dest": dest, "signers": sorted(signers), "signature_mode": mode,
                   "diff": {"before": {"dest": dest, "signers": current or []},
                            "after": {"dest": dest, "signers": sorted(signers)}}}
         if changed and not check_mode:
@@ -913,7 +905,8 @@ def sign_file(params, check_mode):
                 data = gpg.sign(content, signers, mode=mode, armor=armor, passphrase=passphrase)
             finally:
                 gpg.forget_passphrases()
-            write_file(dest, data, 0o644)
+            output.write(dest, data)
+        result["changed"] = output.settle(dest, 0o644, changed)
         return result
 
 

@@ -38,15 +38,15 @@ def test_clearsigned_announcement_by_two_keys(run, gpg, homedir, protected_key, 
     src = tmp_path / "announce.txt"
     src.write_text("The signing key changes.\n- old key retires\nFrom the infra team\n")
     dest = str(tmp_path / "announce.txt.asc")
-    one = run(openpgp_sign, homedir=homedir, src=str(src), dest=dest, key=[old], mode="clearsign",
+    one = run(openpgp_sign, homedir=homedir, src=str(src), dest=dest, key=[old], signature_mode="clearsign",
               passphrase=passphrase)
     assert one["changed"] is True
-    both = run(openpgp_sign, homedir=homedir, src=str(src), dest=dest, key=[old, new], mode="clearsign",
+    both = run(openpgp_sign, homedir=homedir, src=str(src), dest=dest, key=[old, new], signature_mode="clearsign",
                passphrase=passphrase, diff=True)
     assert both["changed"] is True and both["diff"]["before"]["signers"] == [old]
     text, signers = gpg.decrypt_clearsigned(open(dest, "rb").read())
     assert sorted(signers) == sorted([old, new]) and b"old key retires" in text
-    assert run(openpgp_sign, homedir=homedir, src=str(src), dest=dest, key=[new, old], mode="clearsign")["changed"] is False
+    assert run(openpgp_sign, homedir=homedir, src=str(src), dest=dest, key=[new, old], signature_mode="clearsign")["changed"] is False
 
 
 def test_failures(run, gpg, homedir, protected_key, tmp_path):
