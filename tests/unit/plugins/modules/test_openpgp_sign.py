@@ -100,7 +100,7 @@ def test_owner_group_mode_applied_and_idempotent(run, gpg, homedir, protected_ke
 
 
 def test_check_mode_reports_an_attribute_change_without_making_it(run, gpg, homedir, protected_key, passphrase,
-                                                                 release):
+                                                                  release):
     fpr, _sub = protected_key
     src, dest = release
     assert run(openpgp_sign, homedir=homedir, src=src, dest=dest, key=[fpr], passphrase=passphrase)["changed"] is True
