@@ -17,7 +17,9 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import base64
 import contextlib
 import datetime
+import grp
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -159,7 +161,28 @@ class FileOutput(object):
             return changed or self.attributes_differ(path, default_mode)
         return self._module.set_fs_attributes_if_different(self._file_args(path, default_mode), changed)
 
+    # chmod's symbolic modes, as Ansible's file arguments take them ("u=rw,g=r,o=", "a-x").
+    _SYMBOLIC_MODE = re.compile(r"[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+(?:,[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+)*")
+
+    def check_arguments(self):
+        """Refuse a mode, owner or group that cannot be applied before anything is written:
+        ``set_fs_attributes_if_different`` finds them only after the new file replaced the old one."""
+        params = self._module.params
+        mode = params.get("mode")
+        if mode is not None and not isinstance(mode, int) \
+                and not (re.match(r"[0-7]+\Z", str(mode)) or self._SYMBOLIC_MODE.fullmatch(str(mode))):
+            raise ModuleFailure("mode %r is neither an octal nor a symbolic file mode (e.g. '0640' or 'u=rw,g=r,o=')"
+                                % (mode,))
+        for name, lookup in (("owner", pwd.getpwnam), ("group", grp.getgrnam)):
+            value = params.get(name)
+            if value and not str(value).isdigit():
+                try:
+                    lookup(value)
+                except KeyError:
+                    raise ModuleFailure("%s %r does not exist on this host" % (name, value))
+
     def write(self, path, data):
+        self.check_arguments()
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise ModuleFailure("directory %s does not exist" % directory)

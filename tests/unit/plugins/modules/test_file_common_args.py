@@ -72,3 +72,19 @@ def test_revocation_owner_and_default_mode(run, homedir, protected_key, passphra
     # The owner changes back: only attributes, no new certificate, so no passphrase is needed.
     assert run(openpgp_revocation, homedir=homedir, key=fpr, path=path, owner="root")["changed"] is True
     assert _attributes(path)[0] == "root"
+
+
+@pytest.mark.parametrize("bad", [dict(mode="0o9"), dict(mode="u=rw,g=q"), dict(owner="no-such-user-pkgsign"),
+                                 dict(group="no-such-group-pkgsign")])
+def test_unusable_file_arguments_fail_before_the_old_file_is_replaced(run, homedir, protected_key, tmp_path, bad):
+    """A mode, owner or group that cannot be applied fails the task with the reason and leaves the
+    existing file byte-identical (it was replaced first and the task failed after)."""
+    fpr, _sub = protected_key
+    path = tmp_path / "public.asc"
+    path.write_bytes(b"the operator's previous export\n")
+    before = os.stat(str(path))
+    result = run(openpgp_export, homedir=homedir, key=fpr, path=str(path), **bad)
+    assert result.get("failed") is True and list(bad)[0] in result["msg"], result
+    assert path.read_bytes() == b"the operator's previous export\n"
+    assert os.stat(str(path)).st_ino == before.st_ino
+    assert sorted(os.listdir(str(tmp_path))) == ["gnupg", "public.asc"]
