@@ -124,28 +124,43 @@ step 2 "Container image $IMAGE"
 scripts/build-image.sh "$IMAGE" 2>&1 | progress
 
 step 3 "Lab containers on network $NETWORK ($SUBNET)"
-if ! podman network exists "$NETWORK"; then
-    podman network create --subnet "$SUBNET" "$NETWORK" >/dev/null
-    say "network $NETWORK created"
-fi
-for name in "${CONTAINERS[@]}"; do
-    if ! podman container exists "$name"; then
-        # aardvark-dns says "failed to connect to syslog" when it starts: not a problem here.
-        podman run -d --name "$name" --hostname "$name" --network "$NETWORK" \
-            --label owner=pkgsign-lab --systemd always "$IMAGE" 2>&1 >/dev/null |
-            { grep -v '^failed to connect to syslog' >&2 || true; }
-        say "$name started"
-    elif [ "$(podman inspect -f '{{.State.Running}}' "$name")" != "true" ]; then
-        podman start "$name" >/dev/null
-        say "$name restarted"
-    else
-        say "$name running (reused)"
+start_lab() {
+    reused=0
+    if ! podman network exists "$NETWORK"; then
+        podman network create --subnet "$SUBNET" "$NETWORK" >/dev/null
+        say "network $NETWORK created"
     fi
-done
+    for name in "${CONTAINERS[@]}"; do
+        if ! podman container exists "$name"; then
+            # aardvark-dns says "failed to connect to syslog" when it starts: not a problem here.
+            podman run -d --name "$name" --hostname "$name" --network "$NETWORK" \
+                --label owner=pkgsign-lab --systemd always "$IMAGE" 2>&1 >/dev/null |
+                { grep -v '^failed to connect to syslog' >&2 || true; }
+            say "$name started"
+        elif [ "$(podman inspect -f '{{.State.Running}}' "$name")" != "true" ]; then
+            podman start "$name" >/dev/null 2>&1 || return 1
+            say "$name restarted"
+            reused=1
+        else
+            say "$name running (reused)"
+            reused=1
+        fi
+    done
+}
 # Name resolution between the containers (the client reaches pkgsign-signer by name): seconds
 # now instead of a failure in step 8.
 preflight_start=$(date +%s%N)
-scripts/check-container-dns.sh "${CONTAINERS[@]}" || exit 1
+if ! start_lab || ! scripts/check-container-dns.sh "${CONTAINERS[@]}" >/dev/null 2>&1; then
+    if [ "${reused:-0}" -eq 1 ]; then
+        # A lab left by an earlier run can lose its names (aardvark-dns restarted for another
+        # network) or fail to start again. It is disposable: what make demo-clean removes
+        # (containers, network, lab/ with its keys) is made again from step 3 on.
+        say "the lab left by an earlier run cannot be reused (names or start-up): making it again"
+        clean 2>&1 | progress
+        start_lab || die "the lab containers do not start"
+    fi
+    scripts/check-container-dns.sh "${CONTAINERS[@]}" || exit 1
+fi
 say "containers resolve each other by name ($(( ($(date +%s%N) - preflight_start) / 1000000 )) ms)"
 
 step 4 "deploy-signer: signer + build client (ansible-playbook playbooks/deploy-signer.yml -i inventories/lab)"
