@@ -138,9 +138,9 @@ start_lab() {
                 { grep -v '^failed to connect to syslog' >&2 || true; }
             say "$name started"
         elif [ "$(podman inspect -f '{{.State.Running}}' "$name")" != "true" ]; then
+            reused=1
             podman start "$name" >/dev/null 2>&1 || return 1
             say "$name restarted"
-            reused=1
         else
             say "$name running (reused)"
             reused=1
