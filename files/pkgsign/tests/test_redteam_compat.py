@@ -526,8 +526,8 @@ def test_an_alias_named_with_kelvin_sign_is_not_one_for_k(files_lab):
     with open(files_lab.config, encoding="utf-8") as handle:
         text = handle.read()
     with open(files_lab.config, "w", encoding="utf-8") as handle:  # not set_option: its parser folds with str.lower
-        handle.write(text.replace("[aliases]\n", "[aliases]\n\u212aate#z@copr.test = \u212aate#p@copr.test\n"
-                                                  "\u212aelvin = \u212aate#p@copr.test\n", 1))
+        aliases = "[aliases]\n\u212aate#z@copr.test = \u212aate#p@copr.test\n\u212aelvin = \u212aate#p@copr.test\n"
+        handle.write(text.replace("[aliases]\n", aliases, 1))
     files_lab.start()
     assert fingerprint_of(files_lab, "kate#z@copr.test") == made["kate#z@copr.test"]
     assert fingerprint_of(files_lab, "\u212aate#z@copr.test") == made["\u212aate#p@copr.test"]

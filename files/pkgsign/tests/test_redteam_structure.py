@@ -674,7 +674,7 @@ def test_refusal_time_does_not_tell_an_existing_key_from_a_missing_one(lab):
 
     def fastest(key, body_of):
         best = None
-        for _ in range(25):
+        for _attempt in range(25):
             started = time.perf_counter()
             status, _answer = post(lab, "/sign", body_of(key), "weak")
             took = time.perf_counter() - started
@@ -682,7 +682,7 @@ def test_refusal_time_does_not_tell_an_existing_key_from_a_missing_one(lab):
             best = took if best is None else min(best, took)
         return best
 
-    for body_of in (lambda key: sign_body(key), lambda key: sign_body(key, extra=1),
+    for body_of in (sign_body, lambda key: sign_body(key, extra=1),
                     lambda key: sign_body(key, [dict(state_json(b"t"), byte_count=-1)])):
         times = {VICTIM: None, MISSING: None, "0123456789ABCDEF": None}
         for _round in range(2):
@@ -723,8 +723,8 @@ def test_an_alias_named_with_kelvin_sign_is_no_name_for_a_kate_token(lab):
 
 
 def test_future_patterns_follow_ascii_case_only_for_keys_made_later(lab):
-    made = {name: made_key(lab, name) for name in ("kate#later@copr.test", "\u212aate#later@copr.test",
-                                                  "\uff4bate#later@copr.test")}
+    names = ("kate#later@copr.test", "\u212aate#later@copr.test", "\uff4bate#later@copr.test")
+    made = {name: made_key(lab, name) for name in names}
     for name, fingerprint in made.items():
         status, body = post(lab, "/sign", sign_body(name), "kate-future")
         if name.startswith("kate#"):
@@ -746,7 +746,7 @@ def test_a_megabyte_states_list_is_refused_as_cheaply_as_a_short_one(lab):
         assert_refused(status, body, 400, 413)
         return time.perf_counter() - started
 
-    short = min(took(MAX_STATES + 1) for _ in range(3))
+    short = min(took(MAX_STATES + 1) for _attempt in range(3))
     long = took(500000)
     assert long < short + 2.0, ("a 1 MB states list took %.2f s to refuse (a short one %.3f s)" % (long, short))
 

@@ -209,7 +209,7 @@ def test_a_token_may_not_take_another_token_s_secret(lab):
 @needs_ensure
 def test_no_secret_nor_its_hash_in_answers_or_audit(lab):
     _client, _headers, config, _gpg = lab
-    secrets = [new_secret() for _ in range(3)]
+    secrets = [new_secret() for _number in range(3)]
     outputs = [ensure(config, "ci", secrets[0])[2], ensure(config, "ci", secrets[0])[2],
                ensure(config, "ci", secrets[1], "sign", PROJECT, "--check")[2], ensure(config, "ci", secrets[1])[2],
                ensure(config, "admin", secrets[1])[2]]

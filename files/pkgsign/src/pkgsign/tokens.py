@@ -606,8 +606,8 @@ def ensure_token(path, token_id, scopes, key_patterns, secret, rate=None, client
             again = _plan_ensure(tokens, token_id, wanted, replace_revoked)
             if again != (action, changes, to_pin):
                 raise TokenFileError("the tokens file changed while token %r was being compared: run again" % token_id)
-            tokens[token_id] = _carry_revoked(tokens.get(token_id), _ensured_entry(tokens.get(token_id) or {}, action,
-                                                                                  wanted, pins_now))
+            made = _ensured_entry(tokens.get(token_id) or {}, action, wanted, pins_now)
+            tokens[token_id] = _carry_revoked(tokens.get(token_id), made)
     return {"id": token_id, "changed": action != "unchanged", "action": action, "changes": changes,
             "pinned": {ascii_lower(p): len(pins_now.get(ascii_lower(p), ())) for p in to_pin}}
 

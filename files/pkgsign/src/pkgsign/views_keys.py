@@ -18,6 +18,7 @@ log = logging.getLogger("pkgsign")
 
 keys = Blueprint("keys", __name__)
 
+
 def holds_keygen_worker(view):
     """The whole request holds a worker (queue, slot, generation): bounded per process (budget.py)."""
     @functools.wraps(view)

@@ -93,4 +93,3 @@ def _writable(directory):
             return True
     except OSError:
         return False
-
