@@ -10,7 +10,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 # The limits below come from the code that enforces them (one source).
 # The service fills in its instance's limits (schema.py): these are the defaults.
-from pkgsign.config import (DEFAULT_EMAIL_PATTERN, DEFAULT_MAX_DIGESTS, KEYGEN_ALGORITHMS,  # noqa: E402
+from pkgsign.config import (DEFAULT_EMAIL_PATTERN, DEFAULT_MAX_DIGESTS, KEYGEN_ALGORITHMS, MAX_KEY_NAME,  # noqa: E402
                             ORACLE_DEFAULT_DISTRIBUTION, ORACLE_MAX_NAME, ORACLE_NAME_PATTERN)
 
 err = {"$ref": "#/components/responses/Error"}
@@ -24,7 +24,7 @@ def resp(desc, schema=None, ctype="application/json"):
 
 
 auth_errors = {"401": {"$ref": "#/components/responses/Unauthorized"}, "403": err, "429": {"$ref": "#/components/responses/RateLimited"}}
-KEY = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\x00-\\x1f\\x7f]+$"}
+KEY = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_NAME, "pattern": "^[^\\x00-\\x1f\\x7f]+$"}
 UID = "[^\\s<>()\\x00-\\x1f\\x7f](?:[^<>()\\x00-\\x1f\\x7f]*[^\\s<>()\\x00-\\x1f\\x7f])?"
 SIGNATURE = {"type": "object", "required": ["digest", "signature"], "properties": {
     "digest": {"type": "string", "description": "hex of the finished hash the key signed (as in the audit log)"},

@@ -13,14 +13,13 @@ from werkzeug.exceptions import HTTPException
 
 from . import hashstate
 from .budget import BudgetExceeded, in_networks
-from .config import ascii_lower
+from .config import MAX_KEY_NAME, ascii_lower
 from .keystore import UnknownKey
 from .schema import BodyError
 from .tokens import TokenFileError
 
 log = logging.getLogger("pkgsign")
 
-MAX_KEY_NAME = 256
 # Operations whose refusals are audited (not /ping, /health/*, /openapi.json or unknown paths):
 # blueprint endpoint names; the audit line's operation is the part after the dot (``operation()``).
 AUDITED_ENDPOINTS = frozenset(("keys.gen_key", "keys.pubkey", "keys.key_info", "keys.delete_key", "signing.sign",
