@@ -25,7 +25,7 @@ venv:  ## apt packages, .venv with requirements-dev.txt, ansible-test pip stand-
 # ---------------------------------------------------------------------------------------------
 
 .PHONY: test
-test:  ## every suite: units, service, e2e, sanity, lint, molecule, soak (70-80 minutes on 2 cores)
+test:  ## every suite: units, service, e2e, sanity, lint, molecule, soak (60-70 minutes on 2 cores; CI allows 90)
 	scripts/run-tests.sh units service e2e sanity lint molecule soak
 
 .PHONY: units
