@@ -421,13 +421,11 @@ def add_token(path, token_id, scopes, key_patterns, secret=None, rate=None, repl
         if token_id in tokens and not tokens[token_id].get("revoked") and not replace:
             raise TokenFileError("token %r exists (revoke it or use --replace to rotate)" % token_id)
         digest = hash_secret(secret)
-        revoked_under = _revoked_by(tokens, digest)
-        if revoked_under is not None:
-            # A revoked secret may have leaked: never valid again, under this id or another.
-            raise TokenFileError("that secret was revoked with token %r: a revoked secret stays revoked" % revoked_under)
-        for other_id, entry in tokens.items():
-            if other_id != token_id and entry.get("sha256") == digest:
-                raise TokenFileError("that secret is already used by token %r" % other_id)
+        if digest in revoked_hashes(tokens.get(token_id)):
+            raise TokenFileError("that secret was revoked with token %r: a revoked secret stays revoked" % token_id)
+        problem = _secret_taken_elsewhere(tokens, token_id, digest)
+        if problem:
+            raise TokenFileError(problem)
         entry = {"sha256": digest, "scopes": sorted(set(scopes)), "keys": list(key_patterns),
                  "created": int(time.time())}
         if rate not in (None, ""):
@@ -484,11 +482,17 @@ def revoked_hashes(entry):
     return found
 
 
-def _revoked_by(tokens, digest):
-    """The id under which the secret hash ``digest`` was ever revoked, or None."""
-    for token_id, entry in tokens.items():
+def _secret_taken_elsewhere(tokens, token_id, digest):
+    """Why the secret hash ``digest`` cannot be ``token_id``'s because of another id, or None:
+    revoked there (a revoked secret may have leaked: never valid again) or in use there (one
+    secret, one token)."""
+    for other_id, entry in tokens.items():
+        if other_id == token_id or not isinstance(entry, dict):
+            continue
         if digest in revoked_hashes(entry):
-            return token_id
+            return "that secret was revoked with token %r: a revoked secret stays revoked" % other_id
+        if entry.get("sha256") == digest:
+            return "that secret is already used by token %r" % other_id
     return None
 
 
@@ -516,27 +520,19 @@ def _plan_ensure(tokens, token_id, wanted, replace_revoked):
     or TokenFileError when that is refused. A revoked token stays revoked: only with
     ``replace_revoked`` and a secret never used before does its id become a new token."""
     digest = wanted["secret"]
-    revoked_under = _revoked_by(tokens, digest)
-    if revoked_under is not None and revoked_under != token_id:
-        raise TokenFileError("that secret was revoked with token %r: a revoked secret stays revoked" % revoked_under)
-    for other_id, entry in tokens.items():
-        if other_id == token_id or not isinstance(entry, dict):
-            continue
-        if _unrevoked_hash(entry.get("sha256", "")) == digest:
-            raise TokenFileError(("that secret was revoked with token %r: a revoked secret stays revoked" if entry.get("revoked")
-                                  else "that secret is already used by token %r") % other_id)
+    problem = _secret_taken_elsewhere(tokens, token_id, digest)
+    if problem:
+        raise TokenFileError(problem)
     entry = tokens.get(token_id)
-    if isinstance(entry, dict) and entry.get("revoked"):
-        if not replace_revoked:
-            raise TokenFileError("token %r is revoked and stays revoked: give a new secret and --replace-revoked to "
-                                 "make a new token under that id, or use another id" % token_id)
-        if digest in revoked_hashes(entry):
-            raise TokenFileError("token %r was revoked with that secret: a revoked secret stays revoked, give a new "
-                                 "one" % token_id)
-        entry = None  # a new token: nothing of the revoked one carries over (but its revoked secrets)
-    elif digest in revoked_hashes(entry):  # active again under a new secret: an older one stays revoked
+    revoked = isinstance(entry, dict) and entry.get("revoked")
+    if revoked and not replace_revoked:
+        raise TokenFileError("token %r is revoked and stays revoked: give a new secret and --replace-revoked to "
+                             "make a new token under that id, or use another id" % token_id)
+    if digest in revoked_hashes(entry):  # its own revoked secret, now or generations ago
         raise TokenFileError("token %r was revoked with that secret: a revoked secret stays revoked, give a new "
                              "one" % token_id)
+    if revoked:
+        entry = None  # a new token: nothing of the revoked one carries over (but its revoked secrets)
     if not isinstance(entry, dict):
         return "created", sorted(name for name, value in wanted.items() if value is not None), [p for p in wanted["keys"] if pattern_is_pinned(p)]
     registered = _registered_fields(entry)
