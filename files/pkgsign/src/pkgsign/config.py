@@ -34,12 +34,13 @@ def ascii_lower(text: str) -> str:
     return text.translate(_ASCII_LOWER)
 
 
-# The Blind Oracle's [oracle] table (oracle.py): DISTRIBUTION/KEY_TYPE = KEY; the one source of
-# the endpoints' name limits (tools/openapi.py publishes them).
-ORACLE_MAX_NAME = 64
 # The longest key name a request may give (name_email, fingerprint, key id or alias); web.py
 # enforces it, tools/openapi.py publishes it.
 MAX_KEY_NAME = 256
+
+# The Blind Oracle's [oracle] table (oracle.py): DISTRIBUTION/KEY_TYPE = KEY; the one source of
+# the endpoints' name limits (tools/openapi.py publishes them).
+ORACLE_MAX_NAME = 64
 ORACLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
 ORACLE_DEFAULT_DISTRIBUTION = "default"
 
